@@ -1,0 +1,495 @@
+"""The local sandbox: throwaway Debian 12 servers with systemd, booted on this machine.
+
+Each server is a ``systemd-nspawn -b`` container booted from an overlay of one
+cached base root filesystem, in its own network namespace on a private
+bridge. The servers reach Debian and PyPI only through a tinyproxy the sandbox
+runs on the bridge address; there is no NAT. Needs Linux and root.
+"""
+
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from invoke import Exit, task
+
+PROJECT = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("FAB_SANDBOX_DIR", PROJECT / ".sandbox"))
+CACHE = Path(os.environ.get("FAB_SANDBOX_CACHE", "/var/cache/fab-sandbox"))
+SUITE = "bookworm"
+BASE = CACHE / f"{SUITE}-base"
+PACKAGES = "openssh-server,python3,sudo,iproute2,systemd-sysv,dbus,libpam-systemd"
+HOST_PACKAGES = ["debootstrap", "systemd-container", "tinyproxy", "iproute2", "openssh-client"]
+BRIDGE = "fsb0"
+SUBNET = "10.213.0"
+GATEWAY = f"{SUBNET}.1"
+PROXY_PORT = 8888
+PROXY = f"http://{GATEWAY}:{PROXY_PORT}"
+USER = "tom"
+UID = 1000
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+SERVER_CA = "/usr/local/share/fab-sandbox/ca.crt"
+BOOT_TIMEOUT = 60
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+class SandboxError(Exception):
+    """A sandbox failure, worded for the person running it."""
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    index: int
+
+    @property
+    def address(self):
+        return f"{SUBNET}.{10 + self.index}"
+
+    @property
+    def netns(self):
+        return f"fsb-{self.name}"
+
+    @property
+    def link(self):
+        return f"fsb{self.index}"
+
+    @property
+    def dir(self):
+        return STATE / "servers" / self.name
+
+    @property
+    def pid(self):
+        try:
+            return int((self.dir / "pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def sh(*argv, check=True, capture=True, **kwargs):
+    """Run a local command; raise SandboxError with its stderr when it fails."""
+    proc = subprocess.run(argv, text=True, capture_output=capture, **kwargs)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or [""]
+        raise SandboxError(f"`{' '.join(map(str, argv))}` failed: {detail[0]}")
+    return proc
+
+
+def require_root_linux():
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        raise SandboxError("the sandbox needs Linux and root (run as root on a Linux machine)")
+    missing = [tool for tool in ("debootstrap", "systemd-nspawn", "tinyproxy", "ip", "ssh-keygen")
+               if shutil.which(tool) is None]
+    if missing:
+        raise SandboxError(
+            f"missing {', '.join(missing)}: apt-get install -y {' '.join(HOST_PACKAGES)}"
+        )
+
+
+@contextmanager
+def locked():
+    """Serialise sandbox changes across processes (pytest workers, parallel fab runs)."""
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def host_sources():
+    """The host's own Debian apt sources: (mirror URL, deb822 text or None)."""
+    deb822 = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    for path in deb822:
+        text = path.read_text()
+        match = re.search(r"^URIs:\s*(\S+/debian)/?\s*$", text, re.M)
+        if match:
+            return match.group(1), text
+    for path in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.list")]:
+        if path.exists():
+            match = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)/?\s", path.read_text(), re.M)
+            if match:
+                return match.group(1), None
+    raise SandboxError("no Debian mirror in /etc/apt/sources.list*; configure apt on this machine")
+
+
+def ensure_base():
+    """Build the clean base root filesystem once; later calls reuse the cache."""
+    if (BASE / ".complete").exists():
+        return BASE
+    mirror, deb822 = host_sources()
+    tmp = CACHE / f"{SUITE}-base.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"sandbox: building the {SUITE} base from {mirror} (once, about a minute)...", flush=True)
+    sh("debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tmp), mirror)
+    if deb822:
+        (tmp / "etc/apt/sources.list").unlink(missing_ok=True)
+        (tmp / "etc/apt/sources.list.d/debian.sources").write_text(deb822)
+    script = f"""
+        set -e
+        useradd --create-home --uid {UID} --shell /bin/bash --groups sudo {USER}
+        passwd --delete {USER} >/dev/null && passwd --lock {USER} >/dev/null
+        rm -f /etc/ssh/ssh_host_*
+        apt-get clean
+        rm -rf /var/lib/apt/lists/*
+        systemctl mask systemd-timesyncd.service getty@tty1.service >/dev/null 2>&1 || true
+        echo 'UseDNS no' > /etc/ssh/sshd_config.d/sandbox.conf
+    """
+    sh("chroot", str(tmp), "sh", "-c", script)
+    (tmp / ".complete").touch()
+    tmp.rename(BASE)
+    return BASE
+
+
+def ensure_bridge():
+    if sh("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        return
+    sh("ip", "link", "add", BRIDGE, "type", "bridge")
+    sh("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
+    sh("ip", "link", "set", BRIDGE, "up")
+
+
+def proxy_pid():
+    try:
+        pid = int((STATE / "tinyproxy.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_proxy():
+    """A forward proxy on the bridge: the servers' only way out (apt and pip)."""
+    if proxy_pid():
+        return
+    conf = STATE / "tinyproxy.conf"
+    conf.write_text(
+        f"User nobody\nGroup nogroup\nPort {PROXY_PORT}\nListen {GATEWAY}\nTimeout 600\n"
+        f"MaxClients 200\nAllow {SUBNET}.0/24\nConnectPort 443\nConnectPort 80\n"
+        "LogLevel Warning\n"
+    )
+    log = open(STATE / "tinyproxy.log", "a")
+    proc = subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)], stdout=log, stderr=log,
+                            start_new_session=True)
+    (STATE / "tinyproxy.pid").write_text(str(proc.pid))
+    wait_for(lambda: port_open(GATEWAY, PROXY_PORT), 10, "tinyproxy to listen")
+
+
+def ensure_key():
+    key = STATE / "id_ed25519"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fab-sandbox", "-f", str(key))
+    return key
+
+
+def port_open(host, port, timeout=1.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise SandboxError(f"timed out after {timeout}s waiting for {what}")
+
+
+def servers():
+    """The servers this sandbox knows about, in index order."""
+    found = []
+    for path in sorted((STATE / "servers").glob("*/index")):
+        try:
+            found.append(Server(path.parent.name, int(path.read_text())))
+        except ValueError:
+            continue
+    return sorted(found, key=lambda s: s.index)
+
+
+def find(name):
+    for server in servers():
+        if server.name == name:
+            return server
+    known = ", ".join(s.name for s in servers()) or "none"
+    raise SandboxError(f"no sandbox server named {name!r} (running: {known})")
+
+
+def running(server):
+    pid = server.pid
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def write_file(root, path, text, mode=0o644, owner=(0, 0)):
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    os.chmod(target, mode)
+    os.chown(target, *owner)
+
+
+def seed_upper(server, upper, sudo_password):
+    """Files a fresh server gets before first boot: identity, keys, proxy, CA."""
+    pubkey = (STATE / "id_ed25519.pub").read_text()
+    write_file(upper, "/etc/hostname", f"{server.name}\n")
+    write_file(upper, "/etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {server.name}\n")
+    (upper / "etc/ssh").mkdir(parents=True, exist_ok=True)
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{server.name}",
+       "-f", str(upper / "etc/ssh/ssh_host_ed25519_key"))
+    write_file(upper, "/root/.ssh/authorized_keys", pubkey, 0o600)
+    os.chmod(upper / "root/.ssh", 0o700)
+    home = f"/home/{USER}"
+    write_file(upper, f"{home}/.ssh/authorized_keys", pubkey, 0o600, (UID, UID))
+    os.chown(upper / home.lstrip("/"), UID, UID)
+    os.chmod(upper / f"{home.lstrip('/')}/.ssh", 0o700)
+    os.chown(upper / f"{home.lstrip('/')}/.ssh", UID, UID)
+    rule = "ALL=(ALL:ALL) ALL" if sudo_password else "ALL=(ALL:ALL) NOPASSWD: ALL"
+    write_file(upper, f"/etc/sudoers.d/{USER}", f"{USER} {rule}\n", 0o440)
+    write_file(upper, "/etc/apt/apt.conf.d/01sandbox-proxy",
+               f'Acquire::http::Proxy "{PROXY}";\nAcquire::https::Proxy "{PROXY}";\n')
+    # Debian's ca-certificates rebuilds the bundle and drops this CA; pip reads its own copy.
+    ca = CA_BUNDLE.read_text()
+    write_file(upper, SERVER_CA, ca)
+    write_file(upper, str(CA_BUNDLE), ca)
+    write_file(upper, "/etc/pip.conf", f"[global]\nproxy = {PROXY}\ncert = {SERVER_CA}\n")
+    write_file(upper, "/etc/environment",
+               f"http_proxy={PROXY}\nhttps_proxy={PROXY}\nno_proxy=localhost,127.0.0.1\n")
+
+
+def allocate(name):
+    used = {s.index for s in servers()}
+    index = next(i for i in range(1, 240) if i not in used)
+    server = Server(name, index)
+    server.dir.mkdir(parents=True, exist_ok=True)
+    (server.dir / "index").write_text(str(index))
+    return server
+
+
+def setup_network(server):
+    ns = server.netns
+    sh("ip", "netns", "add", ns)
+    sh("ip", "link", "add", server.link, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    sh("ip", "link", "set", server.link, "master", BRIDGE, "up")
+    for args in (["addr", "add", f"{server.address}/24", "dev", "eth0"],
+                 ["link", "set", "eth0", "up"], ["link", "set", "lo", "up"],
+                 ["route", "add", "default", "via", GATEWAY]):
+        sh("ip", "-n", ns, *args)
+
+
+def start(server):
+    """Boot the container under a loop that boots it again when it reboots (exit 133)."""
+    nspawn = [
+        "systemd-nspawn", "-D", str(BASE), f"--overlay={BASE}:{server.dir / 'upper'}:/",
+        "-b", "--register=no", f"--network-namespace-path=/run/netns/{server.netns}",
+        "-M", server.name, "--console=pipe", "--keep-unit",
+        "--capability=CAP_NET_ADMIN,CAP_NET_RAW",
+    ]
+    loop = 'while :; do "$@"; rc=$?; [ "$rc" = 133 ] || exit "$rc"; done'
+    log = open(server.dir / "console.log", "a")
+    proc = subprocess.Popen(["sh", "-c", loop, "sandbox-loop", *nspawn], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log, start_new_session=True)
+    (server.dir / "pid").write_text(str(proc.pid))
+
+
+def ssh_argv(server, user="root"):
+    return ["ssh", "-F", str(STATE / "ssh_config"), "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=3", "-l", user, server.name]
+
+
+def ssh(server, command, user="root", check=True, timeout=60):
+    return sh(*ssh_argv(server, user), command, check=check, timeout=timeout)
+
+
+def wait_ready(server, timeout=BOOT_TIMEOUT):
+    def up():
+        if not port_open(server.address, 22, 0.5):
+            return False
+        return ssh(server, "systemctl is-system-running --wait >/dev/null 2>&1; true",
+                   check=False).returncode == 0
+    wait_for(up, timeout, f"{server.name} to boot (see {server.dir / 'console.log'})")
+
+
+def write_ssh_config():
+    """An ssh_config and known_hosts for every server, for `fab -S` and plain ssh."""
+    key = STATE / "id_ed25519"
+    entries, known = [], []
+    for server in servers():
+        pub = server.dir / "upper/etc/ssh/ssh_host_ed25519_key.pub"
+        if pub.exists():
+            keytype, blob = pub.read_text().split()[:2]
+            known.append(f"{server.name},{server.address} {keytype} {blob}\n")
+        entries.append(
+            f"Host {server.name}\n    HostName {server.address}\n    User {USER}\n"
+            f"    IdentityFile {key}\n    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {STATE / 'known_hosts'}\n"
+            f"    StrictHostKeyChecking yes\n    HostKeyAlias {server.name}\n\n"
+        )
+    (STATE / "known_hosts").write_text("".join(known))
+    (STATE / "ssh_config").write_text("".join(entries))
+
+
+def boot(name, sudo_password=None):
+    """Boot one fresh server called NAME (replacing any server of that name)."""
+    if not NAME_RE.match(name):
+        raise SandboxError(f"bad server name {name!r}: use lowercase letters, digits and '-'")
+    require_root_linux()
+    with locked():
+        ensure_base()
+        ensure_key()
+        ensure_bridge()
+        ensure_proxy()
+        if (STATE / "servers" / name).exists():
+            destroy(name)
+        server = allocate(name)
+        upper = server.dir / "upper"
+        upper.mkdir()
+        seed_upper(server, upper, sudo_password)
+        setup_network(server)
+        write_ssh_config()
+        start(server)
+    wait_ready(server)
+    if sudo_password:
+        ssh(server, f"echo {USER}:{sudo_password} | chpasswd")
+    return server
+
+
+def kill_tree(server):
+    pid = server.pid
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)  # the restart loop and nspawn itself
+        except OSError:
+            pass
+    if Path(f"/run/netns/{server.netns}").exists():
+        pids = sh("ip", "netns", "pids", server.netns, check=False).stdout.split()
+        for p in pids:
+            try:
+                os.kill(int(p), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+
+
+def destroy(name):
+    """Stop one server and remove everything it had: processes, network, overlay."""
+    server = next((s for s in servers() if s.name == name), None)
+    if server is None:
+        return
+    kill_tree(server)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sh("ip", "netns", "pids", server.netns,
+                                               check=False).stdout.strip():
+        time.sleep(0.1)
+    sh("ip", "link", "del", server.link, check=False)
+    sh("ip", "netns", "del", server.netns, check=False)
+    shutil.rmtree(server.dir, ignore_errors=True)
+    write_ssh_config()
+
+
+def down_all():
+    """Remove every server, the proxy and the bridge; also leftovers of a crashed run."""
+    with locked():
+        for server in servers():
+            destroy(server.name)
+        for ns in sh("ip", "netns", "list", check=False).stdout.split("\n"):
+            ns = ns.split(" ")[0]
+            if ns.startswith("fsb-"):
+                for p in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+                    os.kill(int(p), signal.SIGKILL)
+                sh("ip", "netns", "del", ns, check=False)
+        for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
+            link = line.split(":")[1].strip().split("@")[0]
+            if re.fullmatch(r"fsb\d+", link):
+                sh("ip", "link", "del", link, check=False)
+        pid = proxy_pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+        (STATE / "tinyproxy.pid").unlink(missing_ok=True)
+        sh("ip", "link", "del", BRIDGE, check=False)
+        shutil.rmtree(STATE / "servers", ignore_errors=True)
+        write_ssh_config()
+
+
+def reboot_server(name, timeout=BOOT_TIMEOUT):
+    """Reboot NAME for real and wait until systemd is running and sshd answers."""
+    server = find(name)
+    boot_id = ssh(server, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    ssh(server, "systemctl reboot", check=False)
+
+    def rebooted():
+        proc = ssh(server, "cat /proc/sys/kernel/random/boot_id", check=False, timeout=10)
+        return proc.returncode == 0 and proc.stdout.strip() not in ("", boot_id)
+    wait_for(rebooted, timeout, f"{name} to come back from reboot")
+    wait_ready(server, timeout)
+    return server
+
+
+def usage(server):
+    return f"fab -S {STATE / 'ssh_config'} -H {server.name} provision"
+
+
+def describe(server):
+    state = "running" if running(server) else "stopped"
+    return f"{server.name:<12} {server.address:<14} {state:<8} {usage(server)}"
+
+
+def guarded(fn):
+    """Run a sandbox action, turning SandboxError into one line and exit 1."""
+    try:
+        return fn()
+    except SandboxError as e:
+        raise Exit(f"sandbox: {e}", code=1)
+
+
+@task(help={
+    "count": "how many servers to boot (default 1)",
+    "sudo-password": "give user tom this sudo password (default: passwordless sudo)",
+})
+def up(c, count=1, sudo_password=None):
+    """Boot N fresh Debian 12 servers (sandbox-1..N) and print how to reach them."""
+    def run():
+        started = time.monotonic()
+        booted = [boot(f"sandbox-{i}", sudo_password) for i in range(1, count + 1)]
+        print(f"sandbox: {len(booted)} server(s) up in {time.monotonic() - started:.1f}s")
+        for server in booted:
+            print(describe(server))
+    guarded(run)
+
+
+@task
+def down(c):
+    """Stop every sandbox server and remove its network, overlay and the proxy."""
+    guarded(lambda: (require_root_linux(), down_all()))
+    print("sandbox: down")
+
+
+@task(name="list")
+def list_(c):
+    """Show the sandbox servers: name, address, state and how to reach them."""
+    known = servers()
+    for server in known:
+        print(describe(server))
+    if not known:
+        print("sandbox: no servers (start some with `fab sandbox.up`)")
+
+
+@task(help={"name": "the server to reboot, e.g. sandbox-1"})
+def reboot(c, name):
+    """Reboot one sandbox server for real and wait until it is back."""
+    server = guarded(lambda: reboot_server(name))
+    print(f"sandbox: {server.name} rebooted and running at {server.address}")
