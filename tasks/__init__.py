@@ -2,7 +2,14 @@
 
 from invoke import Collection
 
-from tasks import sandbox
+from tasks import provision, sandbox
 
-namespace = Collection()
+namespace = Collection(
+    provision.provision,
+    provision.packages_task,
+    provision.app_task,
+    provision.supervisor_task,
+    provision.nginx_task,
+    provision.firewall_task,
+)
 namespace.add_collection(Collection.from_module(sandbox))

@@ -1,0 +1,149 @@
+"""Step 2: the app user, the app's code as a release, and its virtualenv.
+
+Layout on the server (Capistrano-style, so rollback is a symlink switch):
+
+    <dir>/releases/<UTC time>-<content hash>/   the code, owned by root, read-only to the app
+    <dir>/venvs/<requirements hash>/            one virtualenv per distinct requirements.txt
+    <dir>/releases/<id>/.venv -> ../../venvs/<hash>
+    <dir>/current -> releases/<id>              switched atomically (rename of a new symlink)
+"""
+
+import hashlib
+import io
+import os
+import tarfile
+import time
+from pathlib import Path
+
+from tasks.core import CHANGED, OK, DeployError, q, say
+from tasks.facts import ancestors
+
+SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", "node_modules"}
+SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+def source_files(root):
+    """The app's files, sorted, without caches or virtualenvs."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DeployError(f"the app folder {root} does not exist (set app.source)")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            if not name.endswith(SKIP_SUFFIXES):
+                out.append(Path(dirpath, name))
+    return out
+
+
+def content_hash(root):
+    """A hash of the app's paths, exec bits and bytes: equal trees, equal hashes."""
+    digest = hashlib.sha256()
+    for path in source_files(root):
+        rel = path.relative_to(root).as_posix()
+        digest.update(f"{rel}\0{os.access(path, os.X_OK)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def requirements_hash(root):
+    return hashlib.sha256((Path(root) / "requirements.txt").read_bytes()).hexdigest()[:16]
+
+
+def tarball(root):
+    """A gzip tarball of the app with normalised owners, modes and times."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        for path in source_files(root):
+            info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            data = path.read_bytes()
+            info.size, info.mtime, info.uid, info.gid = len(data), 0, 0, 0
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def release_id(tree_hash):
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + tree_hash[:8]
+
+
+def layout_script(s, facts):
+    """Create the app user and directories; open the path for nginx to traverse."""
+    lines = []
+    if not facts.user_exists:
+        lines.append(f"useradd --create-home --shell /bin/bash {q(s.user)}")
+    wanted = [(s.dir, "root", "root", "755"), (s.releases, "root", "root", "755"),
+              (s.venvs, "root", "root", "755"), (s.log_dir, "root", s.user, "750")]
+    for path, owner, group, mode in wanted:
+        if facts.modes.get(path) != (owner, group, mode):
+            lines.append(f"install -d -o {owner} -g {q(group)} -m {mode} {q(path)}")
+    for d in ancestors(s.dir):
+        mode = facts.modes.get(d, ("", "", "0"))[2]
+        if int(mode, 8) & 0o001 == 0:
+            lines.append(f"chmod o+x {q(d)}")
+    return lines
+
+
+def release_script(s, tarball_path, rid, tree_hash, venv_hash, build_venv):
+    release = f"{s.releases}/{rid}"
+    venv = f"{s.venvs}/{venv_hash}"
+    lines = [f"trap 'rm -f {q(tarball_path)}' EXIT",
+             f"rm -rf {q(release)}", f"install -d -m 0755 {q(release)}",
+             f"tar -xzf {q(tarball_path)} -C {q(release)} --no-same-owner",
+             f"printf '%s\\n' {q(tree_hash)} > {q(release)}/.fab-release"]
+    if build_venv:
+        lines += [f"rm -rf {q(venv)}", f"python3 -m venv {q(venv)}",
+                  f"{q(venv)}/bin/pip install -q --disable-pip-version-check "
+                  f"-r {q(release)}/requirements.txt",
+                  f"touch {q(venv)}/.fab-complete"]
+    lines += [f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv",
+              f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new",
+              f"mv -Tf {q(s.current)}.fab-new {q(s.current)}"]
+    return lines
+
+
+def prune_script(s, keep):
+    """Drop old releases (never those in KEEP) and virtualenvs no release uses."""
+    keep_args = " ".join(q(k) for k in keep)
+    return f"""
+cd {q(s.releases)}
+ls -1 | sort | head -n -{s.keep_releases} | while read -r r; do
+  case " {keep_args} " in *" $r "*) continue;; esac
+  rm -rf -- "$r"
+done
+cd {q(s.venvs)}
+for v in *; do
+  [ -d "$v" ] || continue
+  used=$(find {q(s.releases)} -mindepth 2 -maxdepth 2 -name .venv -lname "../../venvs/$v" | head -n1)
+  [ -n "$used" ] || rm -rf -- "$v"
+done
+"""
+
+
+def converge(h):
+    s, f = h.settings, h.facts
+    changes = []
+    layout = layout_script(s, f)
+    if layout:
+        h.change("\n".join(layout))
+        changes.append("prepared the app layout" if f.user_exists else f"created user {s.user}")
+    tree_hash = content_hash(s.source_path)
+    if tree_hash == f.current_hash:
+        return (CHANGED, ", ".join(changes)) if changes else (OK, "")
+    venv_hash = requirements_hash(s.source_path)
+    build_venv = venv_hash not in f.venvs
+    rid = release_id(tree_hash)
+    if h.dry_run:
+        say(h.name, f"would upload {len(source_files(s.source_path))} files as release {rid}"
+                    + (f" and build virtualenv {venv_hash}" if build_venv else ""))
+    else:
+        path = h.upload(tarball(s.source_path))
+        h.change("\n".join(release_script(s, path, rid, tree_hash, venv_hash, build_venv)),
+                 timeout=900)
+        previous = f.links.get(s.current, "").rpartition("/")[2]
+        h.change(prune_script(s, [rid, previous]))
+    h.notified.add("app")
+    if f.links.get(f"{s.current}/.venv") != f"../../venvs/{venv_hash}":
+        h.notified.add("venv")
+    changes.append(f"released {rid}" + (f" with new virtualenv {venv_hash}" if build_venv else ""))
+    return CHANGED, ", ".join(changes)

@@ -1,0 +1,175 @@
+"""Remote primitives and reporting shared by every step.
+
+A `Host` is one server for one run: its connection, settings, facts, the
+dry-run switch, the step outcomes so far and the handlers notified. Steps read
+facts, decide, and call `Host.change` for anything that alters the server; in
+dry-run `change` records what would happen and runs nothing.
+"""
+
+import difflib
+import hashlib
+import io
+import shlex
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from invoke.exceptions import UnexpectedExit
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from tasks.settings import PROJECT
+
+OK, CHANGED, FAILED = "ok", "changed", "failed"
+_print_lock = threading.Lock()
+_templates = Environment(loader=FileSystemLoader(str(PROJECT / "templates")),
+                         undefined=StrictUndefined, keep_trailing_newline=True,
+                         trim_blocks=True, lstrip_blocks=True)
+
+
+class DeployError(Exception):
+    """A failure worded for people: what went wrong and how to fix it."""
+
+
+def q(value):
+    """Quote one value for the remote shell: the only way values enter commands."""
+    return shlex.quote(str(value))
+
+
+def render(template, **values):
+    """Render templates/<template> strictly: a missing value is an error naming it."""
+    return _templates.get_template(template).render(**values)
+
+
+def sha256(data):
+    return hashlib.sha256(data if isinstance(data, bytes) else data.encode()).hexdigest()
+
+
+def unified_diff(old, new, path):
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 fromfile=f"{path} (server)", tofile=f"{path} (wanted)")
+    return "".join(lines)
+
+
+def say(host, text, stream=None):
+    """Print whole lines, each prefixed with the host, without interleaving threads."""
+    stream = stream or sys.stdout
+    with _print_lock:
+        for line in text.rstrip("\n").split("\n"):
+            stream.write(f"[{host}] {line}\n")
+        stream.flush()
+
+
+@dataclass
+class Outcome:
+    step: str
+    status: str
+    message: str = ""
+
+
+@dataclass
+class Host:
+    c: object  # fabric.Connection
+    settings: object
+    dry_run: bool = False
+    facts: object = None
+    outcomes: list = field(default_factory=list)
+    notified: set = field(default_factory=set)
+    round_trips: int = 0
+
+    @property
+    def name(self):
+        return getattr(self.c, "original_host", None) or self.c.host
+
+    @property
+    def as_root(self):
+        return self.c.user == "root"
+
+    def _exec(self, command, sudo, timeout=None):
+        """Run one shell command (through sudo unless connected as root); return Result."""
+        self.round_trips += 1
+        kwargs = dict(hide=True, warn=True, in_stream=False, timeout=timeout)
+        if not sudo or self.as_root:
+            return self.c.run(command, **kwargs)
+        if self.c.config.sudo.password:
+            return self.c.sudo(command, **kwargs)
+        return self.c.run(f"sudo -n {command}", **kwargs)
+
+    def read(self, script, sudo=True, timeout=None):
+        """Run a read-only script (allowed in dry-run); return its stdout or raise."""
+        result = self._exec(f"sh -c {q(script)}", sudo, timeout)
+        if result.exited != 0:
+            raise DeployError(explain_failure(result))
+        return result.stdout
+
+    def change(self, script, sudo=True, timeout=None):
+        """Run a script that alters the server; in dry-run, run nothing."""
+        if self.dry_run:
+            return ""
+        return self.read(f"set -e\n{script}", sudo, timeout)
+
+    def put(self, content, path, owner="root", group="root", mode="0644"):
+        """Write a file atomically (temp upload, install beside, rename) with owner and mode."""
+        if self.dry_run:
+            return
+        tmp = self.upload(content)
+        staged = f"{path}.fab-new"
+        self.change(f"trap 'rm -f {q(tmp)} {q(staged)}' EXIT\n"
+                    f"install -o {q(owner)} -g {q(group)} -m {q(mode)} {q(tmp)} {q(staged)}\n"
+                    f"mv -f {q(staged)} {q(path)}")
+
+    def upload(self, content):
+        """Copy CONTENT to a fresh temp file on the server (as the SSH user); return its path."""
+        data = content.encode() if isinstance(content, str) else content
+        tmp = f"/tmp/.fab-{uuid.uuid4().hex}"
+        self.round_trips += 1
+        self.c.put(io.BytesIO(data), tmp)
+        return tmp
+
+    def record(self, step, status, message=""):
+        self.outcomes.append(Outcome(step, status, message))
+        width = 11
+        say(self.name, f"{step:<{width}} {status:<8} {message}".rstrip())
+
+    def show_diff(self, diff):
+        if diff:
+            say(self.name, "\n".join("    " + line for line in diff.rstrip("\n").split("\n")))
+
+    def recap(self):
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in (OK, CHANGED, FAILED)}
+        return f"ok={counts[OK]} changed={counts[CHANGED]} failed={counts[FAILED]}"
+
+    @property
+    def failed(self):
+        return any(o.status == FAILED for o in self.outcomes)
+
+
+def explain_failure(result):
+    """One line from a failed command: sudo problems get their fix, others their stderr."""
+    err = (result.stderr or "").strip()
+    if "a password is required" in err or "a terminal is required" in err:
+        return "sudo needs a password: run with --prompt-for-sudo-password (or set sudo.password)"
+    if "incorrect password" in err or "Sorry, try again" in err:
+        return "wrong sudo password: check it and run again with --prompt-for-sudo-password"
+    if "is not in the sudoers file" in err or "not allowed to execute" in err:
+        return "this user may not use sudo: connect as root or add the user to the sudo group"
+    lines = [line for line in (err or result.stdout or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"command failed with exit code {result.exited}"
+
+
+def run_step(h, name, fn):
+    """Run one step, recording ok/changed/failed; a failure stops this host's run."""
+    try:
+        status, message = fn(h)
+    except DeployError as e:
+        h.record(name, FAILED, str(e))
+        raise StepFailed(name) from e
+    except UnexpectedExit as e:
+        h.record(name, FAILED, explain_failure(e.result))
+        raise StepFailed(name) from e
+    h.record(name, status, message)
+    return status
+
+
+class StepFailed(Exception):
+    """Raised after a failed step was recorded, to stop the host's remaining steps."""

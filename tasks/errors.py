@@ -1,0 +1,37 @@
+"""Turn connection and remote failures into one line a person can act on."""
+
+import errno
+import socket
+
+from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException,
+                                    NoValidConnectionsError, SSHException)
+
+from tasks.core import DeployError
+
+
+def explain_exception(e, c):
+    """One line for E, naming the fix; C is the Connection it happened on."""
+    target = f"{c.user}@{c.host}:{c.port}"
+    if isinstance(e, DeployError):
+        return str(e)
+    if isinstance(e, BadHostKeyException):
+        return (f"host key of {c.host} changed (now {e.key.get_name()} "
+                f"{e.key.fingerprint}); if expected, remove the old key with "
+                f"`ssh-keygen -R {c.host}` and run again")
+    if isinstance(e, AuthenticationException):
+        return (f"SSH login as {c.user} was refused at {target}: check the user "
+                f"(-H user@host) and the key (-i KEY or IdentityFile in ~/.ssh/config)")
+    if isinstance(e, NoValidConnectionsError):
+        codes = {getattr(err, "errno", None) for err in e.errors.values()}
+        if errno.ECONNREFUSED in codes:
+            return f"connection refused at {target}: is sshd running and is the port right?"
+        return f"cannot reach {target}: check the address and the network"
+    if isinstance(e, socket.gaierror):
+        return f"unknown host {c.host}: check the name (or add it to ~/.ssh/config)"
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return f"timed out connecting to {target}: check the address, port and firewall"
+    if isinstance(e, OSError) and e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return f"cannot reach {target}: no route to host"
+    if isinstance(e, SSHException):
+        return f"SSH error with {target}: {e}"
+    return f"{type(e).__name__}: {e}"

@@ -1,0 +1,157 @@
+"""Facts: everything a run needs to know about a server, in one remote command.
+
+`script()` builds a read-only shell script whose output is a series of
+`@@section` blocks; `parse()` turns that text into a `Facts` object. Both are
+pure, so planning is tested without a server.
+"""
+
+import posixpath
+from dataclasses import dataclass, field
+
+from tasks.core import DeployError, explain_failure, q
+
+PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
+SERVICES = ("nginx", "supervisor", "ufw")
+
+
+@dataclass
+class FileFact:
+    sha256: str
+    owner: str
+    group: str
+    mode: str
+
+
+@dataclass
+class Facts:
+    os_id: str = ""
+    os_like: str = ""
+    packages: dict = field(default_factory=dict)
+    apt_age: int = None
+    user_exists: bool = False
+    files: dict = field(default_factory=dict)
+    modes: dict = field(default_factory=dict)
+    links: dict = field(default_factory=dict)
+    current: str = ""
+    current_hash: str = ""
+    releases: list = field(default_factory=list)
+    venvs: set = field(default_factory=set)
+    program_state: str = ""
+    program_pid: int = 0
+    services: dict = field(default_factory=dict)
+    ufw_active: bool = False
+    ufw_rules: set = field(default_factory=set)
+    ssh_port: int = 22
+
+    @property
+    def debian_like(self):
+        return self.os_id in ("debian", "ubuntu") or "debian" in self.os_like.split()
+
+
+def managed_files(s):
+    return [s.supervisor_conf, s.nginx_site]
+
+
+def ancestors(path):
+    """The directories nginx must traverse to reach PATH, from / down."""
+    out = []
+    while path not in ("/", ""):
+        path = posixpath.dirname(path)
+        if path != "/":
+            out.append(path)
+    return list(reversed(out))
+
+
+def script(s):
+    """The one read-only command that gathers every fact of a run (run as root)."""
+    files = " ".join(q(p) for p in managed_files(s))
+    dirs = " ".join(q(p) for p in [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.log_dir])
+    links = " ".join(q(p) for p in (s.nginx_enabled, "/etc/nginx/sites-enabled/default", s.current,
+                                    f"{s.current}/.venv"))
+    return f"""
+echo @@os; . /etc/os-release 2>/dev/null; echo "$ID"; echo "$ID_LIKE"
+echo @@packages; dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {' '.join(PACKAGES)} 2>/dev/null
+echo @@apt_age; newest=$(ls -t /var/lib/apt/lists/*_Packages 2>/dev/null | head -n1)
+[ -n "$newest" ] && echo $(( $(date +%s) - $(stat -c %Y "$newest") ))
+echo @@user; id -u {q(s.user)} 2>/dev/null
+echo @@files; for f in {files}; do [ -f "$f" ] && echo "$(sha256sum < "$f" | cut -d' ' -f1) $(stat -c '%U %G %a' "$f") $f"; done
+echo @@modes; for d in {dirs}; do [ -d "$d" ] && echo "$(stat -c '%U %G %a' "$d") $d"; done
+echo @@links; for l in {links}; do [ -L "$l" ] && echo "$(readlink "$l") $l"; done
+echo @@current_hash; cat {q(s.current)}/.fab-release 2>/dev/null
+echo @@releases; ls -1 {q(s.releases)} 2>/dev/null
+echo @@venvs; for v in {q(s.venvs)}/*/.fab-complete; do [ -f "$v" ] && basename "$(dirname "$v")"; done
+echo @@program; supervisorctl status {q(s.name)} 2>/dev/null
+echo @@services; for u in {' '.join(SERVICES)}; do echo "$u $(systemctl is-enabled $u 2>/dev/null || echo missing) $(systemctl is-active $u 2>/dev/null)"; done
+echo @@ufw_status; ufw status 2>/dev/null | head -n1
+echo @@ufw_rules; ufw show added 2>/dev/null
+echo @@ssh; echo "${{FAB_SSH:-}}"
+true
+"""
+
+
+def sections(text):
+    out, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("@@"):
+            current = line[2:].strip()
+            out[current] = []
+        elif current is not None:
+            out[current].append(line)
+    return out
+
+
+def parse(text):
+    """Facts from the output of `script()`."""
+    sec = sections(text)
+    f = Facts()
+    os_lines = sec.get("os", []) + ["", ""]
+    f.os_id, f.os_like = os_lines[0].strip(), os_lines[1].strip()
+    for line in sec.get("packages", []):
+        parts = line.split()
+        if len(parts) >= 2:
+            f.packages[parts[0]] = parts[1].startswith("ii")
+    age = "".join(sec.get("apt_age", [])).strip()
+    f.apt_age = int(age) if age.lstrip("-").isdigit() else None
+    f.user_exists = bool("".join(sec.get("user", [])).strip())
+    for line in sec.get("files", []):
+        parts = line.split(" ", 4)
+        if len(parts) == 5:
+            f.files[parts[4]] = FileFact(parts[0], parts[1], parts[2], parts[3])
+    for line in sec.get("modes", []):
+        parts = line.split(" ", 3)
+        if len(parts) == 4:
+            f.modes[parts[3]] = (parts[0], parts[1], parts[2])
+    for line in sec.get("links", []):
+        target, _, path = line.rpartition(" ")
+        if path:
+            f.links[path] = target
+    f.current_hash = "".join(sec.get("current_hash", [])).strip()
+    f.releases = sorted(r.strip() for r in sec.get("releases", []) if r.strip())
+    f.venvs = {v.strip() for v in sec.get("venvs", []) if v.strip()}
+    program = " ".join(sec.get("program", [])).split()
+    if len(program) >= 2:
+        f.program_state = program[1]
+        if "pid" in program:
+            f.program_pid = int(program[program.index("pid") + 1].rstrip(","))
+    for line in sec.get("services", []):
+        parts = line.split()
+        if len(parts) >= 2:
+            f.services[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
+    f.ufw_active = "Status: active" in " ".join(sec.get("ufw_status", []))
+    f.ufw_rules = {line.split("ufw ", 1)[1].strip() for line in sec.get("ufw_rules", [])
+                   if line.startswith("ufw ")}
+    ssh = "".join(sec.get("ssh", [])).split()
+    if len(ssh) == 4 and ssh[3].isdigit():
+        f.ssh_port = int(ssh[3])
+    return f
+
+
+def gather(h):
+    """Run the fact script on the host (one round trip) and keep the parsed facts."""
+    # $SSH_CONNECTION is expanded by the login shell, before sudo resets the environment.
+    command = f'env FAB_SSH="$SSH_CONNECTION" sh -c {q(script(h.settings))}'
+    result = h._exec(command, sudo=True)
+    if result.exited != 0:
+        raise DeployError(explain_failure(result))
+    h.facts = parse(result.stdout)
+    return h.facts

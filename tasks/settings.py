@@ -1,0 +1,200 @@
+"""Settings: the `app:` section of Fabric config, read once and validated.
+
+Every other module takes a `Settings`; none reads raw config. Values that
+reach a shell are also quoted where commands are built (`tasks.core.q`), but
+validation here is the first wall: names, users, paths, ports and counts must
+look like what they are, or the run stops before any connection.
+"""
+
+import posixpath
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "name": "hello-world",
+    "user": None,  # the SSH user
+    "dir": None,  # /home/<user>/<name>
+    "source": "hello_world",
+    "module": "app:app",
+    "port": 8000,
+    "workers": 4,
+    "server_name": "_",
+    "keep_releases": 5,
+    "apt_cache_valid_time": 86400,
+    "health_path": "/",
+    "health_text": "",
+    "health_timeout": 20,
+    "firewall_revert_after": 120,
+}
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+PATH_RE = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_]*(\(\))?)?$")
+HOSTNAME_RE = re.compile(r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                         r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%-]*$")
+SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
+
+
+class ConfigError(Exception):
+    """One or more bad settings; `problems` holds one line each."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    user: str
+    dir: str
+    source: str
+    module: str
+    port: int
+    workers: int
+    server_name: str
+    keep_releases: int
+    apt_cache_valid_time: int
+    health_path: str
+    health_text: str
+    health_timeout: int
+    firewall_revert_after: int
+
+    @property
+    def releases(self):
+        return f"{self.dir}/releases"
+
+    @property
+    def current(self):
+        return f"{self.dir}/current"
+
+    @property
+    def venvs(self):
+        return f"{self.dir}/venvs"
+
+    @property
+    def log_dir(self):
+        return f"/var/log/{self.name}"
+
+    @property
+    def supervisor_conf(self):
+        return f"/etc/supervisor/conf.d/{self.name}.conf"
+
+    @property
+    def nginx_site(self):
+        return f"/etc/nginx/sites-available/{self.name}"
+
+    @property
+    def nginx_enabled(self):
+        return f"/etc/nginx/sites-enabled/{self.name}"
+
+    @property
+    def source_path(self):
+        path = Path(self.source)
+        return path if path.is_absolute() else PROJECT / path
+
+
+def _path_problem(key, value):
+    if not isinstance(value, str) or not PATH_RE.match(value):
+        return f"app.{key}={value!r}: must be an absolute path of letters, digits and ._/@+-"
+    parts = value.split("/")
+    if ".." in parts or "." in parts or posixpath.normpath(value) != value.rstrip("/") or value == "/":
+        return f"app.{key}={value!r}: must be a normalised absolute path below / (no '..')"
+    return None
+
+
+def _int_problem(key, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value), 10)
+        except ValueError:
+            return f"app.{key}={value!r}: must be a whole number from {low} to {high}"
+    if not low <= value <= high:
+        return f"app.{key}={value!r}: must be from {low} to {high}"
+    return None
+
+
+def raw(config):
+    """The `app` section merged over the defaults (config is an Invoke/Fabric Config)."""
+    section = config.get("app", {}) or {}
+    unknown = sorted(set(section) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError([f"app.{k}: unknown setting (known: {', '.join(DEFAULTS)})"
+                           for k in unknown])
+    return {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
+
+
+def problems_of(values):
+    """Every problem in a raw settings dict, one line each (empty list: all good)."""
+    out = []
+
+    def check(ok, message):
+        if not ok:
+            out.append(message)
+
+    name = values["name"]
+    check(isinstance(name, str) and NAME_RE.match(name),
+          f"app.name={name!r}: use 1-32 lowercase letters, digits, '-' or '_', starting with a letter")
+    user = values["user"]
+    check(user is None or (isinstance(user, str) and USER_RE.match(user)),
+          f"app.user={user!r}: must be a Unix user name (lowercase letters, digits, '-', '_')")
+    if values["dir"] is not None:
+        problem = _path_problem("dir", values["dir"])
+        check(problem is None, problem)
+    source = values["source"]
+    check(isinstance(source, str) and source and "\n" not in source,
+          f"app.source={source!r}: must be the local path of the app's folder")
+    module = values["module"]
+    check(isinstance(module, str) and MODULE_RE.match(module),
+          f"app.module={module!r}: must be a WSGI entry point like 'app:app'")
+    for key, low, high in (("port", 1024, 65535), ("workers", 1, 64), ("keep_releases", 2, 100),
+                           ("apt_cache_valid_time", 0, 10**8), ("health_timeout", 1, 600),
+                           ("firewall_revert_after", 30, 3600)):
+        problem = _int_problem(key, values[key], low, high)
+        check(problem is None, problem)
+    server_name = values["server_name"]
+    names = server_name.split() if isinstance(server_name, str) else [None]
+    check(names and all(n == "_" or (n and HOSTNAME_RE.match(n) and len(n) <= 253) for n in names),
+          f"app.server_name={server_name!r}: must be '_' or host names separated by spaces")
+    path = values["health_path"]
+    check(isinstance(path, str) and URL_PATH_RE.match(path),
+          f"app.health_path={path!r}: must be a URL path like '/' or '/health'")
+    text = values["health_text"]
+    check(isinstance(text, str) and SAFE_TEXT_RE.match(text),
+          f"app.health_text={text!r}: must be plain text on one line")
+    return out
+
+
+def validate(config):
+    """Check the config before any connection; raise ConfigError listing every problem."""
+    values = raw(config)
+    problems = problems_of(values)
+    if problems:
+        raise ConfigError(problems)
+    source = Settings(**finish(values, "root")).source_path
+    if not (source / "requirements.txt").is_file():
+        raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
+    return values
+
+
+def finish(values, ssh_user):
+    values = dict(values)
+    values["user"] = values["user"] or ssh_user
+    if not USER_RE.match(values["user"] or ""):
+        raise ConfigError([f"SSH user {ssh_user!r} is not a valid app user; set app.user"])
+    home = "/root" if values["user"] == "root" else f"/home/{values['user']}"
+    values["dir"] = values["dir"] or f"{home}/{values['name']}"
+    for key in ("port", "workers", "keep_releases", "apt_cache_valid_time", "health_timeout",
+                "firewall_revert_after"):
+        values[key] = int(values[key])
+    return {f.name: values[f.name] for f in fields(Settings)}
+
+
+def for_host(config, ssh_user):
+    """The validated Settings for one host (the app user defaults to the SSH user)."""
+    return Settings(**finish(validate(config), ssh_user))
