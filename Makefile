@@ -1,0 +1,44 @@
+# make demo: boot a sandbox server and put the Flask app in production on it.
+# make test: unit tests and integration tests on real sandbox servers.
+VENV := .venv
+BIN := $(VENV)/bin
+FAB := $(BIN)/fab
+SANDBOX := -S .sandbox/ssh_config -H sandbox-1
+HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl
+
+.PHONY: demo test unit lint host-packages clean bench
+
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.tool: requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.tool
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+demo: host-packages $(VENV)/.tool
+	$(FAB) sandbox.up
+	$(FAB) $(SANDBOX) provision
+	@echo "--- curl http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"
+	@curl -sS -m 10 "http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"; echo
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check fabfile.py tasks tests hello_world bench
+
+unit: $(VENV)/.dev
+	$(BIN)/pytest -q tests/unit
+
+test: host-packages $(VENV)/.dev lint
+	$(BIN)/pytest -q tests
+
+clean:
+	-$(FAB) sandbox.down
+	rm -rf $(VENV) .sandbox

@@ -1,0 +1,94 @@
+"""Fixtures: fresh sandbox servers that are always torn down, and a `fab` runner."""
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from tasks import sandbox  # noqa: E402
+
+FAB = str(PROJECT / ".venv/bin/fab")
+_names = itertools.count(1)
+_booted = set()
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `last` (they tear the whole sandbox down) run after all others."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "last: run after every other test")
+
+
+def boot(sudo_password=None):
+    name = f"t{os.getpid() % 100000}-{next(_names)}"
+    _booted.add(name)
+    return sandbox.boot(name, sudo_password)
+
+
+def destroy(server):
+    sandbox.destroy(server.name)
+    _booted.discard(server.name)
+
+
+def pytest_sessionfinish(session):
+    for name in list(_booted):  # whatever a crashed or interrupted test left
+        sandbox.destroy(name)
+
+
+@pytest.fixture
+def server():
+    """A fresh server for this test only."""
+    s = boot()
+    try:
+        yield s
+    finally:
+        destroy(s)
+
+
+@pytest.fixture
+def make_server():
+    """Boot as many fresh servers as a test asks for; all go away after it."""
+    made = []
+
+    def make(**kwargs):
+        made.append(boot(**kwargs))
+        return made[-1]
+    try:
+        yield make
+    finally:
+        for s in made:
+            destroy(s)
+
+
+@pytest.fixture(scope="session")
+def session_server():
+    """One fresh server shared by a whole session (for tests that only read)."""
+    s = boot()
+    try:
+        yield s
+    finally:
+        destroy(s)
+
+
+def fab(*args, cwd=PROJECT, env=None, timeout=600, check=None):
+    """Run the real `fab` command with the sandbox's ssh_config; return the process."""
+    argv = [FAB, "-S", str(sandbox.STATE / "ssh_config"), *args]
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    if check is not None and (proc.returncode == 0) != check:
+        raise AssertionError(f"fab {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def on(server, command, user="root", check=True):
+    """Run a shell command on a sandbox server over plain ssh; return stdout."""
+    return sandbox.ssh(server, command, user=user, check=check).stdout

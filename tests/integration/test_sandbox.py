@@ -1,0 +1,92 @@
+"""The sandbox boots real, isolated Debian servers, reboots them and cleans up."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tasks import sandbox
+from tests.conftest import boot, destroy, on
+
+
+def test_two_servers_answer_ssh_as_tom_and_root_and_run_systemd(make_server):
+    servers = [make_server(), make_server()]
+    assert servers[0].address != servers[1].address
+    for s in servers:
+        assert on(s, "id -un", user="tom").strip() == "tom"
+        assert on(s, "sudo -n id -un", user="tom").strip() == "root"
+        assert on(s, "id -un").strip() == "root"
+        assert on(s, "systemctl is-system-running").strip() == "running"
+        assert on(s, "ps -p 1 -o comm=").strip() == "systemd"
+        assert on(s, "systemctl is-active ssh").strip() == "active"
+        assert on(s, ". /etc/os-release; echo $VERSION_CODENAME").strip() == "bookworm"
+
+
+def test_servers_are_isolated_and_a_fresh_boot_forgets_everything(make_server):
+    one, two = make_server(), make_server()
+    on(one, "echo mark > /root/mark")
+    assert on(two, "test -e /root/mark && echo yes || echo no").strip() == "no"
+    again = sandbox.boot(one.name)  # same name: replaced by a fresh server
+    assert on(again, "test -e /root/mark && echo yes || echo no").strip() == "no"
+    assert not (sandbox.BASE / "root/mark").exists()  # the cached base stays clean
+
+
+def test_servers_have_their_own_host_keys_matching_known_hosts(make_server):
+    one, two = make_server(), make_server()
+    keys = [on(s, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()[1] for s in (one, two)]
+    assert keys[0] != keys[1]
+    known = (sandbox.STATE / "known_hosts").read_text()
+    assert all(k in known for k in keys)
+
+
+def test_reboot_brings_systemd_back_with_same_address_and_files(server):
+    on(server, "echo kept > /root/kept")
+    before = on(server, "cat /proc/sys/kernel/random/boot_id")
+    sandbox.reboot_server(server.name)
+    assert on(server, "cat /proc/sys/kernel/random/boot_id") != before
+    assert on(server, "systemctl is-system-running").strip() == "running"
+    assert on(server, "cat /root/kept").strip() == "kept"
+    assert server.address in on(server, "ip -4 -o addr show eth0")
+
+
+def test_the_way_out_is_the_proxy_on_the_bridge(server):
+    routes = on(server, "ip -4 route show default").split()
+    assert routes[:3] == ["default", "via", sandbox.GATEWAY]
+    assert sandbox.PROXY in on(server, "cat /etc/apt/apt.conf.d/01sandbox-proxy")
+    assert sandbox.PROXY in on(server, "cat /etc/pip.conf")
+    assert on(server, f"cmp {sandbox.SERVER_CA} /etc/ssl/certs/ca-certificates.crt && echo same") \
+        .strip() == "same"
+
+
+def leftovers(s):
+    found = []
+    if Path(f"/run/netns/{s.netns}").exists():
+        found.append(f"netns {s.netns}")
+    if subprocess.run(["ip", "link", "show", s.link], capture_output=True).returncode == 0:
+        found.append(f"link {s.link}")
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    if f"-M {s.name} " in ps:
+        found.append("nspawn process")
+    if str(s.dir) in Path("/proc/mounts").read_text() or s.dir.exists():
+        found.append("overlay")
+    return found
+
+
+def test_destroy_leaves_nothing_behind():
+    s = boot()
+    assert on(s, "true") == ""
+    destroy(s)
+    assert leftovers(s) == []
+
+
+@pytest.mark.last
+def test_down_removes_every_server_the_proxy_and_the_bridge():
+    servers = [boot(), boot()]
+    sandbox.down_all()
+    for s in servers:
+        assert leftovers(s) == []
+    assert sandbox.proxy_pid() is None
+    assert subprocess.run(["ip", "link", "show", sandbox.BRIDGE], capture_output=True).returncode != 0
+    assert [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+            .stdout.split() if ns.startswith("fsb-")] == []
+    sandbox.down_all()  # idempotent
