@@ -92,3 +92,17 @@ def fab(*args, cwd=PROJECT, env=None, timeout=600, check=None):
 def on(server, command, user="root", check=True):
     """Run a shell command on a sandbox server over plain ssh; return stdout."""
     return sandbox.ssh(server, command, user=user, check=check).stdout
+
+
+def infra(server):
+    """A pytest-testinfra host for asserting server state, as root over ssh."""
+    import testinfra
+    return testinfra.get_host(f"ssh://root@{server.name}",
+                              ssh_config=str(sandbox.STATE / "ssh_config"))
+
+
+def http_get(server, path="/", port=80, timeout=5):
+    """GET http://<server><path> from this machine; (status, headers, body) or raise."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://{server.address}:{port}{path}", timeout=timeout) as r:
+        return r.status, dict(r.headers), r.read().decode()

@@ -1,0 +1,150 @@
+"""`fab provision` on real servers, checked from outside.
+
+The module's tests share one provisioned server and run in order: the read-only
+checks first, then the second run, the workers change and the reboot.
+"""
+
+import shutil
+import socket
+
+import pytest
+
+from tests.conftest import PROJECT, boot, destroy, fab, http_get, on, infra
+
+
+first_runs = {}
+
+
+@pytest.fixture(scope="module")
+def provisioned():
+    s = boot()
+    try:
+        first_runs[s.name] = fab("-H", s.name, "provision", check=True)
+        yield s
+    finally:
+        destroy(s)
+
+
+def pids(s):
+    master = on(s, "supervisorctl pid hello-world").strip()
+    nginx = on(s, "cat /run/nginx.pid").strip()
+    return master, nginx
+
+
+def test_first_run_reports_every_step_changed_and_a_recap(provisioned):
+    out = first_runs[provisioned.name].stdout
+    for step in ("packages", "app", "supervisor", "nginx", "firewall"):
+        assert f"] {step:<11} changed" in out
+    assert f"{provisioned.name}  ok=0 changed=5 failed=0" in out
+
+
+def test_serves_hello_world_through_nginx(provisioned):
+    status, headers, body = http_get(provisioned)
+    assert (status, body) == (200, "Hello world")
+    assert headers["Server"] == "nginx"  # server_tokens off: no version
+
+
+def test_static_files_come_from_nginx_with_a_30_day_expiry(provisioned):
+    status, headers, body = http_get(provisioned, "/static/style.css")
+    assert status == 200 and "font-family" in body
+    assert headers["Cache-Control"] == "max-age=2592000"
+    assert "Expires" in headers
+
+
+def test_gunicorn_listens_on_localhost_only_and_is_not_reachable(provisioned):
+    host = infra(provisioned)
+    assert host.socket("tcp://127.0.0.1:8000").is_listening
+    assert not host.socket("tcp://0.0.0.0:8000").is_listening
+    with pytest.raises(OSError):
+        socket.create_connection((provisioned.address, 8000), timeout=3)
+
+
+def test_gunicorn_runs_as_the_app_user_with_four_workers(provisioned):
+    host = infra(provisioned)
+    gunicorn = [p for p in host.process.filter() if "bin/gunicorn" in p.args]
+    assert {p.user for p in gunicorn} == {"tom"}
+    master = int(on(provisioned, "supervisorctl pid hello-world"))
+    assert len([p for p in gunicorn if p.ppid == master]) == 4
+
+
+def test_nginx_default_site_is_gone_and_config_is_valid(provisioned):
+    host = infra(provisioned)
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+    assert host.file("/etc/nginx/sites-enabled/hello-world").linked_to == \
+        "/etc/nginx/sites-available/hello-world"
+    assert host.run("nginx -t").rc == 0
+
+
+def test_managed_files_have_owner_and_mode(provisioned):
+    host = infra(provisioned)
+    for path in ("/etc/supervisor/conf.d/hello-world.conf", "/etc/nginx/sites-available/hello-world"):
+        f = host.file(path)
+        assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
+    code = host.file("/home/tom/hello-world/current/app.py")
+    assert (code.user, code.mode) == ("root", 0o644)  # the app cannot rewrite its own code
+    assert host.file("/var/log/hello-world").group == "tom"
+
+
+def test_firewall_is_on_and_blocks_everything_but_ssh_and_http(provisioned):
+    status = on(provisioned, "ufw status")
+    assert "Status: active" in status
+    # something listening on another port inside is still unreachable from outside
+    on(provisioned, "systemd-run --unit=probe9999 python3 -m http.server 9999")
+    try:
+        assert "9999" in on(provisioned, "sleep 1; ss -ltn")
+        with pytest.raises(OSError):
+            socket.create_connection((provisioned.address, 9999), timeout=3)
+        socket.create_connection((provisioned.address, 22), timeout=3).close()
+    finally:
+        on(provisioned, "systemctl stop probe9999", check=False)
+
+
+def test_second_run_changes_nothing_and_restarts_nothing(provisioned):
+    before = pids(provisioned)
+    out = fab("-H", provisioned.name, "provision", check=True).stdout
+    assert f"{provisioned.name}  ok=5 changed=0 failed=0" in out
+    assert pids(provisioned) == before
+
+
+def test_fewer_workers_changes_only_supervisor(provisioned):
+    out = fab("-H", provisioned.name, "provision", env={"FABRIC_APP_WORKERS": "3"},
+              check=True).stdout
+    assert "] supervisor  changed" in out
+    assert f"{provisioned.name}  ok=4 changed=1 failed=0" in out
+    master = int(on(provisioned, "supervisorctl pid hello-world"))
+    workers = on(provisioned, f"pgrep -P {master} -c").strip()
+    assert workers == "3"
+    assert http_get(provisioned)[2] == "Hello world"
+
+
+def test_broken_nginx_template_fails_at_nginx_and_the_old_config_serves(provisioned, tmp_path):
+    copy = tmp_path / "project"
+    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns(".venv", ".sandbox", ".git"))
+    site = copy / "templates/nginx-site.j2"
+    site.write_text(site.read_text().replace("proxy_redirect off;", "proxy_redirect off"))
+    proc = fab("-H", provisioned.name, "provision", cwd=copy, check=False,
+               env={"FABRIC_APP_WORKERS": "3"})
+    assert proc.returncode != 0
+    assert "] nginx       failed   nginx rejected the new config" in proc.stdout
+    assert "[emerg]" in proc.stdout and "/etc/nginx/sites-enabled/hello-world" in proc.stdout
+    assert "failed=1" in proc.stdout and "Traceback" not in proc.stderr
+    assert http_get(provisioned)[2] == "Hello world"
+    assert "proxy_redirect off;" in on(provisioned, "cat /etc/nginx/sites-available/hello-world")
+
+
+def test_everything_comes_back_after_a_reboot(provisioned):
+    from tasks import sandbox
+    sandbox.reboot_server(provisioned.name)
+    host = infra(provisioned)
+    for service in ("supervisor", "nginx", "ufw"):
+        assert host.service(service).is_enabled
+    deadline_tries = 50
+    for _ in range(deadline_tries):  # bounded: the app may need a moment after boot
+        try:
+            if http_get(provisioned, timeout=2)[2] == "Hello world":
+                break
+        except OSError:
+            pass
+        __import__("time").sleep(0.2)
+    assert http_get(provisioned)[2] == "Hello world"
+    assert "Status: active" in on(provisioned, "ufw status")
