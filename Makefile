@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FAB := $(BIN)/fab
 SANDBOX := -S .sandbox/ssh_config -H sandbox-1
+LINTED := fabfile.py tasks tests hello_world $(wildcard bench/*.py)
 HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl
 
 .PHONY: demo test unit lint host-packages clean bench
@@ -31,7 +32,7 @@ demo: host-packages $(VENV)/.tool
 	@curl -sS -m 10 "http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"; echo
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check fabfile.py tasks tests hello_world bench
+	$(BIN)/ruff check --line-length 100 --select E,F,W,B,UP,I $(LINTED)
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest -q tests/unit

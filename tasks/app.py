@@ -114,7 +114,7 @@ done
 cd {q(s.venvs)}
 for v in *; do
   [ -d "$v" ] || continue
-  used=$(find {q(s.releases)} -mindepth 2 -maxdepth 2 -name .venv -lname "../../venvs/$v" | head -n1)
+  used=$(find {q(s.releases)} -mindepth 2 -maxdepth 2 -name .venv -lname "../../venvs/$v")
   [ -n "$used" ] || rm -rf -- "$v"
 done
 """

@@ -3,17 +3,26 @@
 import errno
 import socket
 
-from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException,
-                                    NoValidConnectionsError, SSHException)
+from invoke.exceptions import AuthFailure
+from paramiko.ssh_exception import (
+    AuthenticationException,
+    BadHostKeyException,
+    NoValidConnectionsError,
+    SSHException,
+)
 
 from tasks.core import DeployError
+from tasks.settings import ConfigError
 
 
 def explain_exception(e, c):
     """One line for E, naming the fix; C is the Connection it happened on."""
     target = f"{c.user}@{c.host}:{c.port}"
-    if isinstance(e, DeployError):
+    if isinstance(e, (DeployError, ConfigError)):
         return str(e)
+    if isinstance(e, AuthFailure):
+        return (f"wrong sudo password for {c.user}@{c.host}: "
+                "run again with --prompt-for-sudo-password")
     if isinstance(e, BadHostKeyException):
         return (f"host key of {c.host} changed (now {e.key.get_name()} "
                 f"{e.key.fingerprint}); if expected, remove the old key with "

@@ -65,11 +65,11 @@ class HostsExecutor(Executor):
         except ConfigError as e:
             for problem in e.problems:
                 print(f"config: {problem}", file=sys.stderr)
-            raise Exit("config: fix the values above in fabric.yaml (or -f FILE)", code=2)
+            raise Exit("config: fix the values above in fabric.yaml (or -f FILE)", code=2) from None
 
     def run_host(self, call_and_context):
         call, context = call_and_context
-        host = call.init_kwargs.get("host", "?")
+        host = context.original_host
         try:
             return host, call.task(context, *call.args, **call.kwargs)
         except Exit:

@@ -70,18 +70,24 @@ def script(s):
                                     f"{s.current}/.venv"))
     return f"""
 echo @@os; . /etc/os-release 2>/dev/null; echo "$ID"; echo "$ID_LIKE"
-echo @@packages; dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {' '.join(PACKAGES)} 2>/dev/null
+echo @@packages
+dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {' '.join(PACKAGES)} 2>/dev/null
 echo @@apt_age; newest=$(ls -t /var/lib/apt/lists/*_Packages 2>/dev/null | head -n1)
 [ -n "$newest" ] && echo $(( $(date +%s) - $(stat -c %Y "$newest") ))
 echo @@user; id -u {q(s.user)} 2>/dev/null
-echo @@files; for f in {files}; do [ -f "$f" ] && echo "$(sha256sum < "$f" | cut -d' ' -f1) $(stat -c '%U %G %a' "$f") $f"; done
+echo @@files; for f in {files}; do
+  [ -f "$f" ] && echo "$(sha256sum < "$f" | cut -d' ' -f1) $(stat -c '%U %G %a' "$f") $f"
+done
 echo @@modes; for d in {dirs}; do [ -d "$d" ] && echo "$(stat -c '%U %G %a' "$d") $d"; done
 echo @@links; for l in {links}; do [ -L "$l" ] && echo "$(readlink "$l") $l"; done
 echo @@current_hash; cat {q(s.current)}/.fab-release 2>/dev/null
 echo @@releases; ls -1 {q(s.releases)} 2>/dev/null
-echo @@venvs; for v in {q(s.venvs)}/*/.fab-complete; do [ -f "$v" ] && basename "$(dirname "$v")"; done
+echo @@venvs
+for v in {q(s.venvs)}/*/.fab-complete; do [ -f "$v" ] && basename "$(dirname "$v")"; done
 echo @@program; supervisorctl status {q(s.name)} 2>/dev/null
-echo @@services; for u in {' '.join(SERVICES)}; do echo "$u $(systemctl is-enabled $u 2>/dev/null || echo missing) $(systemctl is-active $u 2>/dev/null)"; done
+echo @@services; for u in {' '.join(SERVICES)}; do
+  e=$(systemctl is-enabled $u 2>/dev/null); echo "$u ${{e:-missing}} $(systemctl is-active $u)"
+done
 echo @@ufw_status; ufw status 2>/dev/null | head -n1
 echo @@ufw_rules; ufw show added 2>/dev/null
 echo @@ssh; echo "${{FAB_SSH:-}}"

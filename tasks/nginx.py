@@ -50,7 +50,8 @@ def converge(h):
                          "nginx -t -q\n"
                          "systemctl reload-or-restart nginx\n")
             except DeployError as e:
-                raise DeployError(f"nginx rejected the new config, the old one stays live: {e}")
+                raise DeployError(
+                    f"nginx rejected the new config, the old one stays live: {e}") from None
         changes += [f"wrote {s.nginx_site}"] if site_changed else []
         changes += [f"enabled {s.name}"] if link_wrong else []
         changes += ["removed the default site"] if has_default else []

@@ -453,7 +453,7 @@ def guarded(fn):
     try:
         return fn()
     except SandboxError as e:
-        raise Exit(f"sandbox: {e}", code=1)
+        raise Exit(f"sandbox: {e}", code=1) from None
 
 
 @task(help={

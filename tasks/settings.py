@@ -103,7 +103,8 @@ def _path_problem(key, value):
     if not isinstance(value, str) or not PATH_RE.match(value):
         return f"app.{key}={value!r}: must be an absolute path of letters, digits and ._/@+-"
     parts = value.split("/")
-    if ".." in parts or "." in parts or posixpath.normpath(value) != value.rstrip("/") or value == "/":
+    if ".." in parts or "." in parts or value == "/" or \
+            posixpath.normpath(value) != value.rstrip("/"):
         return f"app.{key}={value!r}: must be a normalised absolute path below / (no '..')"
     return None
 
@@ -139,7 +140,8 @@ def problems_of(values):
 
     name = values["name"]
     check(isinstance(name, str) and NAME_RE.match(name),
-          f"app.name={name!r}: use 1-32 lowercase letters, digits, '-' or '_', starting with a letter")
+          f"app.name={name!r}: use 1-32 lowercase letters, digits, '-' or '_', "
+          "starting with a letter")
     user = values["user"]
     check(user is None or (isinstance(user, str) and USER_RE.match(user)),
           f"app.user={user!r}: must be a Unix user name (lowercase letters, digits, '-', '_')")
@@ -176,7 +178,7 @@ def validate(config):
     problems = problems_of(values)
     if problems:
         raise ConfigError(problems)
-    source = Settings(**finish(values, "root")).source_path
+    source = Settings(**finish(values, "nobody")).source_path
     if not (source / "requirements.txt").is_file():
         raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
     return values
@@ -185,10 +187,12 @@ def validate(config):
 def finish(values, ssh_user):
     values = dict(values)
     values["user"] = values["user"] or ssh_user
+    if values["user"] == "root":
+        raise ConfigError(["the app would run as root: set app.user to an unprivileged user "
+                           "(e.g. FABRIC_APP_USER=tom), it is created if missing"])
     if not USER_RE.match(values["user"] or ""):
         raise ConfigError([f"SSH user {ssh_user!r} is not a valid app user; set app.user"])
-    home = "/root" if values["user"] == "root" else f"/home/{values['user']}"
-    values["dir"] = values["dir"] or f"{home}/{values['name']}"
+    values["dir"] = values["dir"] or f"/home/{values['user']}/{values['name']}"
     for key in ("port", "workers", "keep_releases", "apt_cache_valid_time", "health_timeout",
                 "firewall_revert_after"):
         values[key] = int(values[key])

@@ -106,3 +106,12 @@ def http_get(server, path="/", port=80, timeout=5):
     import urllib.request
     with urllib.request.urlopen(f"http://{server.address}:{port}{path}", timeout=timeout) as r:
         return r.status, dict(r.headers), r.read().decode()
+
+
+def recap(proc, host):
+    """The recap line of HOST in a fab run's output, without the padding."""
+    for line in proc.stdout.split("recap:")[-1].splitlines():
+        parts = line.split(None, 1)
+        if parts and parts[0] == host:
+            return parts[1].strip()
+    raise AssertionError(f"no recap line for {host} in:\n{proc.stdout}")

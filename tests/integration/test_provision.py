@@ -9,8 +9,7 @@ import socket
 
 import pytest
 
-from tests.conftest import PROJECT, boot, destroy, fab, http_get, on, infra
-
+from tests.conftest import PROJECT, boot, destroy, fab, http_get, infra, on, recap
 
 first_runs = {}
 
@@ -32,10 +31,11 @@ def pids(s):
 
 
 def test_first_run_reports_every_step_changed_and_a_recap(provisioned):
-    out = first_runs[provisioned.name].stdout
+    proc = first_runs[provisioned.name]
+    out = proc.stdout
     for step in ("packages", "app", "supervisor", "nginx", "firewall"):
         assert f"] {step:<11} changed" in out
-    assert f"{provisioned.name}  ok=0 changed=5 failed=0" in out
+    assert recap(proc, provisioned.name) == "ok=0 changed=5 failed=0"
 
 
 def test_serves_hello_world_through_nginx(provisioned):
@@ -77,7 +77,8 @@ def test_nginx_default_site_is_gone_and_config_is_valid(provisioned):
 
 def test_managed_files_have_owner_and_mode(provisioned):
     host = infra(provisioned)
-    for path in ("/etc/supervisor/conf.d/hello-world.conf", "/etc/nginx/sites-available/hello-world"):
+    for path in ("/etc/supervisor/conf.d/hello-world.conf",
+                 "/etc/nginx/sites-available/hello-world"):
         f = host.file(path)
         assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
     code = host.file("/home/tom/hello-world/current/app.py")
@@ -101,16 +102,15 @@ def test_firewall_is_on_and_blocks_everything_but_ssh_and_http(provisioned):
 
 def test_second_run_changes_nothing_and_restarts_nothing(provisioned):
     before = pids(provisioned)
-    out = fab("-H", provisioned.name, "provision", check=True).stdout
-    assert f"{provisioned.name}  ok=5 changed=0 failed=0" in out
+    proc = fab("-H", provisioned.name, "provision", check=True)
+    assert recap(proc, provisioned.name) == "ok=5 changed=0 failed=0"
     assert pids(provisioned) == before
 
 
 def test_fewer_workers_changes_only_supervisor(provisioned):
-    out = fab("-H", provisioned.name, "provision", env={"FABRIC_APP_WORKERS": "3"},
-              check=True).stdout
-    assert "] supervisor  changed" in out
-    assert f"{provisioned.name}  ok=4 changed=1 failed=0" in out
+    proc = fab("-H", provisioned.name, "provision", env={"FABRIC_APP_WORKERS": "3"}, check=True)
+    assert "] supervisor  changed" in proc.stdout
+    assert recap(proc, provisioned.name) == "ok=4 changed=1 failed=0"
     master = int(on(provisioned, "supervisorctl pid hello-world"))
     workers = on(provisioned, f"pgrep -P {master} -c").strip()
     assert workers == "3"

@@ -86,7 +86,8 @@ def test_down_removes_every_server_the_proxy_and_the_bridge():
     for s in servers:
         assert leftovers(s) == []
     assert sandbox.proxy_pid() is None
-    assert subprocess.run(["ip", "link", "show", sandbox.BRIDGE], capture_output=True).returncode != 0
+    bridge = subprocess.run(["ip", "link", "show", sandbox.BRIDGE], capture_output=True)
+    assert bridge.returncode != 0
     assert [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
             .stdout.split() if ns.startswith("fsb-")] == []
     sandbox.down_all()  # idempotent
