@@ -38,7 +38,7 @@ unit: $(VENV)/.dev
 	$(BIN)/pytest -q tests/unit
 
 test: host-packages $(VENV)/.dev lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q $(PYTEST_ARGS) tests
 
 clean:
 	-$(FAB) sandbox.down

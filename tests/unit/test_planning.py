@@ -1,0 +1,178 @@
+"""Planning without a server: facts in, decisions and rendered files out."""
+
+import io
+import tarfile
+
+import pytest
+from invoke import Config
+
+from tasks import app, firewall, packages, supervisor
+from tasks.core import DeployError
+from tasks.facts import Facts, ancestors, parse, script
+from tasks.nginx import render_site
+from tasks.settings import for_host
+
+S = for_host(Config(overrides={"app": {}}), "tom")
+
+CONVERGED = """\
+@@os
+debian
+
+@@packages
+nginx ii 
+python3-venv ii 
+supervisor ii 
+ufw ii 
+@@apt_age
+120
+@@user
+1000
+@@files
+abc123 root root 644 /etc/supervisor/conf.d/hello-world.conf
+@@modes
+tom tom 700 /home/tom
+root root 755 /home/tom/hello-world
+@@links
+/etc/nginx/sites-available/hello-world /etc/nginx/sites-enabled/hello-world
+releases/20260101T000000Z-aaaa /home/tom/hello-world/current
+../../venvs/0123456789abcdef /home/tom/hello-world/current/.venv
+@@current_hash
+feedface
+@@releases
+20250101T000000Z-bbbb
+20260101T000000Z-aaaa
+@@venvs
+0123456789abcdef
+@@program
+hello-world                      RUNNING   pid 4242, uptime 0:01:02
+@@services
+nginx enabled active
+supervisor enabled active
+ufw enabled active
+@@ufw_status
+Status: active
+@@ufw_rules
+Added user rules (see 'ufw status' for running firewall):
+ufw allow 2222/tcp
+ufw allow 80/tcp
+@@ssh
+10.0.0.1 51234 10.0.0.2 2222
+"""
+
+
+def test_parse_reads_every_section():
+    f = parse(CONVERGED)
+    assert f.debian_like and f.user_exists and f.apt_age == 120
+    assert f.packages == {"nginx": True, "python3-venv": True, "supervisor": True, "ufw": True}
+    assert f.files["/etc/supervisor/conf.d/hello-world.conf"].sha256 == "abc123"
+    assert f.modes["/home/tom"] == ("tom", "tom", "700")
+    assert f.links["/home/tom/hello-world/current"] == "releases/20260101T000000Z-aaaa"
+    assert f.current_hash == "feedface" and f.venvs == {"0123456789abcdef"}
+    assert f.releases == ["20250101T000000Z-bbbb", "20260101T000000Z-aaaa"]
+    assert (f.program_state, f.program_pid) == ("RUNNING", 4242)
+    assert f.services["ufw"] == ("enabled", "active")
+    assert f.ufw_active and f.ufw_rules == {"allow 2222/tcp", "allow 80/tcp"}
+    assert f.ssh_port == 2222
+
+
+def test_parse_of_a_fresh_server():
+    f = parse("@@os\ndebian\n\n@@packages\n@@apt_age\n@@user\n@@program\n@@ufw_status\n@@ssh\n\n")
+    assert f.packages == {} and f.apt_age is None and not f.user_exists
+    assert f.program_state == "" and not f.ufw_active and f.ssh_port == 22
+
+
+def test_fact_script_quotes_paths_and_is_read_only():
+    text = script(S)
+    for verb in ("rm ", "mv ", "install ", "apt-get", "useradd", "ufw allow", "systemctl enable"):
+        assert verb not in text
+    assert "/home/tom/hello-world/current" in text
+
+
+def test_packages_installs_only_what_is_missing_and_refreshes_stale_lists():
+    f = Facts(os_id="debian", packages={"nginx": True, "ufw": False}, apt_age=10)
+    assert packages.plan(S, f) == (["python3-venv", "supervisor", "ufw"], False)
+    f.apt_age = None
+    assert packages.plan(S, f)[1] is True
+    done = Facts(os_id="ubuntu", packages=dict.fromkeys(packages.PACKAGES, True), apt_age=None)
+    assert packages.plan(S, done) == ([], False)  # nothing to install: no refresh either
+
+
+def test_packages_refuses_other_distributions():
+    with pytest.raises(DeployError, match="not a Debian/Ubuntu server .ID=fedora"):
+        packages.plan(S, Facts(os_id="fedora", os_like="rhel"))
+    packages.plan(S, Facts(os_id="raspbian", os_like="debian"))
+
+
+def test_firewall_allows_the_ssh_port_in_use_before_enabling():
+    f = parse(CONVERGED)
+    assert firewall.plan(f) == ([], False)
+    fresh = Facts(ssh_port=2222)
+    assert firewall.plan(fresh) == (["allow 2222/tcp", "allow 80/tcp"], True)
+    assert firewall.wanted_rules(fresh)[0] == "allow 2222/tcp"
+
+
+def test_layout_opens_only_traversal_of_the_home_and_fixes_what_differs():
+    f = parse(CONVERGED)
+    lines = app.layout_script(S, f)
+    assert "chmod o+x /home/tom" in lines
+    assert not any("useradd" in line for line in lines)
+    assert "install -d -o root -g tom -m 750 /var/log/hello-world" in lines
+    assert "install -d -o root -g root -m 755 /home/tom/hello-world" not in lines
+    assert ancestors("/home/tom/hello-world") == ["/home", "/home/tom"]
+
+
+def test_release_switches_current_by_renaming_a_new_symlink():
+    lines = app.release_script(S, "/tmp/x.tgz", "20260101T000000Z-abcd", "h", "v" * 16, False)
+    assert lines[-1] == "mv -Tf /home/tom/hello-world/current.fab-new /home/tom/hello-world/current"
+    assert not any("pip install" in line for line in lines)
+    with_venv = app.release_script(S, "/tmp/x.tgz", "r", "h", "v" * 16, True)
+    assert any("pip install" in line for line in with_venv)
+
+
+def test_supervisor_reload_is_graceful_unless_the_venv_changed():
+    assert "signal HUP" in supervisor.reload_command(S, {"app"})
+    assert "restart" in supervisor.reload_command(S, {"app", "venv"})
+
+
+def test_content_hash_and_tarball_are_deterministic(tmp_path):
+    (tmp_path / "requirements.txt").write_text("flask\n")
+    (tmp_path / "app.py").write_text("x = 1\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"junk")
+    first = (app.content_hash(tmp_path), app.tarball(tmp_path))
+    assert first == (app.content_hash(tmp_path), app.tarball(tmp_path))
+    names = tarfile.open(fileobj=io.BytesIO(first[1])).getnames()
+    assert names == ["app.py", "requirements.txt"]
+    (tmp_path / "app.py").write_text("x = 2\n")
+    assert app.content_hash(tmp_path) != first[0]
+
+
+def test_supervisor_program_has_what_the_tutorial_asks_for():
+    conf = supervisor.render_conf(S)
+    for line in ("[program:hello-world]", "user=tom", "autostart=true", "autorestart=true",
+                 "stopasgroup=true", "killasgroup=true",
+                 "stdout_logfile=/var/log/hello-world/app.log",
+                 "stderr_logfile=/var/log/hello-world/error.log",
+                 "directory=/home/tom/hello-world/current"):
+        assert line in conf.splitlines()
+    assert "--workers 4 --bind 127.0.0.1:8000 app:app" in conf
+
+
+def test_nginx_site_has_what_the_tutorial_asks_for():
+    site = render_site(S)
+    for fragment in ("listen 80 default_server;", "server_name _;", "server_tokens off;",
+                     "proxy_pass http://127.0.0.1:8000;", "proxy_redirect off;",
+                     "proxy_set_header Host $host;", "proxy_set_header X-Real-IP $remote_addr;",
+                     "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                     "alias /home/tom/hello-world/current/static/;", "expires 30d;",
+                     "access_log /var/log/nginx/hello-world.access.log;",
+                     "error_log /var/log/nginx/hello-world.error.log;"):
+        assert fragment in site
+
+
+def test_templates_refuse_missing_values():
+    from jinja2 import UndefinedError
+
+    from tasks.core import render
+    with pytest.raises(UndefinedError, match="'port' is undefined"):
+        render("nginx-site.j2", name="x", server_name="_", current="/x")

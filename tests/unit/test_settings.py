@@ -1,0 +1,100 @@
+"""Config validation: every bad value is caught before any connection, one line each."""
+
+import shlex
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from invoke import Config
+
+from tasks.settings import DEFAULTS, ConfigError, for_host, problems_of, validate
+
+
+def config(**app):
+    return Config(overrides={"app": app})
+
+
+def test_defaults_are_the_tutorial_setup():
+    s = for_host(config(), "tom")
+    assert (s.name, s.user, s.dir, s.port, s.workers, s.server_name) == \
+        ("hello-world", "tom", "/home/tom/hello-world", 8000, 4, "_")
+    assert s.current == "/home/tom/hello-world/current"
+    assert s.supervisor_conf == "/etc/supervisor/conf.d/hello-world.conf"
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("name", "Hello World", "app.name='Hello World'"),
+    ("name", "x;rm -rf /", "app.name="),
+    ("user", "tom;id", "app.user="),
+    ("dir", "relative/path", "absolute path"),
+    ("dir", "/srv/../etc", "no '..'"),
+    ("dir", "/srv/app\nid", "absolute path"),
+    ("dir", "/", "normalised"),
+    ("port", 80, "from 1024 to 65535"),
+    ("port", "eighty", "whole number"),
+    ("workers", 0, "from 1 to 64"),
+    ("workers", True, "whole number"),
+    ("server_name", "exa mple..com", "host names"),
+    ("server_name", "a.com;", "host names"),
+    ("module", "app:app; id", "WSGI entry point"),
+    ("health_path", "no-slash", "URL path"),
+    ("health_text", "two\nlines", "one line"),
+])
+def test_bad_values_are_named_with_the_fix(key, value, fragment):
+    with pytest.raises(ConfigError) as e:
+        validate(config(**{key: value}))
+    assert len(e.value.problems) == 1
+    assert fragment in e.value.problems[0] and f"app.{key}" in e.value.problems[0]
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as e:
+        validate(config(name="BAD", port=1, workers=999))
+    assert len(e.value.problems) == 3
+
+
+def test_unknown_keys_are_refused():
+    with pytest.raises(ConfigError, match="app.wokers: unknown setting"):
+        validate(config(wokers=3))
+
+
+def test_env_var_strings_are_accepted_for_numbers():
+    assert for_host(config(workers="3", port="8001"), "tom").workers == 3
+
+
+def test_root_is_never_the_app_user():
+    with pytest.raises(ConfigError, match="would run as root"):
+        for_host(config(), "root")
+    assert for_host(config(user="tom"), "root").user == "tom"
+
+
+def test_missing_app_folder_is_reported():
+    with pytest.raises(ConfigError, match="no requirements.txt"):
+        validate(config(source="/nonexistent/app"))
+
+
+SHELL_META = set(";|&$`\\\"'<>(){}*?!#~\n\r\t ")
+text = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+
+
+@pytest.mark.parametrize("key", ["name", "user", "dir", "server_name", "module",
+                                 "health_path"])
+@given(value=text)
+def test_no_accepted_value_carries_shell_syntax(key, value):
+    """Whatever string comes in, it is refused or it cannot change a shell command."""
+    values = {**DEFAULTS, key: value}
+    if problems_of(values):
+        return
+    if key == "server_name":  # goes into nginx config, never a shell: tokens only
+        assert all(set(n).isdisjoint(SHELL_META | {";"}) for n in value.split())
+        return
+    assert set(value).isdisjoint(SHELL_META), value
+    assert shlex.split(shlex.quote(value)) == [value]
+
+
+@given(port=st.one_of(st.integers(), st.text(max_size=8)),
+       workers=st.one_of(st.integers(), st.text(max_size=8)))
+def test_numbers_are_in_range_or_refused(port, workers):
+    values = {**DEFAULTS, "port": port, "workers": workers}
+    if not problems_of(values):
+        assert 1024 <= int(port) <= 65535 and 1 <= int(workers) <= 64
