@@ -19,10 +19,10 @@ CONVERGED = """\
 debian
 
 @@packages
-nginx ii 
-python3-venv ii 
-supervisor ii 
-ufw ii 
+nginx ii
+python3-venv ii
+supervisor ii
+ufw ii
 @@apt_age
 120
 @@user
