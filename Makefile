@@ -30,6 +30,7 @@ demo: host-packages $(VENV)/.tool
 	$(FAB) $(SANDBOX) provision
 	@echo "--- curl http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"
 	@curl -sS -m 10 "http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"; echo
+	$(FAB) $(SANDBOX) status
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check --line-length 100 --select E,F,W,B,UP,I $(LINTED)

@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from tasks import provision, sandbox
+from tasks import ops, provision, sandbox
 
 namespace = Collection(
     provision.provision,
@@ -11,5 +11,7 @@ namespace = Collection(
     provision.supervisor_task,
     provision.nginx_task,
     provision.firewall_task,
+    ops.logs,
+    ops.status,
 )
 namespace.add_collection(Collection.from_module(sandbox))

@@ -85,10 +85,10 @@ class Host:
     def as_root(self):
         return self.c.user == "root"
 
-    def _exec(self, command, sudo, timeout=None):
+    def _exec(self, command, sudo, timeout=None, **extra):
         """Run one shell command (through sudo unless connected as root); return Result."""
         self.round_trips += 1
-        kwargs = dict(hide=True, warn=True, in_stream=False, timeout=timeout)
+        kwargs = {"hide": True, "warn": True, "in_stream": False, "timeout": timeout, **extra}
         if not sudo or self.as_root:
             return self.c.run(command, **kwargs)
         if self.c.config.sudo.password:
@@ -101,6 +101,12 @@ class Host:
         if result.exited != 0:
             raise DeployError(explain_failure(result))
         return result.stdout
+
+    def stream(self, script, out):
+        """Run a long-lived read-only script, writing its output to OUT as it comes.
+
+        A pty makes the remote command end when the connection is closed (Ctrl-C)."""
+        return self._exec(f"sh -c {q(script)}", sudo=True, pty=True, out_stream=out)
 
     def change(self, script, sudo=True, timeout=None):
         """Run a script that alters the server; in dry-run, run nothing."""
@@ -142,6 +148,39 @@ class Host:
     @property
     def failed(self):
         return any(o.status == FAILED for o in self.outcomes)
+
+    @staticmethod
+    def report(outcomes):
+        """Print the recap of a run, one line per host; return the hosts that failed."""
+        print("recap:")
+        width = max(len(str(host)) for host, _ in outcomes)
+        failed = []
+        for host, result in outcomes:
+            if isinstance(result, Host):
+                line = result.recap()
+            else:
+                line = "unreachable or failed (see above)"
+            if not isinstance(result, Host) or result.failed:
+                failed.append(host)
+            print(f"  {host:<{width}}  {line}")
+        sys.stdout.flush()
+        return failed
+
+
+class LinePrefixer:
+    """A file-like sink that prints each complete line prefixed with the host."""
+
+    def __init__(self, host):
+        self.host, self.buffer = host, ""
+
+    def write(self, data):
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            say(self.host, line.rstrip("\r"))
+
+    def flush(self):
+        pass
 
 
 def explain_failure(result):

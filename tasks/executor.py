@@ -12,7 +12,7 @@ from fabric.executor import Executor
 from fabric.tasks import ConnectionCall
 from invoke import Exit
 
-from tasks.core import Host, say
+from tasks.core import say
 from tasks.errors import explain_exception
 from tasks.settings import ConfigError, validate
 
@@ -30,9 +30,8 @@ class HostsExecutor(Executor):
                 continue
             self.validate_config(group[0])
             work = [(call, self.context_for(call)) for call in group]
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(group))) as pool:
-                outcomes = list(pool.map(self.run_host, work))
-            self.recap(outcomes, failed)
+            outcomes = self.run_parallel(work)
+            failed += self.report(outcomes)
             results[group[0].task] = outcomes
         if failed:
             raise Exit(code=1)
@@ -67,6 +66,21 @@ class HostsExecutor(Executor):
                 print(f"config: {problem}", file=sys.stderr)
             raise Exit("config: fix the values above in fabric.yaml (or -f FILE)", code=2) from None
 
+    def run_parallel(self, work):
+        """Run each (call, connection) in its own thread; Ctrl-C closes every connection."""
+        pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(work)))
+        futures = [pool.submit(self.run_host, item) for item in work]
+        try:
+            return [f.result() for f in futures]
+        except KeyboardInterrupt:
+            for _, context in work:
+                context.close()  # ends the remote commands (they run on a pty)
+            pool.shutdown(wait=True, cancel_futures=True)
+            streaming = work[0][0].kwargs.get("follow")
+            raise Exit("" if streaming else "interrupted", code=0 if streaming else 130) from None
+        finally:
+            pool.shutdown(wait=False)
+
     def run_host(self, call_and_context):
         call, context = call_and_context
         host = context.original_host
@@ -80,19 +94,10 @@ class HostsExecutor(Executor):
         finally:
             context.close()
 
-    def recap(self, outcomes, failed):
-        if not outcomes:
-            return
-        print("recap:")
-        width = max(len(str(host)) for host, _ in outcomes)
-        for host, result in outcomes:
-            if isinstance(result, Host):
-                line = result.recap()
-                if result.failed:
-                    failed.append(host)
-            elif isinstance(result, BaseException):
-                line, _ = "unreachable or failed (see above)", failed.append(host)
-            else:
-                line = "done"
-            print(f"  {host:<{width}}  {line}")
-        sys.stdout.flush()
+    @staticmethod
+    def report(outcomes):
+        """Let the results' own type print the summary; return the hosts that failed."""
+        kinds = {type(r) for _, r in outcomes if r is not None and not isinstance(r, Exception)}
+        if len(kinds) == 1 and hasattr(next(iter(kinds)), "report"):
+            return next(iter(kinds)).report(outcomes)
+        return [host for host, r in outcomes if isinstance(r, Exception)]

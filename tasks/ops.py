@@ -1,0 +1,262 @@
+"""`logs` and `status`: operating the running service, on one host or many."""
+
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from invoke import Exit, Task, task
+
+from tasks.core import DeployError, LinePrefixer, q, say
+from tasks.facts import sections
+from tasks.provision import open_host
+
+COMPONENTS = ("app", "access", "error", "supervisor", "all")
+
+
+def log_files(s, component):
+    files = {
+        "app": [f"{s.log_dir}/app.log", f"{s.log_dir}/error.log"],
+        "access": [f"/var/log/nginx/{s.name}.access.log"],
+        "error": [f"/var/log/nginx/{s.name}.error.log"],
+        "supervisor": ["/var/log/supervisor/supervisord.log"],
+    }
+    if component == "all":
+        return [f for key in ("app", "access", "error", "supervisor") for f in files[key]]
+    return files[component]
+
+
+def logs_script(files, lines, grep, follow):
+    """Show the last LINES lines of FILES (matching GREP), and follow them if asked."""
+    quoted = " ".join(q(f) for f in files)
+    missing = (f"for f in {quoted}; do [ -e \"$f\" ] || "
+               "echo \"($f does not exist yet: nothing logged there so far)\"; done\n")
+    present = f"set -- ; for f in {quoted}; do [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done\n"
+    header = "" if len(files) > 1 else "-q "
+    if follow:
+        filt = f" | grep --line-buffered -e {q(grep)}" if grep else ""
+        return (missing + present +
+                f"[ $# -gt 0 ] || exit 0\nexec tail -F -n {lines} {header}\"$@\" 2>/dev/null{filt}")
+    if grep:
+        return missing + present + (f"[ $# -gt 0 ] || exit 0\n"
+                                    f"grep -h -e {q(grep)} \"$@\" | tail -n {lines}; true")
+    return missing + present + f"[ $# -gt 0 ] || exit 0\ntail -n {lines} {header}\"$@\""
+
+
+class LogsTask(Task):
+    """`-n` for --lines, as in tail (Invoke would pick `-l`)."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        if name == "lines":
+            opts["names"] = ["lines", "n"]
+        return opts
+
+
+@task(klass=LogsTask, help={
+    "component": f"which log: {', '.join(COMPONENTS)} (default: app)",
+    "lines": "how many lines to show (default 50)",
+    "follow": "keep streaming new lines until Ctrl-C",
+    "grep": "only lines matching this pattern (grep, on the server)",
+})
+def logs(c, component="app", lines=50, follow=False, grep=None):
+    """Show the app's log (or nginx's, supervisor's) from every host, prefixed by host."""
+    if component not in COMPONENTS:
+        raise Exit(f"logs: unknown component {component!r}; use one of {', '.join(COMPONENTS)}",
+                   code=2)
+    if not 0 < int(lines) <= 100000:
+        raise Exit("logs: --lines must be from 1 to 100000", code=2)
+    h = open_host(c, dry_run=False)
+    script = logs_script(log_files(h.settings, component), int(lines), grep, follow)
+    if follow:
+        h.stream(script, LinePrefixer(h.name))
+        return None
+    out = h.read(script)
+    if out:
+        say(h.name, out)
+    return None
+
+
+@dataclass
+class Status:
+    host: str
+    app_state: str = ""
+    app_pid: int = 0
+    app_uptime: str = ""
+    workers: int = 0
+    workers_wanted: int = 0
+    nginx_active: bool = False
+    nginx_config: str = ""
+    nginx_config_ok: bool = False
+    ufw_active: bool = False
+    ufw_allowed: list = field(default_factory=list)
+    release: str = ""
+    deployed_at: str = ""
+    http_status: int = 0
+    http_latency_ms: float = 0.0
+    http_body_ok: bool = False
+    enabled: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
+    as_json: bool = False
+
+    @property
+    def healthy(self):
+        return not self.problems
+
+    @property
+    def failed(self):
+        return bool(self.problems)
+
+    def as_dict(self):
+        out = asdict(self)
+        out.pop("as_json")
+        return {**out, "healthy": self.healthy}
+
+    @staticmethod
+    def report(outcomes):
+        """Print one table (or JSON) for every host; return the hosts that are not healthy."""
+        rows = [result if isinstance(result, Status)
+                else Status(host, problems=["unreachable or failed (see above)"])
+                for host, result in outcomes]
+        if any(r.as_json for r in rows):
+            print(json.dumps([r.as_dict() for r in rows], indent=2))
+        else:
+            print_table(rows)
+        return [r.host for r in rows if r.problems]
+
+
+def check(st, ok, problem):
+    if not ok:
+        st.problems.append(problem)
+    return ok
+
+
+def status_script(s):
+    """Everything `status` shows, gathered by one command on the server (as root)."""
+    probe = (
+        "import sys, time, urllib.request, urllib.error\n"
+        "url, want = sys.argv[1], sys.argv[2]\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(url, timeout=5); code, body = r.status, r.read()\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    code, body = e.code, e.read()\n"
+        "except Exception:\n"
+        "    code, body = 0, b''\n"
+        "ms = (time.monotonic() - t) * 1000\n"
+        "print(code, round(ms, 1), int(want.encode() in body))\n"
+    )
+    return f"""
+echo @@program; supervisorctl status {q(s.name)} 2>/dev/null
+pid=$(supervisorctl pid {q(s.name)} 2>/dev/null)
+echo @@workers; case "$pid" in ''|0|*[!0-9]*) echo 0;; *) pgrep -c -P "$pid";; esac
+echo @@nginx; systemctl is-active nginx; out=$(nginx -t 2>&1); echo "$?"; echo "$out" | tail -n1
+echo @@ufw; ufw status 2>/dev/null | head -n1
+ufw status 2>/dev/null | awk '/ALLOW/ && $0 !~ /\\(v6\\)/ {{print $1}}'
+echo @@release; readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null
+echo @@enabled
+for u in supervisor nginx ufw; do echo "$u $(systemctl is-enabled $u 2>/dev/null)"; done
+echo @@probe; python3 -c {q(probe)} http://127.0.0.1:80{q(s.health_path)} {q(s.health_text)}
+true
+"""
+
+
+def parse_status(host, s, text):
+    sec = sections(text)
+    st = Status(host, workers_wanted=s.workers)
+    program = " ".join(sec.get("program", [])).split()
+    st.app_state = program[1] if len(program) > 1 else "MISSING"
+    if "pid" in program:
+        st.app_pid = int(program[program.index("pid") + 1].rstrip(","))
+    if "uptime" in program:
+        st.app_uptime = program[program.index("uptime") + 1]
+    workers = "".join(sec.get("workers", [])).strip()
+    st.workers = int(workers) if workers.isdigit() else 0
+    nginx = sec.get("nginx", []) + ["", "", ""]
+    st.nginx_active = nginx[0].strip() == "active"
+    st.nginx_config_ok = nginx[1].strip() == "0"
+    st.nginx_config = nginx[2].strip()
+    ufw = sec.get("ufw", [])
+    st.ufw_active = bool(ufw) and "Status: active" in ufw[0]
+    st.ufw_allowed = [line.strip() for line in ufw[1:] if line.strip()]
+    release = sec.get("release", []) + ["", ""]
+    st.release = release[0].strip().rpartition("/")[2]
+    if release[1].strip().isdigit():
+        st.deployed_at = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(int(release[1])))
+    for line in sec.get("enabled", []):
+        parts = line.split()
+        st.enabled[parts[0]] = len(parts) > 1 and parts[1] == "enabled"
+    probe = " ".join(sec.get("probe", [])).split()
+    if len(probe) == 3:
+        st.http_status, st.http_latency_ms = int(probe[0]), float(probe[1])
+        st.http_body_ok = probe[2] == "1"
+
+    check(st, st.app_state == "RUNNING", f"app is {st.app_state}")
+    check(st, st.app_state != "RUNNING" or st.workers == s.workers,
+          f"{st.workers} workers running, {s.workers} wanted")
+    check(st, st.nginx_active, "nginx is not active")
+    check(st, st.nginx_config_ok, f"nginx -t failed: {st.nginx_config}")
+    check(st, st.ufw_active, "ufw is not active")
+    check(st, bool(st.release), "no release deployed")
+    check(st, st.http_status == 200, f"HTTP {s.health_path} through nginx gave {st.http_status}")
+    check(st, st.http_status != 200 or st.http_body_ok,
+          f"HTTP body lacks {s.health_text!r}")
+    for unit, on in sorted(st.enabled.items()):
+        check(st, on, f"{unit} is not enabled at boot")
+    return st
+
+
+def print_table(rows):
+    color = sys.stdout.isatty()
+
+    def cell(text, ok):
+        text = str(text)
+        if ok:
+            return text
+        return f"\033[31m{text}!\033[0m" if color else f"{text}!"
+
+    header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "NGINX", "UFW", "RELEASE",
+              "DEPLOYED", "HTTP", "BOOT"]
+    table = [header]
+    for r in rows:
+        boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
+        table.append([
+            r.host, cell(r.app_state or "-", r.app_state == "RUNNING"), str(r.app_pid or "-"),
+            r.app_uptime or "-",
+            cell(f"{r.workers}/{r.workers_wanted}", r.workers == r.workers_wanted),
+            cell(("active" if r.nginx_active else "inactive")
+                 + ("" if r.nginx_config_ok else " (bad config)"),
+                 r.nginx_active and r.nginx_config_ok),
+            cell(("active " + " ".join(r.ufw_allowed)) if r.ufw_active else "inactive",
+                 r.ufw_active),
+            cell(r.release or "-", bool(r.release)), r.deployed_at or "-",
+            cell(f"{r.http_status} {r.http_latency_ms:.0f}ms" + ("" if r.http_body_ok else
+                                                                  " (body?)"),
+                 r.http_status == 200 and r.http_body_ok),
+            cell("ok" if not boot else f"off: {boot}", not boot),
+        ])
+    widths = [max(len(strip_ansi(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        cells = (c + " " * (w - len(strip_ansi(c))) for c, w in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    for r in rows:
+        for problem in r.problems:
+            print(f"{r.host}: {problem}")
+
+
+def strip_ansi(text):
+    return re.sub(r"\033\[[0-9;]*m", "", text)
+
+
+@task(help={"json": "print JSON (a list with one object per host) instead of a table"})
+def status(c, json=False):
+    """Show app, nginx, firewall, release and an HTTP probe per host; exit 1 if unhealthy."""
+    h = open_host(c, dry_run=False)
+    try:
+        text = h.read(status_script(h.settings))
+    except DeployError as e:
+        raise DeployError(f"could not read status: {e}") from None
+    st = parse_status(h.name, h.settings, text)
+    st.as_json = json
+    return st
