@@ -6,6 +6,9 @@ from tasks import ops, provision, sandbox
 
 namespace = Collection(
     provision.provision,
+    provision.deploy,
+    provision.rollback,
+    provision.releases,
     provision.packages_task,
     provision.app_task,
     provision.supervisor_task,

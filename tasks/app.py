@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from tasks.core import CHANGED, OK, DeployError, q, say
+from tasks.deploy import switch_to
 from tasks.facts import ancestors
 
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", "node_modules"}
@@ -85,6 +86,7 @@ def layout_script(s, facts):
 
 
 def release_script(s, tarball_path, rid, tree_hash, venv_hash, build_venv):
+    """Unpack the app into releases/RID and link its virtualenv (built if new)."""
     release = f"{s.releases}/{rid}"
     venv = f"{s.venvs}/{venv_hash}"
     lines = [f"trap 'rm -f {q(tarball_path)}' EXIT",
@@ -96,9 +98,7 @@ def release_script(s, tarball_path, rid, tree_hash, venv_hash, build_venv):
                   f"{q(venv)}/bin/pip install -q --disable-pip-version-check "
                   f"-r {q(release)}/requirements.txt",
                   f"touch {q(venv)}/.fab-complete"]
-    lines += [f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv",
-              f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new",
-              f"mv -Tf {q(s.current)}.fab-new {q(s.current)}"]
+    lines.append(f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv")
     return lines
 
 
@@ -133,6 +133,7 @@ def converge(h):
     venv_hash = requirements_hash(s.source_path)
     build_venv = venv_hash not in f.venvs
     rid = release_id(tree_hash)
+    previous = f.links.get(s.current, "").rpartition("/")[2]
     if h.dry_run:
         say(h.name, f"would upload {len(source_files(s.source_path))} files as release {rid}"
                     + (f" and build virtualenv {venv_hash}" if build_venv else ""))
@@ -140,10 +141,15 @@ def converge(h):
         path = h.upload(tarball(s.source_path))
         h.change("\n".join(release_script(s, path, rid, tree_hash, venv_hash, build_venv)),
                  timeout=900)
-        previous = f.links.get(s.current, "").rpartition("/")[2]
+        if previous and f.program_state == "RUNNING":
+            try:
+                switch_to(h, rid, previous)
+            except DeployError:
+                h.change(f"rm -rf {q(s.releases)}/{q(rid)}")  # it never stayed live
+                raise
+        else:  # nothing is serving yet: just point `current` at it
+            h.change(f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
+                     f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
         h.change(prune_script(s, [rid, previous]))
-    h.notified.add("app")
-    if f.links.get(f"{s.current}/.venv") != f"../../venvs/{venv_hash}":
-        h.notified.add("venv")
     changes.append(f"released {rid}" + (f" with new virtualenv {venv_hash}" if build_venv else ""))
     return CHANGED, ", ".join(changes)

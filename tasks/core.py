@@ -1,7 +1,7 @@
 """Remote primitives and reporting shared by every step.
 
 A `Host` is one server for one run: its connection, settings, facts, the
-dry-run switch, the step outcomes so far and the handlers notified. Steps read
+dry-run switch and the step outcomes so far. Steps read
 facts, decide, and call `Host.change` for anything that alters the server; in
 dry-run `change` records what would happen and runs nothing.
 """
@@ -74,8 +74,8 @@ class Host:
     dry_run: bool = False
     facts: object = None
     outcomes: list = field(default_factory=list)
-    notified: set = field(default_factory=set)
     round_trips: int = 0
+    lock_token: str = None
 
     @property
     def name(self):
@@ -156,11 +156,11 @@ class Host:
         width = max(len(str(host)) for host, _ in outcomes)
         failed = []
         for host, result in outcomes:
-            if isinstance(result, Host):
+            if hasattr(result, "recap"):
                 line = result.recap()
             else:
                 line = "unreachable or failed (see above)"
-            if not isinstance(result, Host) or result.failed:
+            if not hasattr(result, "recap") or result.failed:
                 failed.append(host)
             print(f"  {host:<{width}}  {line}")
         sys.stdout.flush()

@@ -19,6 +19,15 @@ from tasks.settings import ConfigError, validate
 MAX_PARALLEL = 32
 
 
+class Skipped:
+    """A host left alone because an earlier batch of a serial run failed."""
+
+    failed = True
+
+    def recap(self):
+        return "skipped: an earlier host failed, this one was not touched"
+
+
 class HostsExecutor(Executor):
     def execute(self, *tasks):
         calls = self.expand_calls(self.normalize(tasks))
@@ -29,8 +38,7 @@ class HostsExecutor(Executor):
                     results[call.task] = self.run_call(call)
                 continue
             self.validate_config(group[0])
-            work = [(call, self.context_for(call)) for call in group]
-            outcomes = self.run_parallel(work)
+            outcomes = self.run_batches(group, int(group[0].kwargs.get("serial") or 0))
             failed += self.report(outcomes)
             results[group[0].task] = outcomes
         if failed:
@@ -66,6 +74,22 @@ class HostsExecutor(Executor):
                 print(f"config: {problem}", file=sys.stderr)
             raise Exit("config: fix the values above in fabric.yaml (or -f FILE)", code=2) from None
 
+    def run_batches(self, group, size):
+        """All hosts at once, or SIZE at a time, stopping after a batch that failed."""
+        size = size if size > 0 else len(group)
+        outcomes = []
+        for start in range(0, len(group), size):
+            batch = group[start:start + size]
+            if any(self.failed(result) for _, result in outcomes):
+                outcomes += [(self.context_for(call).original_host, Skipped()) for call in batch]
+                continue
+            outcomes += self.run_parallel([(call, self.context_for(call)) for call in batch])
+        return outcomes
+
+    @staticmethod
+    def failed(result):
+        return isinstance(result, Exception) or getattr(result, "failed", False)
+
     def run_parallel(self, work):
         """Run each (call, connection) in its own thread; Ctrl-C closes every connection."""
         pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(work)))
@@ -97,7 +121,8 @@ class HostsExecutor(Executor):
     @staticmethod
     def report(outcomes):
         """Let the results' own type print the summary; return the hosts that failed."""
-        kinds = {type(r) for _, r in outcomes if r is not None and not isinstance(r, Exception)}
+        kinds = {type(r) for _, r in outcomes
+                 if r is not None and not isinstance(r, (Exception, Skipped))}
         if len(kinds) == 1 and hasattr(next(iter(kinds)), "report"):
             return next(iter(kinds)).report(outcomes)
         return [host for host, r in outcomes if isinstance(r, Exception)]

@@ -10,6 +10,7 @@ from invoke import Exit, Task, task
 
 from tasks.core import DeployError, LinePrefixer, q, say
 from tasks.facts import sections
+from tasks.health import parse_probe, probe_command
 from tasks.provision import open_host
 
 COMPONENTS = ("app", "access", "error", "supervisor", "all")
@@ -134,19 +135,6 @@ def check(st, ok, problem):
 
 def status_script(s):
     """Everything `status` shows, gathered by one command on the server (as root)."""
-    probe = (
-        "import sys, time, urllib.request, urllib.error\n"
-        "url, want = sys.argv[1], sys.argv[2]\n"
-        "t = time.monotonic()\n"
-        "try:\n"
-        "    r = urllib.request.urlopen(url, timeout=5); code, body = r.status, r.read()\n"
-        "except urllib.error.HTTPError as e:\n"
-        "    code, body = e.code, e.read()\n"
-        "except Exception:\n"
-        "    code, body = 0, b''\n"
-        "ms = (time.monotonic() - t) * 1000\n"
-        "print(code, round(ms, 1), int(want.encode() in body))\n"
-    )
     return f"""
 echo @@program; supervisorctl status {q(s.name)} 2>/dev/null
 pid=$(supervisorctl pid {q(s.name)} 2>/dev/null)
@@ -157,7 +145,7 @@ ufw status 2>/dev/null | awk '/ALLOW/ && $0 !~ /\\(v6\\)/ {{print $1}}'
 echo @@release; readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null
 echo @@enabled
 for u in supervisor nginx ufw; do echo "$u $(systemctl is-enabled $u 2>/dev/null)"; done
-echo @@probe; python3 -c {q(probe)} http://127.0.0.1:80{q(s.health_path)} {q(s.health_text)}
+echo @@probe; {probe_command(s, 80, 0)}
 true
 """
 
@@ -187,10 +175,8 @@ def parse_status(host, s, text):
     for line in sec.get("enabled", []):
         parts = line.split()
         st.enabled[parts[0]] = len(parts) > 1 and parts[1] == "enabled"
-    probe = " ".join(sec.get("probe", [])).split()
-    if len(probe) == 3:
-        st.http_status, st.http_latency_ms = int(probe[0]), float(probe[1])
-        st.http_body_ok = probe[2] == "1"
+    ok, st.http_status, st.http_latency_ms, _ = parse_probe("\n".join(sec.get("probe", [])))
+    st.http_body_ok = ok
 
     check(st, st.app_state == "RUNNING", f"app is {st.app_state}")
     check(st, st.app_state != "RUNNING" or st.workers == s.workers,

@@ -3,7 +3,8 @@
 from invoke import Exit, task
 
 from tasks import app, firewall, nginx, packages, supervisor
-from tasks.core import CHANGED, FAILED, DeployError, Host, StepFailed, run_step
+from tasks.core import CHANGED, FAILED, DeployError, Host, StepFailed, run_step, say
+from tasks.deploy import acquire_lock, health, release_lock, rollback_step
 from tasks.facts import gather
 from tasks.settings import for_host
 
@@ -11,6 +12,7 @@ STEPS = [("packages", packages.converge), ("app", app.converge),
          ("supervisor", supervisor.converge), ("nginx", nginx.converge),
          ("firewall", firewall.converge)]
 DRY_RUN = "show what would change, with diffs, running only read-only commands"
+BREAK_LOCK = "take the deploy lock even if another run holds it (when that run is dead)"
 
 
 def open_host(c, dry_run):
@@ -19,18 +21,24 @@ def open_host(c, dry_run):
     return Host(c, for_host(c.config, c.user), dry_run)
 
 
-def converge(c, steps, dry_run=False):
-    """Run STEPS in order on one host; gather facts again after any step that changed."""
+def converge(c, steps, dry_run=False, break_lock=False):
+    """Run STEPS in order on one host, holding its deploy lock; gather facts again after
+    any step that changed something."""
     h = open_host(c, dry_run)
+    stage = "facts"
     try:
         gather(h)
+        stage = "lock"
+        acquire_lock(h, break_lock)
         for name, fn in steps:
             if run_step(h, name, fn) == CHANGED and not dry_run:
                 gather(h)
     except StepFailed:
         pass
     except DeployError as e:
-        h.record("facts", FAILED, str(e))
+        h.record(stage, FAILED, str(e))
+    finally:
+        release_lock(h)
     return h
 
 
@@ -43,10 +51,40 @@ def step_task(name, fn, doc):
     return one_step
 
 
-@task(help={"dry-run": DRY_RUN})
-def provision(c, dry_run=False):
+@task(help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
+def provision(c, dry_run=False, break_lock=False):
     """Set up the whole stack: packages, app + venv, supervisor, nginx, firewall."""
-    return converge(c, STEPS, dry_run)
+    return converge(c, STEPS, dry_run, break_lock)
+
+
+@task(help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK,
+            "serial": "deploy N hosts at a time, stopping after a batch with a failure "
+                      "(default: all hosts at once)"})
+def deploy(c, serial=0, dry_run=False, break_lock=False):
+    """Ship the local app as a new release: zero downtime, health-checked, auto-rollback.
+
+    Runs provision's steps first (they do nothing when converged), then checks the
+    site's health through nginx."""
+    return converge(c, [*STEPS, ("health", health)], dry_run, break_lock)
+
+
+@task(help={"to": "the release to return to (default: the one before the live one)",
+            "dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
+def rollback(c, to=None, dry_run=False, break_lock=False):
+    """Switch back to the previous release (or --to RELEASE), health-checked, no downtime."""
+    return converge(c, [("rollback", lambda h: rollback_step(h, to))], dry_run, break_lock)
+
+
+@task
+def releases(c):
+    """List the releases on each host; the live one is marked with *."""
+    h = open_host(c, dry_run=True)
+    f = gather(h)
+    current = f.links.get(h.settings.current, "").rpartition("/")[2]
+    for rid in reversed(f.releases):
+        say(h.name, f"{'*' if rid == current else ' '} {rid}")
+    if not f.releases:
+        say(h.name, "no releases yet (run `fab deploy`)")
 
 
 packages_task = step_task("packages", packages.converge,

@@ -154,7 +154,7 @@ def problems_of(values):
     module = values["module"]
     check(isinstance(module, str) and MODULE_RE.match(module),
           f"app.module={module!r}: must be a WSGI entry point like 'app:app'")
-    for key, low, high in (("port", 1024, 65535), ("workers", 1, 64), ("keep_releases", 2, 100),
+    for key, low, high in (("port", 1024, 65534), ("workers", 1, 64), ("keep_releases", 2, 100),
                            ("apt_cache_valid_time", 0, 10**8), ("health_timeout", 1, 600),
                            ("firewall_revert_after", 30, 3600)):
         problem = _int_problem(key, values[key], low, high)

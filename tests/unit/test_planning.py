@@ -6,9 +6,10 @@ import tarfile
 import pytest
 from invoke import Config
 
-from tasks import app, firewall, packages, supervisor
+from tasks import app, deploy, firewall, packages, supervisor
 from tasks.core import DeployError
 from tasks.facts import Facts, ancestors, parse, script
+from tasks.health import parse_probe
 from tasks.nginx import render_site
 from tasks.settings import for_host
 
@@ -122,16 +123,30 @@ def test_layout_opens_only_traversal_of_the_home_and_fixes_what_differs():
 
 
 def test_release_switches_current_by_renaming_a_new_symlink():
+    lines = deploy.switch_script(S, "20260101T000000Z-abcd").splitlines()
+    assert lines[1] == "mv -Tf /home/tom/hello-world/current.fab-new /home/tom/hello-world/current"
+    assert lines[2] == "supervisorctl restart hello-world >/dev/null"
+
+
+def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
     lines = app.release_script(S, "/tmp/x.tgz", "20260101T000000Z-abcd", "h", "v" * 16, False)
-    assert lines[-1] == "mv -Tf /home/tom/hello-world/current.fab-new /home/tom/hello-world/current"
+    assert lines[-1] == ("ln -sfn ../../venvs/vvvvvvvvvvvvvvvv "
+                         "/home/tom/hello-world/releases/20260101T000000Z-abcd/.venv")
     assert not any("pip install" in line for line in lines)
     with_venv = app.release_script(S, "/tmp/x.tgz", "r", "h", "v" * 16, True)
     assert any("pip install" in line for line in with_venv)
 
 
-def test_supervisor_reload_is_graceful_unless_the_venv_changed():
-    assert "signal HUP" in supervisor.reload_command(S, {"app"})
-    assert "restart" in supervisor.reload_command(S, {"app", "venv"})
+def test_rollback_goes_to_the_release_before_the_live_one():
+    f = parse(CONVERGED)
+    assert deploy.previous_release(f, "20260101T000000Z-aaaa") == "20250101T000000Z-bbbb"
+    assert deploy.previous_release(f, "20250101T000000Z-bbbb") is None
+
+
+def test_health_probe_output_is_parsed():
+    assert parse_probe("1 200 3.5 Hello world\n") == (True, 200, 3.5, "Hello world")
+    assert parse_probe("0 500 12.0 <h1>Internal") == (False, 500, 12.0, "<h1>Internal")
+    assert parse_probe("Traceback ...")[0] is False
 
 
 def test_content_hash_and_tarball_are_deterministic(tmp_path):
@@ -161,7 +176,9 @@ def test_supervisor_program_has_what_the_tutorial_asks_for():
 def test_nginx_site_has_what_the_tutorial_asks_for():
     site = render_site(S)
     for fragment in ("listen 80 default_server;", "server_name _;", "server_tokens off;",
-                     "proxy_pass http://127.0.0.1:8000;", "proxy_redirect off;",
+                     "server 127.0.0.1:8000 max_fails=0;",
+                     "server 127.0.0.1:8001 backup max_fails=0;",
+                     "proxy_pass http://hello-world;", "proxy_redirect off;",
                      "proxy_set_header Host $host;", "proxy_set_header X-Real-IP $remote_addr;",
                      "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
                      "alias /home/tom/hello-world/current/static/;", "expires 30d;",

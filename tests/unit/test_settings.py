@@ -30,7 +30,7 @@ def test_defaults_are_the_tutorial_setup():
     ("dir", "/srv/../etc", "no '..'"),
     ("dir", "/srv/app\nid", "absolute path"),
     ("dir", "/", "normalised"),
-    ("port", 80, "from 1024 to 65535"),
+    ("port", 80, "from 1024 to 65534"),
     ("port", "eighty", "whole number"),
     ("workers", 0, "from 1 to 64"),
     ("workers", True, "whole number"),
@@ -97,4 +97,4 @@ def test_no_accepted_value_carries_shell_syntax(key, value):
 def test_numbers_are_in_range_or_refused(port, workers):
     values = {**DEFAULTS, "port": port, "workers": workers}
     if not problems_of(values):
-        assert 1024 <= int(port) <= 65535 and 1 <= int(workers) <= 64
+        assert 1024 <= int(port) <= 65534 and 1 <= int(workers) <= 64

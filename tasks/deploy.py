@@ -1,0 +1,171 @@
+"""Releases go live without downtime, are health-checked, and roll back by themselves.
+
+How a switch keeps the site answering (`bridged`): the new release is first started
+as a *candidate* gunicorn on port+1 (a transient systemd unit, as the app user) and
+health-checked there; a broken release stops here, before any traffic sees it.
+nginx lists port+1 as a `backup` upstream, so while supervisor restarts the main
+program on the new release (graceful TERM: in-flight requests finish), connections
+the main port refuses go to the candidate. Once the main program answers healthy,
+on its port and through nginx, the candidate is stopped. If it does not, `current`
+is switched back and the main program restarted on the old release.
+
+A plain HUP is not enough: it keeps the master's old interpreter and virtualenv
+(gunicorn #394, #2449), and HUP into a broken release takes the site down.
+"""
+
+import getpass
+import re
+import socket
+import time
+import uuid
+
+from tasks.core import CHANGED, OK, DeployError, q, say
+from tasks.health import parse_probe, probe_command
+
+LOCK_DIR = "/run/lock"
+PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
+
+
+def candidate_unit(s):
+    return f"{s.name}-candidate"
+
+
+def check(h, port, what, wait):
+    """Probe the app on PORT until healthy or WAIT seconds; raise with details if not."""
+    result = h._exec(f"sh -c {q(probe_command(h.settings, port, wait))}", sudo=False)
+    ok, code, ms, excerpt = parse_probe(result.stdout + result.stderr)
+    if not ok:
+        answer = f"HTTP {code}" if code else "no answer"
+        raise DeployError(f"{what} is unhealthy: GET {h.settings.health_path} on port {port} "
+                          f"gave {answer}: {excerpt[:100]!r}")
+    return code, ms
+
+
+def app_log_tail(h, unit=None, lines=6):
+    """The app's last log lines, errors first: the exception beats gunicorn's own traceback."""
+    s = h.settings
+    source = (f"journalctl -u {q(unit)} -n 200 --no-pager -o cat" if unit
+              else f"tail -n 200 {q(s.log_dir)}/error.log")
+    out = h._exec(f"sh -c {q(source + ' 2>/dev/null')}", sudo=True).stdout.splitlines()
+    errors = [line for line in out if PYTHON_ERROR.match(line) and "HaltServer" not in line]
+    shown = list(dict.fromkeys(errors))[-3:] + out[-(lines - 3):] if errors else out[-lines:]
+    return "\n".join("  | " + line for line in shown)
+
+
+def start_candidate(h, release):
+    s = h.settings
+    unit = candidate_unit(s)
+    h.change(f"systemctl stop {q(unit)} >/dev/null 2>&1 || true\n"
+             f"systemctl reset-failed {q(unit)} >/dev/null 2>&1 || true\n"
+             f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
+             f"--working-directory={q(release)} --property=KillMode=mixed "
+             f"{q(release)}/.venv/bin/gunicorn --chdir {q(release)} --workers {s.workers} "
+             f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
+
+
+def stop_candidate(h):
+    h.change(f"systemctl stop {q(candidate_unit(h.settings))} >/dev/null 2>&1 || true")
+
+
+def switch_script(s, rid):
+    """Point `current` at releases/RID by renaming a new symlink over it, then restart."""
+    return (f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
+            f"mv -Tf {q(s.current)}.fab-new {q(s.current)}\n"
+            f"supervisorctl restart {q(s.name)} >/dev/null")
+
+
+def bridged(h, release, action, undo=None):
+    """Run ACTION (which restarts the main program) while a candidate of RELEASE covers
+    for it; afterwards the main program must be healthy, or UNDO runs and this raises."""
+    s = h.settings
+    start_candidate(h, release)
+    try:
+        try:
+            check(h, s.port + 1, "the new release", s.health_timeout)
+        except DeployError as e:
+            raise DeployError(f"{e}; it was not switched in. Its log:\n"
+                              + app_log_tail(h, candidate_unit(s))) from None
+        try:
+            h.change(action)
+            check(h, s.port, "the app after the switch", s.health_timeout)
+            check(h, 80, "the site through nginx", s.health_timeout)
+        except DeployError as e:
+            log = app_log_tail(h)
+            if undo:
+                h.change(undo)
+                check(h, s.port, "the app after rolling back", s.health_timeout)
+                e = DeployError(f"{e}; rolled back. App log:\n{log}")
+            raise e from None
+    finally:
+        stop_candidate(h)
+
+
+def switch_to(h, rid, previous):
+    """Make releases/RID live without downtime; roll back to PREVIOUS if it is unhealthy."""
+    s = h.settings
+    undo = switch_script(s, previous) if previous else None
+    bridged(h, f"{s.releases}/{rid}", switch_script(s, rid), undo)
+
+
+def lock_path(s):
+    return f"{LOCK_DIR}/fab-{s.name}.lock"
+
+
+def acquire_lock(h, break_lock=False):
+    """Take the server's deploy lock, or fail at once naming who holds it."""
+    if h.dry_run:
+        return
+    lock = q(lock_path(h.settings))
+    token = uuid.uuid4().hex
+    who = (f"{getpass.getuser()}@{socket.gethostname()} since "
+           f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}")
+    out = h.read(("rm -rf " + lock + "\n" if break_lock else "") +
+                 f"if mkdir {lock} 2>/dev/null; then\n"
+                 f"  printf '%s\\n' {q(token)} > {lock}/token\n"
+                 f"  printf '%s\\n' {q(who)} > {lock}/holder; echo acquired\n"
+                 f"else echo \"held $(cat {lock}/holder 2>/dev/null)\"; fi")
+    if out.startswith("acquired"):
+        h.lock_token = token
+    else:
+        holder = out.strip()[5:] or "unknown"
+        raise DeployError(f"another deploy holds the lock ({holder}); "
+                          "wait for it, or if it is stale run again with --break-lock")
+
+
+def release_lock(h):
+    """Give the lock back, only if it is still ours."""
+    if h.lock_token:
+        lock = q(lock_path(h.settings))
+        script = f'[ "$(cat {lock}/token 2>/dev/null)" = {q(h.lock_token)} ] && rm -rf {lock}; true'
+        h._exec(f"sh -c {q(script)}", sudo=True)
+        h.lock_token = None
+
+
+def health(h):
+    """The last step of a deploy: the site answers healthy through nginx."""
+    if h.dry_run:
+        return OK, "not probed in a dry run"
+    code, ms = check(h, 80, "the site through nginx", h.settings.health_timeout)
+    return OK, f"HTTP {code} in {ms:.0f} ms through nginx"
+
+
+def previous_release(f, current):
+    older = [r for r in f.releases if r < current]
+    return older[-1] if older else None
+
+
+def rollback_step(h, to=None):
+    s, f = h.settings, h.facts
+    current = f.links.get(s.current, "").rpartition("/")[2]
+    target = to or previous_release(f, current)
+    if not target:
+        raise DeployError("there is no earlier release to roll back to (see `fab releases`)")
+    if target not in f.releases:
+        raise DeployError(f"no release {target!r} on this server (see `fab releases`)")
+    if target == current:
+        return OK, f"{target} is already live"
+    if h.dry_run:
+        say(h.name, f"would switch {current} -> {target}")
+    else:
+        switch_to(h, target, current)
+    return CHANGED, f"{current} -> {target}"

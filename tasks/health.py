@@ -1,0 +1,46 @@
+"""The HTTP health probe, run on the server itself with its own python3.
+
+Probing from the server reaches gunicorn on localhost and nginx on port 80 even
+when the firewall or a bastion keeps the operator's machine out.
+"""
+
+from tasks.core import q
+
+PROBE = """\
+import sys, time, urllib.request, urllib.error
+url, want, wait = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
+deadline = time.monotonic() + wait
+while True:
+    start = time.monotonic()
+    try:
+        r = urllib.request.urlopen(url, timeout=5)
+        code, body = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        code, body = e.code, e.read()
+    except Exception as e:
+        code, body = 0, str(getattr(e, "reason", e)).encode()
+    ms = (time.monotonic() - start) * 1000
+    ok = code == 200 and want in body
+    if ok or time.monotonic() >= deadline:
+        excerpt = body[:120].decode("utf-8", "replace").replace("\\n", " ")
+        print(int(ok), code, round(ms, 1), excerpt)
+        sys.exit(0 if ok else 1)
+    time.sleep(0.2)
+"""
+
+
+def probe_command(s, port, wait):
+    """A command printing `ok code ms excerpt` for http://127.0.0.1:PORT<health_path>.
+
+    It retries for up to WAIT seconds until the answer is 200 with the expected text."""
+    url = f"http://127.0.0.1:{port}{s.health_path}"
+    return f"python3 -c {q(PROBE)} {q(url)} {q(s.health_text)} {q(wait)}"
+
+
+def parse_probe(text):
+    """(ok, status code, latency ms, body excerpt) from a probe's output."""
+    parts = (text.strip().splitlines() or [""])[-1].split(" ", 3) + ["", "", ""]
+    try:
+        return parts[0] == "1", int(parts[1]), float(parts[2]), parts[3]
+    except ValueError:
+        return False, 0, 0.0, text.strip()[-120:]

@@ -1,0 +1,168 @@
+"""`fab deploy`, `rollback` and `releases` on a real server, under a bounded load.
+
+The module's tests share one server and run in order; each leaves it serving a known text.
+"""
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tasks import sandbox
+from tests.conftest import FAB, PROJECT, boot, destroy, fab, http_get, on, recap
+from tests.load import Load
+
+BROKEN = {
+    "import error": "import no_such_module\n",
+    "500 on /": "\n@app.route('/', endpoint='boom')\ndef boom():\n    return 1 / 0\n",
+}
+
+
+def make_app(root, text, extra_requirement=None, extra_code=""):
+    """A copy of hello_world answering TEXT (and optionally broken or with one more dep)."""
+    app = root / text.replace(" ", "-")
+    shutil.copytree(PROJECT / "hello_world", app, dirs_exist_ok=True)
+    code = (app / "app.py").read_text().replace('"Hello world"', repr(text))
+    if extra_code:
+        code = code.replace('@app.route("/")', "# replaced\n@app.route('/old')") + extra_code
+    (app / "app.py").write_text(code)
+    if extra_requirement:
+        with open(app / "requirements.txt", "a") as f:
+            f.write(extra_requirement + "\n")
+    return app
+
+
+def deploy(server, app, *args, **env):
+    return fab("-H", server.name, "deploy", *args,
+               env={"FABRIC_APP_SOURCE": str(app), **env})
+
+
+def live_release(server):
+    return on(server, "readlink /home/tom/hello-world/current").strip().rpartition("/")[2]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A fresh server brought up by `fab deploy` alone (no provision first)."""
+    s = boot()
+    try:
+        proc = fab("-H", s.name, "deploy", check=True)
+        assert recap(proc, s.name) == "ok=1 changed=5 failed=0"
+        assert "] health      ok       HTTP 200" in proc.stdout
+        yield s, tmp_path_factory.mktemp("apps")
+    finally:
+        destroy(s)
+
+
+def deploy_under_load(server, app, **env):
+    with Load(server.address, clients=20, max_seconds=180) as load:
+        time.sleep(0.5)
+        proc = deploy(server, app, **env)
+        time.sleep(0.5)
+    return proc, load
+
+
+def test_deploy_on_a_fresh_server_just_works(live):
+    s, _ = live
+    assert http_get(s)[2] == "Hello world"
+
+
+def test_code_only_deploy_has_zero_downtime_and_installs_nothing(live):
+    s, apps = live
+    venvs = on(s, "ls /home/tom/hello-world/venvs")
+    proc, load = deploy_under_load(s, make_app(apps, "Hello two"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "new virtualenv" not in proc.stdout
+    assert on(s, "ls /home/tom/hello-world/venvs") == venvs
+    assert load.failures({"Hello world", "Hello two"}) == {}
+    assert load.results[(200, "Hello two")] > 0 and load.total > 100
+    assert {http_get(s)[2] for _ in range(20)} == {"Hello two"}
+
+
+def test_requirements_change_deploy_has_zero_downtime(live):
+    s, apps = live
+    app = make_app(apps, "Hello three", extra_requirement="itsdangerous==2.2.0")
+    proc, load = deploy_under_load(s, app)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "with new virtualenv" in proc.stdout
+    assert load.failures({"Hello two", "Hello three"}) == {}
+    assert {http_get(s)[2] for _ in range(20)} == {"Hello three"}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_broken_release_never_serves_and_fails_loudly(live, kind):
+    s, apps = live
+    before = live_release(s)
+    broken = make_app(apps, f"Broken {kind}", extra_code=BROKEN[kind])
+    proc, load = deploy_under_load(s, broken, FABRIC_APP_HEALTH_TIMEOUT="5")
+    assert proc.returncode == 1
+    assert "] app         failed   the new release is unhealthy" in proc.stdout
+    assert ("no_such_module" if kind == "import error" else "HTTP 500") in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert load.failures({"Hello three"}) == {}
+    assert live_release(s) == before
+    assert http_get(s)[2] == "Hello three"
+
+
+def test_releases_marks_the_live_one(live):
+    s, _ = live
+    out = fab("-H", s.name, "releases", check=True).stdout.splitlines()
+    assert len(out) == 3  # world, two, three: the broken ones were removed
+    assert out[0] == f"[{s.name}] * {live_release(s)}"
+
+
+def test_rollback_restores_the_previous_release_without_downtime(live):
+    s, _ = live
+    with Load(s.address, clients=20, max_seconds=120) as load:
+        time.sleep(0.5)
+        proc = fab("-H", s.name, "rollback")
+        time.sleep(0.5)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load.failures({"Hello two", "Hello three"}) == {}
+    assert http_get(s)[2] == "Hello two"
+    back = fab("-H", s.name, "rollback", "--to", "nonexistent")
+    assert back.returncode == 1 and "no release 'nonexistent'" in back.stdout
+
+
+def test_a_second_concurrent_deploy_fails_fast_naming_the_holder(live):
+    s, apps = live
+    slow = make_app(apps, "Hello four", extra_requirement="blinker==1.9.0\nmarkupsafe==3.0.2")
+    argv = [FAB, "-S", str(sandbox.STATE / "ssh_config"), "-H", s.name, "deploy"]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**__import__("os").environ, "FABRIC_APP_SOURCE": str(slow)})
+    try:
+        deadline = time.monotonic() + 30
+        while "fab-hello-world.lock" not in on(s, "ls /run/lock") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = time.monotonic()
+        second = deploy(s, make_app(apps, "Hello five"))
+        assert time.monotonic() - started < 10
+        assert second.returncode == 1
+        assert "another deploy holds the lock (" in second.stdout
+        assert "run again with --break-lock" in second.stdout
+    finally:
+        out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    assert http_get(s)[2] == "Hello four"
+
+
+def test_a_stale_lock_is_broken_only_when_asked(live):
+    s, apps = live
+    on(s, "mkdir /run/lock/fab-hello-world.lock && echo 'ghost@gone since long ago' "
+          "> /run/lock/fab-hello-world.lock/holder")
+    blocked = deploy(s, make_app(apps, "Hello six"))
+    assert blocked.returncode == 1 and "ghost@gone since long ago" in blocked.stdout
+    assert deploy(s, make_app(apps, "Hello six"), "--break-lock").returncode == 0
+    assert http_get(s)[2] == "Hello six"
+    assert on(s, "ls /run/lock").count("fab-hello-world") == 0
+
+
+def test_only_the_newest_releases_are_kept(live):
+    s, apps = live
+    for n in range(3):
+        deploy(s, make_app(apps, f"Keep {n}"), FABRIC_APP_KEEP_RELEASES="2")
+    releases = on(s, "ls /home/tom/hello-world/releases").split()
+    assert len(releases) == 2 and live_release(s) in releases
+    venvs = on(s, "ls /home/tom/hello-world/venvs").split()
+    assert len(venvs) == 1  # no release uses the others any more

@@ -1,0 +1,59 @@
+"""A bounded HTTP load: N clients GET a URL in a loop until stopped, counting answers.
+
+Bounded in count (max_requests per client) and time (max_seconds), so it always ends.
+"""
+
+import http.client
+import threading
+import time
+from collections import Counter
+
+
+class Load:
+    def __init__(self, host, port=80, path="/", clients=20, max_seconds=120, max_requests=20000):
+        self.host, self.port, self.path = host, port, path
+        self.clients, self.max_seconds, self.max_requests = clients, max_seconds, max_requests
+        self.results = Counter()  # (status, body) -> count; status 0 = connection error
+        self.latencies = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = []
+
+    def _client(self):
+        deadline = time.monotonic() + self.max_seconds
+        for _ in range(self.max_requests):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            start = time.monotonic()
+            try:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+                conn.request("GET", self.path)
+                response = conn.getresponse()
+                answer = (response.status, response.read().decode(errors="replace")[:80])
+                conn.close()
+            except OSError as e:
+                answer = (0, type(e).__name__)
+            with self._lock:
+                self.results[answer] += 1
+                self.latencies.append(time.monotonic() - start)
+
+    def __enter__(self):
+        for _ in range(self.clients):
+            t = threading.Thread(target=self._client, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+
+    @property
+    def total(self):
+        return sum(self.results.values())
+
+    def failures(self, allowed_bodies):
+        """Answers that are not a 200 with one of ALLOWED_BODIES."""
+        return {k: v for k, v in self.results.items()
+                if k[0] != 200 or k[1] not in allowed_bodies}
