@@ -28,6 +28,7 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.tool
 demo: host-packages $(VENV)/.tool
 	$(FAB) sandbox.up
 	$(FAB) $(SANDBOX) provision
+	$(FAB) $(SANDBOX) deploy
 	@echo "--- curl http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"
 	@curl -sS -m 10 "http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"; echo
 	$(FAB) $(SANDBOX) status

@@ -1,11 +1,14 @@
 """Three servers at once: provision in parallel (as root, as a sudo user with and without a
-password), then status and logs cover all three, each line prefixed by its host."""
+password), status and logs cover all three, and a serial deploy stops at a bad host.
+
+The module's tests share the three servers and run in order."""
 
 import json
+import shutil
 
 import pytest
 
-from tests.conftest import boot, destroy, fab, http_get, recap
+from tests.conftest import PROJECT, boot, destroy, fab, http_get, on, recap
 
 SUDO_PW = "s3cret pw"
 ENV = {"FABRIC_SUDO_PASSWORD": SUDO_PW, "FABRIC_APP_USER": "tom"}
@@ -50,3 +53,34 @@ def test_logs_come_from_every_host_prefixed(trio):
     for s in servers:
         assert any(line.startswith(f"[{s.name}] ") and '"GET / HTTP/1.1" 200' in line
                    for line in proc.stdout.splitlines())
+
+
+# The new version is broken only where /etc/broken-here exists (the second server).
+V2 = """
+
+@app.route("/", endpoint="v2")
+def v2():
+    import os
+    if os.path.exists("/etc/broken-here"):
+        return "broken", 500
+    return "Hello v2"
+"""
+
+
+def test_serial_deploy_stops_at_the_first_failure_and_leaves_the_rest(trio, tmp_path):
+    (first, second, third), hosts, _ = trio
+    on(second, "touch /etc/broken-here")
+    app = tmp_path / "v2"
+    shutil.copytree(PROJECT / "hello_world", app)
+    code = (app / "app.py").read_text().replace('@app.route("/")', '@app.route("/v1")')
+    (app / "app.py").write_text(code + V2)
+    proc = fab("-H", hosts, "deploy", "--serial", "1",
+               env={**ENV, "FABRIC_APP_SOURCE": str(app), "FABRIC_APP_HEALTH_TIMEOUT": "5"})
+    assert proc.returncode == 1
+    assert recap(proc, first.name) == "ok=5 changed=1 failed=0"
+    assert recap(proc, second.name) == "ok=1 changed=0 failed=1"
+    assert recap(proc, third.name).startswith("skipped")
+    assert http_get(first)[2] == "Hello v2"
+    assert http_get(second)[2] == "Hello world"
+    assert http_get(third)[2] == "Hello world"
+    assert f"[{third.name}]" not in proc.stdout  # never even connected to
