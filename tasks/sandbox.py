@@ -56,7 +56,7 @@ class Server:
 
     @property
     def netns(self):
-        return f"fsb-{self.name}"
+        return f"fsb{self.index}"
 
     @property
     def link(self):
@@ -273,7 +273,11 @@ def seed_upper(server, upper, sudo_password):
 
 
 def allocate(name):
-    used = {s.index for s in servers()}
+    """The lowest free index: free here, and its link name free on this machine (another
+    checkout's sandbox may share the bridge)."""
+    taken = sh("ip", "-o", "link", "show", check=False).stdout + "\n" + \
+        sh("ip", "netns", "list", check=False).stdout
+    used = {s.index for s in servers()} | {int(i) for i in re.findall(r"\bfsb(\d+)\b", taken)}
     index = next(i for i in range(1, 240) if i not in used)
     server = Server(name, index)
     server.dir.mkdir(parents=True, exist_ok=True)
@@ -408,7 +412,7 @@ def down_all():
             destroy(server.name)
         for ns in sh("ip", "netns", "list", check=False).stdout.split("\n"):
             ns = ns.split(" ")[0]
-            if ns.startswith("fsb-"):
+            if ns.startswith("fsb"):
                 for p in sh("ip", "netns", "pids", ns, check=False).stdout.split():
                     os.kill(int(p), signal.SIGKILL)
                 sh("ip", "netns", "del", ns, check=False)

@@ -89,5 +89,5 @@ def test_down_removes_every_server_the_proxy_and_the_bridge():
     bridge = subprocess.run(["ip", "link", "show", sandbox.BRIDGE], capture_output=True)
     assert bridge.returncode != 0
     assert [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-            .stdout.split() if ns.startswith("fsb-")] == []
+            .stdout.split() if ns.startswith("fsb")] == []
     sandbox.down_all()  # idempotent
