@@ -1,4 +1,4 @@
-"""Step 2: the app user, the app's code as a release, and its virtualenv.
+"""Step 2: the app user, the app's code as a release, its virtualenv and its environment.
 
 Layout on the server (Capistrano-style, so rollback is a symlink switch):
 
@@ -15,9 +15,10 @@ import tarfile
 import time
 from pathlib import Path
 
-from tasks.core import CHANGED, OK, DeployError, q, say
-from tasks.deploy import switch_to
+from tasks.core import CHANGED, OK, DeployError, q, render, say
+from tasks.deploy import bridged, switch_to
 from tasks.facts import ancestors
+from tasks.files import ensure_file
 
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", "node_modules"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -120,6 +121,22 @@ done
 """
 
 
+def ensure_runtime_files(h):
+    """gunicorn's config and the app's environment file; True if either changed."""
+    s, f = h.settings, h.facts
+    if s.conf_dir not in f.modes:
+        h.change(f"install -d -o root -g root -m 0755 {q(s.conf_dir)}")
+    changed = ensure_file(h, s.gunicorn_conf, render("gunicorn.conf.py.j2", env_path=s.env_path,
+                                                      user=s.user))
+    if s.env_file:
+        env = Path(s.env_file).expanduser().read_text()
+        changed |= ensure_file(h, s.env_path, env, "root", s.user, "0640", secret=True)
+    elif s.env_path in f.files:
+        h.change(f"rm -f {q(s.env_path)}")
+        changed = True
+    return changed
+
+
 def converge(h):
     s, f = h.settings, h.facts
     changes = []
@@ -127,8 +144,14 @@ def converge(h):
     if layout:
         h.change("\n".join(layout))
         changes.append("prepared the app layout" if f.user_exists else f"created user {s.user}")
+    runtime_changed = ensure_runtime_files(h)
     tree_hash = content_hash(s.source_path)
     if tree_hash == f.current_hash:
+        current = f.links.get(s.current, "")
+        if runtime_changed:
+            if f.program_state == "RUNNING" and current and not h.dry_run:
+                bridged(h, f"{s.dir}/{current}", f"supervisorctl restart {q(s.name)} >/dev/null")
+            changes.append("updated the app's environment")
         return (CHANGED, ", ".join(changes)) if changes else (OK, "")
     venv_hash = requirements_hash(s.source_path)
     build_venv = venv_hash not in f.venvs

@@ -59,7 +59,8 @@ def start_candidate(h, release):
              f"systemctl reset-failed {q(unit)} >/dev/null 2>&1 || true\n"
              f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
              f"--working-directory={q(release)} --property=KillMode=mixed "
-             f"{q(release)}/.venv/bin/gunicorn --chdir {q(release)} --workers {s.workers} "
+             f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
+             f"--chdir {q(release)} --workers {s.workers} "
              f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
 
 

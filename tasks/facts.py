@@ -49,7 +49,7 @@ class Facts:
 
 
 def managed_files(s):
-    return [s.supervisor_conf, s.nginx_site]
+    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path]
 
 
 def ancestors(path):
@@ -65,7 +65,8 @@ def ancestors(path):
 def script(s):
     """The one read-only command that gathers every fact of a run (run as root)."""
     files = " ".join(q(p) for p in managed_files(s))
-    dirs = " ".join(q(p) for p in [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.log_dir])
+    dirs = " ".join(q(p) for p in [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.log_dir,
+                                   s.conf_dir])
     links = " ".join(q(p) for p in (s.nginx_enabled, "/etc/nginx/sites-enabled/default", s.current,
                                     f"{s.current}/.venv"))
     return f"""

@@ -9,13 +9,22 @@ def differs(h, path, content, owner="root", group="root", mode="0644"):
             or (fact.owner, fact.group, fact.mode.zfill(4)) != (owner, group, mode))
 
 
-def ensure_file(h, path, content, owner="root", group="root", mode="0644"):
-    """Make PATH hold CONTENT with owner and mode; True if it changed (or would)."""
+def mask(text):
+    """KEY=VALUE lines with every value hidden, for showing secrets' diffs."""
+    return "".join(line.split("=", 1)[0] + "=****\n" if "=" in line else line + "\n"
+                   for line in text.splitlines())
+
+
+def ensure_file(h, path, content, owner="root", group="root", mode="0644", secret=False):
+    """Make PATH hold CONTENT with owner and mode; True if it changed (or would).
+
+    A SECRET file's diff shows its keys, never its values."""
     if not differs(h, path, content, owner, group, mode):
         return False
     if h.dry_run:
         old = h.read(f"cat {q(path)} 2>/dev/null || true") if path in h.facts.files else ""
-        diff = unified_diff(old, content, path)
+        diff = unified_diff(mask(old), mask(content), path) if secret else \
+            unified_diff(old, content, path)
         say(h.name, f"would write {path} ({owner}:{group} {mode})")
         h.show_diff(diff)
     h.put(content, path, owner, group, mode)

@@ -321,11 +321,16 @@ def ssh(server, command, user="root", check=True, timeout=60):
 
 
 def wait_ready(server, timeout=BOOT_TIMEOUT):
+    """Wait until sshd answers and systemd has finished booting."""
     def up():
         if not port_open(server.address, 22, 0.5):
             return False
-        return ssh(server, "systemctl is-system-running --wait >/dev/null 2>&1; true",
-                   check=False).returncode == 0
+        try:
+            state = ssh(server, "timeout 5 systemctl is-system-running --wait", check=False,
+                        timeout=15).stdout.strip()
+        except subprocess.TimeoutExpired:
+            return False
+        return state in ("running", "degraded")
     wait_for(up, timeout, f"{server.name} to boot (see {server.dir / 'console.log'})")
 
 

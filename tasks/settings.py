@@ -28,6 +28,7 @@ DEFAULTS = {
     "health_text": "",
     "health_timeout": 20,
     "firewall_revert_after": 120,
+    "env_file": None,  # local KEY=VALUE file given to the app as its environment
 }
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -64,6 +65,7 @@ class Settings:
     health_text: str
     health_timeout: int
     firewall_revert_after: int
+    env_file: str
 
     @property
     def releases(self):
@@ -80,6 +82,18 @@ class Settings:
     @property
     def log_dir(self):
         return f"/var/log/{self.name}"
+
+    @property
+    def conf_dir(self):
+        return f"/etc/{self.name}"
+
+    @property
+    def env_path(self):
+        return f"{self.conf_dir}/env"
+
+    @property
+    def gunicorn_conf(self):
+        return f"{self.conf_dir}/gunicorn.conf.py"
 
     @property
     def supervisor_conf(self):
@@ -163,6 +177,9 @@ def problems_of(values):
     names = server_name.split() if isinstance(server_name, str) else [None]
     check(names and all(n == "_" or (n and HOSTNAME_RE.match(n) and len(n) <= 253) for n in names),
           f"app.server_name={server_name!r}: must be '_' or host names separated by spaces")
+    env_file = values["env_file"]
+    check(env_file is None or (isinstance(env_file, str) and env_file and "\n" not in env_file),
+          f"app.env_file={env_file!r}: must be the local path of a KEY=VALUE file")
     path = values["health_path"]
     check(isinstance(path, str) and URL_PATH_RE.match(path),
           f"app.health_path={path!r}: must be a URL path like '/' or '/health'")
@@ -172,10 +189,33 @@ def problems_of(values):
     return out
 
 
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_file_problems(path):
+    """Problems of a local KEY=VALUE env file, by line number (never echoing a value)."""
+    try:
+        lines = Path(path).expanduser().read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        return [f"app.env_file={path!r}: cannot read it ({getattr(e, 'strerror', e)})"]
+    out = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, _ = line.partition("=")
+        if not sep or not ENV_KEY_RE.match(key.strip()):
+            out.append(f"app.env_file line {number}: expected KEY=VALUE with KEY made of "
+                       "letters, digits and _")
+    return out
+
+
 def validate(config):
     """Check the config before any connection; raise ConfigError listing every problem."""
     values = raw(config)
     problems = problems_of(values)
+    if values["env_file"] is not None and not problems:
+        problems += env_file_problems(values["env_file"])
     if problems:
         raise ConfigError(problems)
     source = Settings(**finish(values, "nobody")).source_path

@@ -7,7 +7,8 @@ from tasks.files import ensure_file
 
 def render_conf(s):
     return render("supervisor.conf.j2", name=s.name, current=s.current, workers=s.workers,
-                  port=s.port, module=s.module, user=s.user, log_dir=s.log_dir)
+                  port=s.port, module=s.module, user=s.user, log_dir=s.log_dir,
+                  gunicorn_conf=s.gunicorn_conf)
 
 
 def converge(h):
@@ -18,8 +19,8 @@ def converge(h):
             f.services["supervisor"][1] != "active":
         h.change("systemctl enable --now supervisor >/dev/null 2>&1")
         changes.append("enabled supervisor")
-    apply = f"supervisorctl reread >/dev/null && supervisorctl update {q(s.name)} >/dev/null"
     if ensure_file(h, s.supervisor_conf, render_conf(s)):
+        apply = f"supervisorctl reread >/dev/null && supervisorctl update {q(s.name)} >/dev/null"
         current = f.links.get(s.current, "")
         if f.program_state == "RUNNING" and current and not h.dry_run:
             bridged(h, f"{s.dir}/{current}", apply)

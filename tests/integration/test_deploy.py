@@ -166,3 +166,28 @@ def test_only_the_newest_releases_are_kept(live):
     assert len(releases) == 2 and live_release(s) in releases
     venvs = on(s, "ls /home/tom/hello-world/venvs").split()
     assert len(venvs) == 1  # no release uses the others any more
+
+
+def test_the_env_file_reaches_the_app_and_nowhere_else(live):
+    s, apps = live
+    app = make_app(apps, "Hello env", extra_code=(
+        "\nimport os\n\n\n@app.route('/', endpoint='env')\ndef env():\n"
+        "    return os.environ['GREETING']\n"))
+    env_file = apps / "prod.env"
+    env_file.write_text("# secrets\nGREETING=Hello from the env file\nAPI_KEY='s3cr3t-value'\n")
+    env = {"FABRIC_APP_ENV_FILE": str(env_file)}
+    dry = deploy(s, app, "--dry-run", **env)
+    assert "+GREETING=****" in dry.stdout and "+API_KEY=****" in dry.stdout
+    proc = deploy(s, app, **env)
+    assert proc.returncode == 0, proc.stdout
+    assert http_get(s)[2] == "Hello from the env file"
+    assert "s3cr3t" not in proc.stdout + proc.stderr + dry.stdout + dry.stderr
+    assert on(s, "stat -c '%U:%G %a' /etc/hello-world/env").strip() == "root:tom 640"
+    assert "s3cr3t" not in on(s, "ps -eo args; cat /etc/supervisor/conf.d/hello-world.conf")
+    assert "Permission denied" in on(s, "su -s /bin/sh -c 'cat /etc/hello-world/env' www-data "
+                                        "2>&1 || true")
+    env_file.write_text("GREETING=Hello changed\n")
+    with Load(s.address, clients=10, max_seconds=120) as load:
+        assert deploy(s, app, **env).returncode == 0
+    assert load.failures({"Hello from the env file", "Hello changed"}) == {}
+    assert http_get(s)[2] == "Hello changed"

@@ -98,3 +98,21 @@ def test_numbers_are_in_range_or_refused(port, workers):
     values = {**DEFAULTS, "port": port, "workers": workers}
     if not problems_of(values):
         assert 1024 <= int(port) <= 65534 and 1 <= int(workers) <= 64
+
+
+def test_every_setting_is_in_fabric_yaml_so_env_vars_can_override_it():
+    from invoke.util import yaml
+
+    from tasks.settings import PROJECT
+    documented = yaml.safe_load((PROJECT / "fabric.yaml").read_text())["app"]
+    assert set(documented) == set(DEFAULTS)
+
+
+def test_env_file_lines_are_checked_without_echoing_values(tmp_path):
+    env = tmp_path / "prod.env"
+    env.write_text("# comment\nGOOD=1\nbad line with s3cret\n2BAD=x\n")
+    with pytest.raises(ConfigError) as e:
+        validate(config(env_file=str(env)))
+    assert [p.split(":")[0] for p in e.value.problems] == ["app.env_file line 3",
+                                                           "app.env_file line 4"]
+    assert "s3cret" not in str(e.value)
