@@ -156,7 +156,9 @@ class Host:
         width = max(len(str(host)) for host, _ in outcomes)
         failed = []
         for host, result in outcomes:
-            if hasattr(result, "recap"):
+            if isinstance(result, Host):
+                line = f"{result.recap()}  ({result.round_trips} SSH round trips)"
+            elif hasattr(result, "recap"):
                 line = result.recap()
             else:
                 line = "unreachable or failed (see above)"

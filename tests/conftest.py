@@ -113,5 +113,5 @@ def recap(proc, host):
     for line in proc.stdout.split("recap:")[-1].splitlines():
         parts = line.split(None, 1)
         if parts and parts[0] == host:
-            return parts[1].strip()
+            return parts[1].split("  (")[0].strip()
     raise AssertionError(f"no recap line for {host} in:\n{proc.stdout}")
