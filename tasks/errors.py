@@ -12,6 +12,7 @@ from paramiko.ssh_exception import (
 )
 
 from tasks.core import DeployError
+from tasks.hostkeys import UnknownHostKey, where_known
 from tasks.settings import ConfigError
 
 
@@ -24,9 +25,15 @@ def explain_exception(e, c):
         return (f"wrong sudo password for {c.user}@{c.host}: "
                 "run again with --prompt-for-sudo-password")
     if isinstance(e, BadHostKeyException):
-        return (f"host key of {c.host} changed (now {e.key.get_name()} "
-                f"{e.key.fingerprint}); if expected, remove the old key with "
-                f"`ssh-keygen -R {c.host}` and run again")
+        known = where_known(c, e.hostname)
+        return (f"REFUSED: the host key of {e.hostname} changed: it now offers "
+                f"{e.key.get_name()} {e.key.fingerprint}, but {known} holds another key for it "
+                f"(possible man-in-the-middle). If the server was really re-installed, run "
+                f"`ssh-keygen -R {e.hostname} -f {known}` and connect again")
+    if isinstance(e, UnknownHostKey):
+        return (f"REFUSED: {e.hostname} is not in {e.path} and app.host_keys is strict; "
+                f"check its key {e.key.get_name()} {e.key.fingerprint} and add it "
+                f"(ssh-keyscan {e.hostname} >> {e.path})")
     if isinstance(e, AuthenticationException):
         return (f"SSH login as {c.user} was refused at {target}: check the user "
                 f"(-H user@host) and the key (-i KEY or IdentityFile in ~/.ssh/config)")

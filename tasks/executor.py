@@ -5,16 +5,19 @@ Chosen in fabric.yaml with `tasks.executor_class`. Each host's outcome is kept
 run exits non-zero if any host failed.
 """
 
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from fabric.executor import Executor
 from fabric.tasks import ConnectionCall
 from invoke import Exit
+from invoke.exceptions import UncastableEnvVar
 
 from tasks.core import say
 from tasks.errors import explain_exception
-from tasks.settings import ConfigError, validate
+from tasks.hostkeys import secure
+from tasks.settings import ConfigError, raw, validate
 
 MAX_PARALLEL = 32
 
@@ -60,13 +63,22 @@ class HostsExecutor(Executor):
         config = self.config
         config.load_collection(self.collection.configuration(call.called_as))
         config.load_shell_env()
-        return call.make_context(config)
+        context = call.make_context(config)
+        if isinstance(call, ConnectionCall):
+            secure(context, raw(config)["host_keys"])
+        return context
 
     def run_call(self, call):
         return call.task(self.context_for(call), *call.args, **call.kwargs)
 
     def validate_config(self, call):
         self.config.load_collection(self.collection.configuration(call.called_as))
+        try:
+            self.config.load_shell_env()  # FABRIC_APP_* overrides are validated too
+        except (ValueError, UncastableEnvVar) as e:
+            names = [k for k, v in os.environ.items() if k.startswith("FABRIC_") and v in str(e)]
+            print(f"config: {', '.join(names) or 'an environment variable'}: {e}", file=sys.stderr)
+            raise Exit("config: fix that environment variable", code=2) from None
         try:
             validate(self.config)
         except ConfigError as e:

@@ -3,6 +3,8 @@
 from fabric import Connection
 
 from tasks.core import CHANGED, OK, DeployError, q
+from tasks.hostkeys import secure
+from tasks.settings import raw
 
 DEADMAN = "fab-ufw-revert"
 
@@ -19,8 +21,9 @@ def plan(facts):
 
 def prove_fresh_login(c):
     """Open a brand-new SSH connection with the same settings and run a command."""
-    fresh = Connection(c.host, user=c.user, port=c.port, config=c.config,
-                       connect_kwargs=c.connect_kwargs, connect_timeout=10)
+    fresh = secure(Connection(c.original_host, user=c.user, port=c.port, config=c.config,
+                              connect_kwargs=c.connect_kwargs, connect_timeout=10),
+                   raw(c.config)["host_keys"])
     try:
         return fresh.run("true", hide=True, warn=True, timeout=15).ok
     except Exception:

@@ -29,6 +29,7 @@ DEFAULTS = {
     "health_timeout": 20,
     "firewall_revert_after": 120,
     "env_file": None,  # local KEY=VALUE file given to the app as its environment
+    "host_keys": "accept-new",  # or "strict": refuse hosts not in known_hosts
 }
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -66,6 +67,7 @@ class Settings:
     health_timeout: int
     firewall_revert_after: int
     env_file: str
+    host_keys: str
 
     @property
     def releases(self):
@@ -180,6 +182,8 @@ def problems_of(values):
     env_file = values["env_file"]
     check(env_file is None or (isinstance(env_file, str) and env_file and "\n" not in env_file),
           f"app.env_file={env_file!r}: must be the local path of a KEY=VALUE file")
+    check(values["host_keys"] in ("accept-new", "strict"),
+          f"app.host_keys={values['host_keys']!r}: must be 'accept-new' or 'strict'")
     path = values["health_path"]
     check(isinstance(path, str) and URL_PATH_RE.match(path),
           f"app.health_path={path!r}: must be a URL path like '/' or '/health'")
