@@ -8,7 +8,6 @@ dry-run `change` records what would happen and runs nothing.
 
 import difflib
 import hashlib
-import io
 import shlex
 import sys
 import threading
@@ -129,7 +128,9 @@ class Host:
         data = content.encode() if isinstance(content, str) else content
         tmp = f"/tmp/.fab-{uuid.uuid4().hex}"
         self.round_trips += 1
-        self.c.put(io.BytesIO(data), tmp)
+        with self.c.sftp().open(tmp, "wxb") as f:  # exclusive create: never follow a planted link
+            f.chmod(0o600)  # before the first byte: a secret never sits readable in /tmp
+            f.write(data)
         return tmp
 
     def record(self, step, status, message=""):

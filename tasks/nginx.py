@@ -15,7 +15,7 @@ def validate_script(staged, name):
     """Test the whole nginx tree as it would be, in a copy, before anything is live."""
     return f"""
 tree=$(mktemp -d)
-trap 'rm -rf "$tree"' EXIT
+trap 'rm -rf "$tree" {q(staged)}' EXIT
 cp -a /etc/nginx/. "$tree/"
 rm -f "$tree/sites-enabled/{name}" "$tree/sites-enabled/default"
 cp {q(staged)} "$tree/sites-enabled/{name}"
@@ -41,7 +41,7 @@ def converge(h):
         else:
             staged = h.upload(content)
             try:
-                h.change(f"trap 'rm -f {q(staged)}' EXIT\n" + validate_script(staged, s.name)
+                h.change(validate_script(staged, s.name)
                          + f"install -m 0644 {q(staged)} {q(s.nginx_site)}.fab-new\n"
                          f"mv -f {q(s.nginx_site)}.fab-new {q(s.nginx_site)}\n"
                          f"ln -sfn {q(s.nginx_site)} {q(s.nginx_enabled)}.fab-new\n"

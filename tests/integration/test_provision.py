@@ -84,6 +84,7 @@ def test_managed_files_have_owner_and_mode(provisioned):
     code = host.file("/home/tom/hello-world/current/app.py")
     assert (code.user, code.mode) == ("root", 0o644)  # the app cannot rewrite its own code
     assert host.file("/var/log/hello-world").group == "tom"
+    assert ".fab-" not in on(provisioned, "ls -a /tmp")  # every temp upload was cleaned up
 
 
 def test_firewall_is_on_and_blocks_everything_but_ssh_and_http(provisioned):
