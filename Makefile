@@ -39,8 +39,16 @@ lint: $(VENV)/.dev
 unit: $(VENV)/.dev
 	$(BIN)/pytest -q tests/unit
 
+# Two workers (each test file stays on one worker, its servers with it); the tests that tear
+# the whole sandbox down run afterwards, alone. REPORTS=DIR writes JUnit XML there.
 test: host-packages $(VENV)/.dev lint
-	$(BIN)/pytest -q $(PYTEST_ARGS) tests
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not last" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
+	$(BIN)/pytest -q -m last $(if $(REPORTS),--junitxml=$(REPORTS)/last.xml) tests
+
+bench: host-packages $(VENV)/.dev
+	@dpkg-query -W -f='$${db:Status-Abbrev}' wrk 2>/dev/null | grep -q '^ii' || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
+	$(BIN)/python bench/run.py
 
 clean:
 	-$(FAB) sandbox.down

@@ -156,7 +156,10 @@ class Bench:
                  f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} on "
                  f"{machine}, against sandbox servers (Debian 12 in systemd-nspawn, packages "
                  "through the sandbox's proxy).", "",
-                 f"Command: `.venv/bin/python bench/run.py --rounds {self.rounds}`", "",
+                 f"Command: `make bench` (`.venv/bin/python bench/run.py --rounds {self.rounds}`)",
+                 "", "Deploy times are measured while 20 clients load the server through nginx "
+                 "(sharing this machine's cores); a failed request is any answer but HTTP 200.",
+                 "",
                  "| what | result |", "|---|---|"]
         lines += [f"| {what} | {text} |" for what, text in self.rows]
         Path(out).write_text("\n".join(lines) + "\n")
