@@ -7,6 +7,7 @@ runs on the bridge address; there is no NAT. Needs Linux and root.
 """
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -25,7 +26,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("FAB_SANDBOX_DIR", PROJECT / ".sandbox"))
 CACHE = Path(os.environ.get("FAB_SANDBOX_CACHE", "/var/cache/fab-sandbox"))
 SUITE = "bookworm"
-BASE = CACHE / f"{SUITE}-base"
 PACKAGES = "openssh-server,python3,sudo,iproute2,systemd-sysv,dbus,libpam-systemd"
 HOST_PACKAGES = ["debootstrap", "systemd-container", "tinyproxy", "iproute2", "openssh-client"]
 BRIDGE = "fsb0"
@@ -39,6 +39,22 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SERVER_CA = "/usr/local/share/fab-sandbox/ca.crt"
 BOOT_TIMEOUT = 60
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+# Run in the base once. Logins skip pam_systemd: under heavy load a container's logind and
+# per-user managers made SSH logins stall for a minute; nothing here needs login sessions.
+BASE_SETUP = f"""
+set -e
+useradd --create-home --uid {UID} --shell /bin/bash --groups sudo {USER}
+passwd --delete {USER} >/dev/null && passwd --lock {USER} >/dev/null
+rm -f /etc/ssh/ssh_host_*
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+systemctl mask systemd-timesyncd.service getty@tty1.service >/dev/null 2>&1 || true
+echo 'UseDNS no' > /etc/ssh/sshd_config.d/sandbox.conf
+sed -i '/pam_systemd.so/d' /etc/pam.d/common-session
+"""
+# The cache is keyed by what builds it, so a change here builds a new base.
+BASE = CACHE / f"{SUITE}-base-{hashlib.sha256((PACKAGES + BASE_SETUP).encode()).hexdigest()[:8]}"
 
 
 class SandboxError(Exception):
@@ -123,6 +139,22 @@ def ensure_base():
     """Build the clean base root filesystem once; later calls reuse the cache."""
     if (BASE / ".complete").exists():
         return BASE
+    mirror, deb822 = host_sources()
+    tmp = BASE.with_name(BASE.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"sandbox: building the {SUITE} base from {mirror} (once, about a minute)...", flush=True)
+    sh("debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tmp), mirror)
+    if deb822:
+        (tmp / "etc/apt/sources.list").unlink(missing_ok=True)
+        (tmp / "etc/apt/sources.list.d/debian.sources").write_text(deb822)
+    sh("chroot", str(tmp), "sh", "-c", BASE_SETUP)
+    (tmp / ".complete").touch()
+    tmp.rename(BASE)
+    for old in CACHE.glob(f"{SUITE}-base*"):  # bases of earlier versions of this file
+        if old != BASE and not old.name.endswith(".tmp"):
+            shutil.rmtree(old, ignore_errors=True)
+    return BASE
     mirror, deb822 = host_sources()
     tmp = CACHE / f"{SUITE}-base.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
