@@ -84,7 +84,7 @@ class Host:
     def as_root(self):
         return self.c.user == "root"
 
-    def _exec(self, command, sudo, timeout=None, **extra):
+    def execute(self, command, sudo, timeout=None, **extra):
         """Run one shell command (through sudo unless connected as root); return Result."""
         self.round_trips += 1
         kwargs = {"hide": True, "warn": True, "in_stream": False, "timeout": timeout, **extra}
@@ -96,7 +96,7 @@ class Host:
 
     def read(self, script, sudo=True, timeout=None):
         """Run a read-only script (allowed in dry-run); return its stdout or raise."""
-        result = self._exec(f"sh -c {q(script)}", sudo, timeout)
+        result = self.execute(f"sh -c {q(script)}", sudo, timeout)
         if result.exited != 0:
             raise DeployError(explain_failure(result))
         return result.stdout
@@ -105,7 +105,7 @@ class Host:
         """Run a long-lived read-only script, writing its output to OUT as it comes.
 
         A pty makes the remote command end when the connection is closed (Ctrl-C)."""
-        return self._exec(f"sh -c {q(script)}", sudo=True, pty=True, out_stream=out)
+        return self.execute(f"sh -c {q(script)}", sudo=True, pty=True, out_stream=out)
 
     def change(self, script, sudo=True, timeout=None):
         """Run a script that alters the server; in dry-run, run nothing."""

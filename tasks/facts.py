@@ -157,7 +157,7 @@ def gather(h):
     """Run the fact script on the host (one round trip) and keep the parsed facts."""
     # $SSH_CONNECTION is expanded by the login shell, before sudo resets the environment.
     command = f'env FAB_SSH="$SSH_CONNECTION" sh -c {q(script(h.settings))}'
-    result = h._exec(command, sudo=True)
+    result = h.execute(command, sudo=True)
     if result.exited != 0:
         raise DeployError(explain_failure(result))
     h.facts = parse(result.stdout)
