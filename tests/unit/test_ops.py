@@ -1,0 +1,78 @@
+"""Pure parts of `logs` and `status`: commands built, output parsed, lines prefixed."""
+
+import io
+import sys
+
+from invoke import Config
+
+from tasks.core import LinePrefixer
+from tasks.ops import log_files, logs_script, parse_status
+from tasks.settings import for_host
+
+S = for_host(Config(overrides={"app": {}}), "tom")
+
+HEALTHY = """\
+@@program
+hello-world                      RUNNING   pid 4242, uptime 1:02:03
+@@workers
+4
+@@nginx
+active
+0
+nginx: configuration file /etc/nginx/nginx.conf test is successful
+@@ufw
+Status: active
+22/tcp
+80/tcp
+@@release
+releases/20261124T182935Z-2539ae32
+1764008975
+@@enabled
+supervisor enabled
+nginx enabled
+ufw enabled
+@@probe
+1 200 3.2 Hello world
+"""
+
+
+def test_a_healthy_server_has_no_problems():
+    st = parse_status("web1", S, HEALTHY)
+    assert st.healthy and st.problems == []
+    assert (st.app_state, st.app_pid, st.app_uptime, st.workers) == ("RUNNING", 4242, "1:02:03", 4)
+    assert st.ufw_allowed == ["22/tcp", "80/tcp"]
+    assert st.release == "20261124T182935Z-2539ae32" and st.deployed_at.endswith("Z")
+    assert (st.http_status, st.http_latency_ms, st.http_body_ok) == (200, 3.2, True)
+
+
+def test_every_unhealthy_field_is_named():
+    text = (HEALTHY.replace("RUNNING   pid 4242, uptime 1:02:03", "BACKOFF")
+            .replace("\nactive\n0\n", "\ninactive\n1\n")
+            .replace("nginx: configuration file /etc/nginx/nginx.conf test is successful",
+                     "nginx: [emerg] unexpected end of file")
+            .replace("Status: active", "Status: inactive")
+            .replace("nginx enabled", "nginx disabled")
+            .replace("1 200 3.2 Hello world", "0 502 1.0 Bad Gateway"))
+    problems = parse_status("web1", S, text).problems
+    assert problems == ["app is BACKOFF", "nginx is not active",
+                        "nginx -t failed: nginx: [emerg] unexpected end of file",
+                        "ufw is not active",
+                        "HTTP / through nginx gave 502", "nginx is not enabled at boot"]
+
+
+def test_logs_components_and_quoting():
+    assert log_files(S, "access") == ["/var/log/nginx/hello-world.access.log"]
+    assert len(log_files(S, "all")) == 5
+    script = logs_script(log_files(S, "app"), 50, "a'b; rm -rf /", follow=False)
+    assert "grep -h -e 'a'\"'\"'b; rm -rf /'" in script and "tail -n 50" in script
+    follow = logs_script(log_files(S, "access"), 5, None, follow=True)
+    assert "exec tail -F -n 5 -q" in follow
+
+
+def test_streamed_output_is_prefixed_line_by_line(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    sink = LinePrefixer("web1")
+    sink.write("first li")
+    sink.write("ne\r\nsecond\npartial")
+    assert out.getvalue() == "[web1] first line\n[web1] second\n"
