@@ -387,7 +387,7 @@ def write_ssh_config():
 
 def boot(name, sudo_password=None):
     """Boot one fresh server called NAME (replacing any server of that name)."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise SandboxError(f"bad server name {name!r}: use lowercase letters, digits and '-'")
     require_root_linux()
     with locked():

@@ -116,7 +116,7 @@ class Settings:
 
 
 def _path_problem(key, value):
-    if not isinstance(value, str) or not PATH_RE.match(value):
+    if not isinstance(value, str) or not PATH_RE.fullmatch(value):
         return f"app.{key}={value!r}: must be an absolute path of letters, digits and ._/@+-"
     parts = value.split("/")
     if ".." in parts or "." in parts or value == "/" or \
@@ -155,11 +155,11 @@ def problems_of(values):
             out.append(message)
 
     name = values["name"]
-    check(isinstance(name, str) and NAME_RE.match(name),
+    check(isinstance(name, str) and NAME_RE.fullmatch(name),
           f"app.name={name!r}: use 1-32 lowercase letters, digits, '-' or '_', "
           "starting with a letter")
     user = values["user"]
-    check(user is None or (isinstance(user, str) and USER_RE.match(user)),
+    check(user is None or (isinstance(user, str) and USER_RE.fullmatch(user)),
           f"app.user={user!r}: must be a Unix user name (lowercase letters, digits, '-', '_')")
     if values["dir"] is not None:
         problem = _path_problem("dir", values["dir"])
@@ -168,7 +168,7 @@ def problems_of(values):
     check(isinstance(source, str) and source and "\n" not in source,
           f"app.source={source!r}: must be the local path of the app's folder")
     module = values["module"]
-    check(isinstance(module, str) and MODULE_RE.match(module),
+    check(isinstance(module, str) and MODULE_RE.fullmatch(module),
           f"app.module={module!r}: must be a WSGI entry point like 'app:app'")
     for key, low, high in (("port", 1024, 65534), ("workers", 1, 64), ("keep_releases", 2, 100),
                            ("apt_cache_valid_time", 0, 10**8), ("health_timeout", 1, 600),
@@ -177,7 +177,7 @@ def problems_of(values):
         check(problem is None, problem)
     server_name = values["server_name"]
     names = server_name.split() if isinstance(server_name, str) else [None]
-    check(names and all(n == "_" or (n and HOSTNAME_RE.match(n) and len(n) <= 253) for n in names),
+    check(names and all(n == "_" or (n and HOSTNAME_RE.fullmatch(n) and len(n) <= 253) for n in names),
           f"app.server_name={server_name!r}: must be '_' or host names separated by spaces")
     env_file = values["env_file"]
     check(env_file is None or (isinstance(env_file, str) and env_file and "\n" not in env_file),
@@ -185,10 +185,10 @@ def problems_of(values):
     check(values["host_keys"] in ("accept-new", "strict"),
           f"app.host_keys={values['host_keys']!r}: must be 'accept-new' or 'strict'")
     path = values["health_path"]
-    check(isinstance(path, str) and URL_PATH_RE.match(path),
+    check(isinstance(path, str) and URL_PATH_RE.fullmatch(path),
           f"app.health_path={path!r}: must be a URL path like '/' or '/health'")
     text = values["health_text"]
-    check(isinstance(text, str) and SAFE_TEXT_RE.match(text),
+    check(isinstance(text, str) and SAFE_TEXT_RE.fullmatch(text),
           f"app.health_text={text!r}: must be plain text on one line")
     return out
 
@@ -208,7 +208,7 @@ def env_file_problems(path):
         if not line or line.startswith("#"):
             continue
         key, sep, _ = line.partition("=")
-        if not sep or not ENV_KEY_RE.match(key.strip()):
+        if not sep or not ENV_KEY_RE.fullmatch(key.strip()):
             out.append(f"app.env_file line {number}: expected KEY=VALUE with KEY made of "
                        "letters, digits and _")
     return out
@@ -234,7 +234,7 @@ def finish(values, ssh_user):
     if values["user"] == "root":
         raise ConfigError(["the app would run as root: set app.user to an unprivileged user "
                            "(e.g. FABRIC_APP_USER=tom), it is created if missing"])
-    if not USER_RE.match(values["user"] or ""):
+    if not USER_RE.fullmatch(values["user"] or ""):
         raise ConfigError([f"SSH user {ssh_user!r} is not a valid app user; set app.user"])
     values["dir"] = values["dir"] or f"/home/{values['user']}/{values['name']}"
     for key in ("port", "workers", "keep_releases", "apt_cache_valid_time", "health_timeout",
