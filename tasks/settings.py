@@ -177,7 +177,8 @@ def problems_of(values):
         check(problem is None, problem)
     server_name = values["server_name"]
     names = server_name.split() if isinstance(server_name, str) else [None]
-    check(names and all(n == "_" or (n and HOSTNAME_RE.fullmatch(n) and len(n) <= 253) for n in names),
+    check(names and all(n == "_" or (n and len(n) <= 253 and HOSTNAME_RE.fullmatch(n))
+                        for n in names),
           f"app.server_name={server_name!r}: must be '_' or host names separated by spaces")
     env_file = values["env_file"]
     check(env_file is None or (isinstance(env_file, str) and env_file and "\n" not in env_file),
