@@ -138,6 +138,7 @@ def ensure_runtime_files(h):
 
 
 def converge(h):
+    """Layout, runtime files, then a new release if the local app differs from the live one."""
     s, f = h.settings, h.facts
     changes = []
     layout = layout_script(s, f)
@@ -162,17 +163,18 @@ def converge(h):
                     + (f" and build virtualenv {venv_hash}" if build_venv else ""))
     else:
         path = h.upload(tarball(s.source_path))
-        h.change("\n".join(release_script(s, path, rid, tree_hash, venv_hash, build_venv)),
-                 timeout=900)
-        if previous and f.program_state == "RUNNING":
-            try:
+        try:
+            h.change("\n".join(release_script(s, path, rid, tree_hash, venv_hash, build_venv)),
+                     timeout=900)
+            if previous and f.program_state == "RUNNING":
                 switch_to(h, rid, previous)
-            except DeployError:
-                h.change(f"rm -rf {q(s.releases)}/{q(rid)}")  # it never stayed live
-                raise
-        else:  # nothing is serving yet: just point `current` at it
-            h.change(f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
-                     f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
+            else:  # nothing is serving yet: just point `current` at it
+                h.change(f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
+                         f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
+        except DeployError:
+            if previous:  # the new release never stayed live: remove it
+                h.change(f"rm -rf {q(s.releases)}/{q(rid)}")
+            raise
         h.change(prune_script(s, [rid, previous]))
     changes.append(f"released {rid}" + (f" with new virtualenv {venv_hash}" if build_venv else ""))
     return CHANGED, ", ".join(changes)

@@ -105,6 +105,17 @@ def test_broken_release_never_serves_and_fails_loudly(live, kind):
     assert http_get(s)[2] == "Hello three"
 
 
+def test_a_requirement_that_cannot_install_fails_and_leaves_nothing_behind(live):
+    s, apps = live
+    before = on(s, "ls /home/tom/hello-world/releases")
+    bad = make_app(apps, "Hello bad pin", extra_requirement="no-such-package-zz==9.9")
+    proc = deploy(s, bad)
+    assert proc.returncode == 1
+    assert "] app         failed   ERROR: No matching distribution found" in proc.stdout
+    assert on(s, "ls /home/tom/hello-world/releases") == before
+    assert http_get(s)[2] == "Hello three"
+
+
 def test_releases_marks_the_live_one(live):
     s, _ = live
     out = fab("-H", s.name, "releases", check=True).stdout.splitlines()
