@@ -197,6 +197,19 @@ def proxy_pid():
         return None
 
 
+def sandbox_proxies():
+    """PIDs of every proxy a sandbox started, this checkout's or a crashed other's."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:3] == [b"tinyproxy", b"-d", b"-c"] and argv[3].endswith(b"/tinyproxy.conf"):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
 def ensure_proxy():
     """A forward proxy on the bridge: the servers' only way out (apt and pip)."""
     if proxy_pid():
@@ -457,9 +470,9 @@ def down_all():
             link = line.split(":")[1].strip().split("@")[0]
             if re.fullmatch(r"fsb\d+", link):
                 sh("ip", "link", "del", link, check=False)
-        pid = proxy_pid()
-        if pid:
+        for pid in sandbox_proxies():
             os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not sandbox_proxies(), 10, "the proxy to stop")
         (STATE / "tinyproxy.pid").unlink(missing_ok=True)
         sh("ip", "link", "del", BRIDGE, check=False)
         shutil.rmtree(STATE / "servers", ignore_errors=True)

@@ -85,7 +85,7 @@ def test_down_removes_every_server_the_proxy_and_the_bridge():
     sandbox.down_all()
     for s in servers:
         assert leftovers(s) == []
-    assert sandbox.proxy_pid() is None
+    assert sandbox.proxy_pid() is None and sandbox.sandbox_proxies() == []
     bridge = subprocess.run(["ip", "link", "show", sandbox.BRIDGE], capture_output=True)
     assert bridge.returncode != 0
     assert [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
