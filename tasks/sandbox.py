@@ -155,29 +155,6 @@ def ensure_base():
         if old != BASE and not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)
     return BASE
-    mirror, deb822 = host_sources()
-    tmp = CACHE / f"{SUITE}-base.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"sandbox: building the {SUITE} base from {mirror} (once, about a minute)...", flush=True)
-    sh("debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tmp), mirror)
-    if deb822:
-        (tmp / "etc/apt/sources.list").unlink(missing_ok=True)
-        (tmp / "etc/apt/sources.list.d/debian.sources").write_text(deb822)
-    script = f"""
-        set -e
-        useradd --create-home --uid {UID} --shell /bin/bash --groups sudo {USER}
-        passwd --delete {USER} >/dev/null && passwd --lock {USER} >/dev/null
-        rm -f /etc/ssh/ssh_host_*
-        apt-get clean
-        rm -rf /var/lib/apt/lists/*
-        systemctl mask systemd-timesyncd.service getty@tty1.service >/dev/null 2>&1 || true
-        echo 'UseDNS no' > /etc/ssh/sshd_config.d/sandbox.conf
-    """
-    sh("chroot", str(tmp), "sh", "-c", script)
-    (tmp / ".complete").touch()
-    tmp.rename(BASE)
-    return BASE
 
 
 def ensure_bridge():
