@@ -94,9 +94,13 @@ class Host:
             return self.c.sudo(command, **kwargs)
         return self.c.run(f"sudo -n {command}", **kwargs)
 
+    def script(self, script, sudo=True, **extra):
+        """Run a shell script as one remote command; return its Result, whatever its exit."""
+        return self.execute(f"sh -c {q(script)}", sudo, **extra)
+
     def read(self, script, sudo=True, timeout=None):
         """Run a read-only script (allowed in dry-run); return its stdout or raise."""
-        result = self.execute(f"sh -c {q(script)}", sudo, timeout)
+        result = self.script(script, sudo, timeout=timeout)
         if result.exited != 0:
             raise DeployError(explain_failure(result))
         return result.stdout
@@ -105,7 +109,7 @@ class Host:
         """Run a long-lived read-only script, writing its output to OUT as it comes.
 
         A pty makes the remote command end when the connection is closed (Ctrl-C)."""
-        return self.execute(f"sh -c {q(script)}", sudo=True, pty=True, out_stream=out)
+        return self.script(script, pty=True, out_stream=out)
 
     def change(self, script, sudo=True, timeout=None):
         """Run a script that alters the server; in dry-run, run nothing."""

@@ -32,7 +32,7 @@ def candidate_unit(s):
 
 def check(h, port, what, wait):
     """Probe the app on PORT until healthy or WAIT seconds; raise with details if not."""
-    result = h.execute(f"sh -c {q(probe_command(h.settings, port, wait))}", sudo=False)
+    result = h.script(probe_command(h.settings, port, wait), sudo=False)
     ok, code, ms, excerpt = parse_probe(result.stdout + result.stderr)
     if not ok:
         answer = f"HTTP {code}" if code else "no answer"
@@ -46,7 +46,7 @@ def app_log_tail(h, unit=None, lines=6):
     s = h.settings
     source = (f"journalctl -u {q(unit)} -n 200 --no-pager -o cat" if unit
               else f"tail -n 200 {q(s.log_dir)}/error.log")
-    out = h.execute(f"sh -c {q(source + ' 2>/dev/null')}", sudo=True).stdout.splitlines()
+    out = h.script(source + " 2>/dev/null").stdout.splitlines()
     errors = [line for line in out if PYTHON_ERROR.match(line) and "HaltServer" not in line]
     shown = list(dict.fromkeys(errors))[-3:] + out[-(lines - 3):] if errors else out[-lines:]
     return "\n".join("  | " + line for line in shown)
@@ -138,7 +138,7 @@ def release_lock(h):
     if h.lock_token:
         lock = q(lock_path(h.settings))
         script = f'[ "$(cat {lock}/token 2>/dev/null)" = {q(h.lock_token)} ] && rm -rf {lock}; true'
-        h.execute(f"sh -c {q(script)}", sudo=True)
+        h.script(script)
         h.lock_token = None
 
 
