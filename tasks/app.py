@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tasks.core import CHANGED, OK, DeployError, q, render, say
-from tasks.deploy import bridged, switch_to
+from tasks.deploy import bridged, link_current, live_release, switch_to
 from tasks.facts import ancestors
 from tasks.files import ensure_file
 
@@ -148,10 +148,10 @@ def converge(h):
     runtime_changed = ensure_runtime_files(h)
     tree_hash = content_hash(s.source_path)
     if tree_hash == f.current_hash:
-        current = f.links.get(s.current, "")
         if runtime_changed:
-            if f.program_state == "RUNNING" and current and not h.dry_run:
-                bridged(h, f"{s.dir}/{current}", f"supervisorctl restart {q(s.name)} >/dev/null")
+            live = live_release(h)
+            if live and not h.dry_run:
+                bridged(h, live, f"supervisorctl restart {q(s.name)} >/dev/null")
             changes.append("updated the app's environment")
         return (CHANGED, ", ".join(changes)) if changes else (OK, "")
     venv_hash = requirements_hash(s.source_path)
@@ -166,11 +166,10 @@ def converge(h):
         try:
             h.change("\n".join(release_script(s, path, rid, tree_hash, venv_hash, build_venv)),
                      timeout=900)
-            if previous and f.program_state == "RUNNING":
+            if live_release(h):
                 switch_to(h, rid, previous)
             else:  # nothing is serving yet: just point `current` at it
-                h.change(f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
-                         f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
+                h.change(link_current(s, rid))
         except DeployError:
             if previous:  # the new release never stayed live: remove it
                 h.change(f"rm -rf {q(s.releases)}/{q(rid)}")

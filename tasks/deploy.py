@@ -68,11 +68,21 @@ def stop_candidate(h):
     h.change(f"systemctl stop {q(candidate_unit(h.settings))} >/dev/null 2>&1 || true")
 
 
-def switch_script(s, rid):
-    """Point `current` at releases/RID by renaming a new symlink over it, then restart."""
+def link_current(s, rid):
+    """Point `current` at releases/RID by renaming a new symlink over it (atomic)."""
     return (f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
-            f"mv -Tf {q(s.current)}.fab-new {q(s.current)}\n"
-            f"supervisorctl restart {q(s.name)} >/dev/null")
+            f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
+
+
+def switch_script(s, rid):
+    """Make releases/RID current and restart the main program on it."""
+    return f"{link_current(s, rid)}\nsupervisorctl restart {q(s.name)} >/dev/null"
+
+
+def live_release(h):
+    """The path of the release the running app serves, or None if nothing is serving."""
+    link = h.facts.links.get(h.settings.current, "")
+    return f"{h.settings.dir}/{link}" if link and h.facts.program_state == "RUNNING" else None
 
 
 def bridged(h, release, action, undo=None):

@@ -1,7 +1,7 @@
 """Step 3: the supervisor program that keeps gunicorn alive."""
 
 from tasks.core import CHANGED, OK, q, render
-from tasks.deploy import bridged
+from tasks.deploy import bridged, live_release
 from tasks.files import ensure_file
 
 
@@ -21,9 +21,9 @@ def converge(h):
         changes.append("enabled supervisor")
     if ensure_file(h, s.supervisor_conf, render_conf(s)):
         apply = f"supervisorctl reread >/dev/null && supervisorctl update {q(s.name)} >/dev/null"
-        current = f.links.get(s.current, "")
-        if f.program_state == "RUNNING" and current and not h.dry_run:
-            bridged(h, f"{s.dir}/{current}", apply)
+        live = live_release(h)
+        if live and not h.dry_run:
+            bridged(h, live, apply)
         else:
             h.change(apply)
         changes.append(f"updated {s.supervisor_conf}")
