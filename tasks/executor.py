@@ -36,11 +36,13 @@ class HostsExecutor(Executor):
         calls = self.expand_calls(self.normalize(tasks))
         results, failed = {}, []
         for group in self.groups(calls):
+            self.load_config(group[0])
             if not isinstance(group[0], ConnectionCall):
                 for call in group:
-                    results[call.task] = self.run_call(call)
+                    results[call.task] = call.task(self.context_for(call), *call.args,
+                                                   **call.kwargs)
                 continue
-            self.validate_config(group[0])
+            self.validate_config()
             outcomes = self.run_batches(group, int(group[0].kwargs.get("serial") or 0))
             failed += self.report(outcomes)
             results[group[0].task] = outcomes
@@ -59,26 +61,23 @@ class HostsExecutor(Executor):
                 out.append([call])
         return out
 
-    def context_for(self, call):
-        config = self.config
-        config.load_collection(self.collection.configuration(call.called_as))
-        config.load_shell_env()
-        context = call.make_context(config)
-        if isinstance(call, ConnectionCall):
-            secure(context, raw(config)["host_keys"])
-        return context
-
-    def run_call(self, call):
-        return call.task(self.context_for(call), *call.args, **call.kwargs)
-
-    def validate_config(self, call):
+    def load_config(self, call):
+        """The collection's config and FABRIC_* env vars, loaded once per task."""
         self.config.load_collection(self.collection.configuration(call.called_as))
         try:
-            self.config.load_shell_env()  # FABRIC_APP_* overrides are validated too
+            self.config.load_shell_env()
         except (ValueError, UncastableEnvVar) as e:
             names = [k for k, v in os.environ.items() if k.startswith("FABRIC_") and v in str(e)]
             print(f"config: {', '.join(names) or 'an environment variable'}: {e}", file=sys.stderr)
             raise Exit("config: fix that environment variable", code=2) from None
+
+    def context_for(self, call):
+        context = call.make_context(self.config)
+        if isinstance(call, ConnectionCall):
+            secure(context, raw(self.config)["host_keys"])
+        return context
+
+    def validate_config(self):
         try:
             validate(self.config)
         except ConfigError as e:
