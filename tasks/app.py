@@ -18,7 +18,7 @@ from pathlib import Path
 from tasks.core import CHANGED, OK, DeployError, q, render, say
 from tasks.deploy import bridged, link_current, live_release, switch_to
 from tasks.facts import ancestors
-from tasks.files import ensure_file
+from tasks.files import ensure_file, mask
 
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", "node_modules"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -130,7 +130,7 @@ def ensure_runtime_files(h):
                                                       user=s.user))
     if s.env_file:
         env = Path(s.env_file).expanduser().read_text()
-        changed |= ensure_file(h, s.env_path, env, "root", s.user, "0640", secret=True)
+        changed |= ensure_file(h, s.env_path, env, "root", s.user, "0640", shown=mask)
     elif s.env_path in f.files:
         h.change(f"rm -f {q(s.env_path)}")
         changed = True

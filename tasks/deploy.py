@@ -20,7 +20,7 @@ import time
 import uuid
 
 from tasks.core import CHANGED, OK, DeployError, q, say
-from tasks.health import parse_probe, probe_command
+from tasks.health import app_url, parse_probe, probe_command
 
 LOCK_DIR = "/run/lock"
 PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
@@ -30,13 +30,13 @@ def candidate_unit(s):
     return f"{s.name}-candidate"
 
 
-def check(h, port, what, wait):
-    """Probe the app on PORT until healthy or WAIT seconds; raise with details if not."""
-    result = h.script(probe_command(h.settings, port, wait), sudo=False)
+def check(h, base, what, wait):
+    """Probe BASE (a URL) until healthy or WAIT seconds; raise with details if not."""
+    result = h.script(probe_command(h.settings, base, wait), sudo=False)
     ok, code, ms, excerpt = parse_probe(result.stdout + result.stderr)
     if not ok:
         answer = f"HTTP {code}" if code else "no answer"
-        raise DeployError(f"{what} is unhealthy: GET {h.settings.health_path} on port {port} "
+        raise DeployError(f"{what} is unhealthy: GET {base}{h.settings.health_path} "
                           f"gave {answer}: {excerpt[:100]!r}")
     return code, ms
 
@@ -92,19 +92,19 @@ def bridged(h, release, action, undo=None):
     start_candidate(h, release)
     try:
         try:
-            check(h, s.port + 1, "the new release", s.health_timeout)
+            check(h, app_url(s.port + 1), "the new release", s.health_timeout)
         except DeployError as e:
             raise DeployError(f"{e}; it was not switched in. Its log:\n"
                               + app_log_tail(h, candidate_unit(s))) from None
         try:
             h.change(action)
-            check(h, s.port, "the app after the switch", s.health_timeout)
-            check(h, 80, "the site through nginx", s.health_timeout)
+            check(h, app_url(s.port), "the app after the switch", s.health_timeout)
+            check(h, s.site_url, "the site through nginx", s.health_timeout)
         except DeployError as e:
             log = app_log_tail(h)
             if undo:
                 h.change(undo)
-                check(h, s.port, "the app after rolling back", s.health_timeout)
+                check(h, app_url(s.port), "the app after rolling back", s.health_timeout)
                 e = DeployError(f"{e}; rolled back. App log:\n{log}")
             raise e from None
     finally:
@@ -156,7 +156,8 @@ def health(h):
     """The last step of a deploy: the site answers healthy through nginx."""
     if h.dry_run:
         return OK, "not probed in a dry run"
-    code, ms = check(h, 80, "the site through nginx", h.settings.health_timeout)
+    code, ms = check(h, h.settings.site_url, "the site through nginx",
+                     h.settings.health_timeout)
     return OK, f"HTTP {code} in {ms:.0f} ms through nginx"
 
 

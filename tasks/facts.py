@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from tasks.core import DeployError, explain_failure, q
 
 PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
+TLS_PACKAGES = {"self-signed": ("openssl",), "letsencrypt": ("certbot",)}
 SERVICES = ("nginx", "supervisor", "ufw")
 
 
@@ -48,8 +49,13 @@ class Facts:
         return self.os_id in ("debian", "ubuntu") or "debian" in self.os_like.split()
 
 
+def wanted_packages(s):
+    return PACKAGES + TLS_PACKAGES.get(s.tls, ())
+
+
 def managed_files(s):
-    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path]
+    tls = [s.tls_cert_path, s.tls_key_path] if s.tls != "off" else []
+    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls]
 
 
 def ancestors(path):
@@ -72,7 +78,7 @@ def script(s):
     return f"""
 echo @@os; . /etc/os-release 2>/dev/null; echo "$ID"; echo "$ID_LIKE"
 echo @@packages
-dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {' '.join(PACKAGES)} 2>/dev/null
+dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {' '.join(wanted_packages(s))} 2>/dev/null
 echo @@apt_age; newest=$(ls -t /var/lib/apt/lists/*_Packages 2>/dev/null | head -n1)
 [ -n "$newest" ] && echo $(( $(date +%s) - $(stat -c %Y "$newest") ))
 echo @@user; id -u {q(s.user)} 2>/dev/null

@@ -15,16 +15,21 @@ def mask(text):
                    for line in text.splitlines())
 
 
-def ensure_file(h, path, content, owner="root", group="root", mode="0644", secret=False):
+def fingerprint(text):
+    """A private key as shown in diffs: only its checksum."""
+    return f"(secret, sha256 {sha256(text)[:16]})\n" if text else ""
+
+
+def ensure_file(h, path, content, owner="root", group="root", mode="0644", shown=None):
     """Make PATH hold CONTENT with owner and mode; True if it changed (or would).
 
-    A SECRET file's diff shows its keys, never its values."""
+    Dry-run diffs show SHOWN(content) when given (`mask`, `fingerprint`), never a secret."""
     if not differs(h, path, content, owner, group, mode):
         return False
     if h.dry_run:
         old = h.read(f"cat {q(path)} 2>/dev/null || true") if path in h.facts.files else ""
-        diff = unified_diff(mask(old), mask(content), path) if secret else \
-            unified_diff(old, content, path)
+        shown = shown or (lambda text: text)
+        diff = unified_diff(shown(old), shown(content), path)
         say(h.name, f"would write {path} ({owner}:{group} {mode})")
         h.show_diff(diff)
     h.put(content, path, owner, group, mode)

@@ -145,7 +145,7 @@ ufw status 2>/dev/null | awk '/ALLOW/ && $0 !~ /\\(v6\\)/ {{print $1}}'
 echo @@release; readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null
 echo @@enabled
 for u in supervisor nginx ufw; do echo "$u $(systemctl is-enabled $u 2>/dev/null)"; done
-echo @@probe; {probe_command(s, 80, 0)}
+echo @@probe; {probe_command(s, s.site_url, 0)}
 true
 """
 

@@ -1,7 +1,7 @@
 """Step 1: the system packages the stack needs, installed with apt."""
 
 from tasks.core import CHANGED, OK, DeployError
-from tasks.facts import PACKAGES
+from tasks.facts import wanted_packages
 
 APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 "
        "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
@@ -12,7 +12,7 @@ def plan(s, facts):
     if not facts.debian_like:
         raise DeployError(f"not a Debian/Ubuntu server (ID={facts.os_id or 'unknown'}); "
                           "this tool supports Debian and Ubuntu only")
-    missing = [p for p in PACKAGES if not facts.packages.get(p)]
+    missing = [p for p in wanted_packages(s) if not facts.packages.get(p)]
     stale = facts.apt_age is None or facts.apt_age > s.apt_cache_valid_time
     return missing, bool(missing) and stale
 

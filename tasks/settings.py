@@ -9,6 +9,7 @@ look like what they are, or the run stops before any connection.
 import posixpath
 import re
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,15 @@ DEFAULTS = {
     "firewall_revert_after": 120,
     "env_file": None,  # local KEY=VALUE file given to the app as its environment
     "host_keys": "accept-new",  # or "strict": refuse hosts not in known_hosts
+    # A mapping (tls: {cert: ..., key: ...}) cannot override a string default in Invoke's
+    # config merge, so an uploaded certificate is tls: custom with tls_cert and tls_key.
+    "tls": "off",  # or "self-signed", "letsencrypt", "custom"
+    "tls_cert": None,  # tls: custom: the local certificate chain (PEM)
+    "tls_key": None,  # tls: custom: its local private key (PEM, unencrypted)
+    "hsts_max_age": 31536000,  # Strict-Transport-Security max-age with TLS on; 0 = no header
+    "letsencrypt_email": "",  # the ACME account's contact address (tls: letsencrypt)
 }
+TLS_MODES = ("off", "self-signed", "letsencrypt", "custom")
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -40,6 +49,7 @@ HOSTNAME_RE = re.compile(r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\
                          r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%-]*$")
 SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
+EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
 class ConfigError(Exception):
@@ -68,6 +78,11 @@ class Settings:
     firewall_revert_after: int
     env_file: str
     host_keys: str
+    tls: str  # off, self-signed, letsencrypt or custom
+    tls_cert: str  # the local certificate chain and key of tls: custom
+    tls_key: str
+    hsts_max_age: int
+    letsencrypt_email: str
 
     @property
     def releases(self):
@@ -108,6 +123,25 @@ class Settings:
     @property
     def nginx_enabled(self):
         return f"/etc/nginx/sites-enabled/{self.name}"
+
+    @property
+    def tls_dir(self):
+        if self.tls == "letsencrypt":
+            return f"/etc/letsencrypt/live/{self.name}"
+        return f"{self.conf_dir}/tls"
+
+    @property
+    def tls_cert_path(self):
+        return f"{self.tls_dir}/fullchain.pem"
+
+    @property
+    def tls_key_path(self):
+        return f"{self.tls_dir}/privkey.pem"
+
+    @property
+    def site_url(self):
+        """The site as the server itself reaches it through nginx."""
+        return "http://127.0.0.1" if self.tls == "off" else "https://127.0.0.1"
 
     @property
     def source_path(self):
@@ -185,6 +219,28 @@ def problems_of(values):
           f"app.env_file={env_file!r}: must be the local path of a KEY=VALUE file")
     check(values["host_keys"] in ("accept-new", "strict"),
           f"app.host_keys={values['host_keys']!r}: must be 'accept-new' or 'strict'")
+    tls = values["tls"]
+    check(tls in TLS_MODES, f"app.tls={tls!r}: must be one of {', '.join(TLS_MODES)}")
+    for key in ("tls_cert", "tls_key"):
+        path = values[key]
+        if tls == "custom":
+            check(isinstance(path, str) and path and "\n" not in path,
+                  f"app.{key}={path!r}: tls: custom needs the local path of the "
+                  f"{'certificate' if key == 'tls_cert' else 'private key'}")
+        else:
+            check(path is None, f"app.{key} is set but app.tls={tls!r}: set app.tls to custom")
+    problem = _int_problem("hsts_max_age", values["hsts_max_age"], 0, 10**9)
+    check(problem is None, problem)
+    email = values["letsencrypt_email"]
+    check(isinstance(email, str) and (not email or EMAIL_RE.fullmatch(email)),
+          f"app.letsencrypt_email={email!r}: must be an e-mail address")
+    if tls == "letsencrypt":
+        check(email, "app.tls=letsencrypt needs app.letsencrypt_email (Let's Encrypt's "
+                     "expiry notices go there)")
+        check(isinstance(server_name, str) and names and
+              all(n != "_" and not n.startswith("*.") and "." in n for n in names),
+              f"app.tls=letsencrypt needs app.server_name to list the site's real domain "
+              f"names (not {server_name!r})")
     path = values["health_path"]
     check(isinstance(path, str) and URL_PATH_RE.fullmatch(path),
           f"app.health_path={path!r}: must be a URL path like '/' or '/health'")
@@ -215,12 +271,35 @@ def env_file_problems(path):
     return out
 
 
+def certificate_problems(cert_path, key_path):
+    """Problems of a local certificate chain and key: unreadable, expired, or not a pair."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    try:
+        chain = x509.load_pem_x509_certificates(Path(cert_path).expanduser().read_bytes())
+    except (OSError, ValueError) as e:
+        return [f"app.tls_cert={cert_path!r}: not a readable PEM certificate "
+                f"({getattr(e, 'strerror', None) or e})"]
+    try:
+        key = load_pem_private_key(Path(key_path).expanduser().read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        return [f"app.tls_key={key_path!r}: not a readable, unencrypted PEM private key "
+                f"({getattr(e, 'strerror', None) or e})"]
+    if key.public_key() != chain[0].public_key():
+        return [f"app.tls_key={key_path!r} does not belong to the certificate in {cert_path!r}"]
+    if chain[0].not_valid_after_utc < datetime.now(UTC):
+        return [f"app.tls_cert={cert_path!r} expired on {chain[0].not_valid_after_utc:%Y-%m-%d}"]
+    return []
+
+
 def validate(config):
     """Check the config before any connection; raise ConfigError listing every problem."""
     values = raw(config)
     problems = problems_of(values)
     if values["env_file"] is not None and not problems:
         problems += env_file_problems(values["env_file"])
+    if values["tls"] == "custom" and not problems:
+        problems += certificate_problems(values["tls_cert"], values["tls_key"])
     if problems:
         raise ConfigError(problems)
     source = Settings(**finish(values, "nobody")).source_path
@@ -239,7 +318,7 @@ def finish(values, ssh_user):
         raise ConfigError([f"SSH user {ssh_user!r} is not a valid app user; set app.user"])
     values["dir"] = values["dir"] or f"/home/{values['user']}/{values['name']}"
     for key in ("port", "workers", "keep_releases", "apt_cache_valid_time", "health_timeout",
-                "firewall_revert_after"):
+                "firewall_revert_after", "hsts_max_age"):
         values[key] = int(values[key])
     return {f.name: values[f.name] for f in fields(Settings)}
 

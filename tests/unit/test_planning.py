@@ -8,12 +8,16 @@ from invoke import Config
 
 from tasks import app, deploy, firewall, packages, supervisor
 from tasks.core import DeployError
-from tasks.facts import Facts, ancestors, parse, script
+from tasks.facts import PACKAGES, Facts, ancestors, parse, script, wanted_packages
 from tasks.health import parse_probe
 from tasks.nginx import render_site
 from tasks.settings import for_host
 
 S = for_host(Config(overrides={"app": {}}), "tom")
+TLS = for_host(Config(overrides={"app": {"tls": "self-signed"}}), "tom")
+LETSENCRYPT = for_host(Config(overrides={"app": {
+    "tls": "letsencrypt", "server_name": "example.org", "letsencrypt_email": "a@example.org"}}),
+    "tom")
 
 CONVERGED = """\
 @@os
@@ -94,7 +98,7 @@ def test_packages_installs_only_what_is_missing_and_refreshes_stale_lists():
     assert packages.plan(S, f) == (["python3-venv", "supervisor", "ufw"], False)
     f.apt_age = None
     assert packages.plan(S, f)[1] is True
-    done = Facts(os_id="ubuntu", packages=dict.fromkeys(packages.PACKAGES, True), apt_age=None)
+    done = Facts(os_id="ubuntu", packages=dict.fromkeys(PACKAGES, True), apt_age=None)
     assert packages.plan(S, done) == ([], False)  # nothing to install: no refresh either
 
 
@@ -106,10 +110,23 @@ def test_packages_refuses_other_distributions():
 
 def test_firewall_allows_the_ssh_port_in_use_before_enabling():
     f = parse(CONVERGED)
-    assert firewall.plan(f) == ([], False)
+    assert firewall.plan(S, f) == ([], [], False)
     fresh = Facts(ssh_port=2222)
-    assert firewall.plan(fresh) == (["allow 2222/tcp", "allow 80/tcp"], True)
-    assert firewall.wanted_rules(fresh)[0] == "allow 2222/tcp"
+    assert firewall.plan(S, fresh) == (["allow 2222/tcp", "allow 80/tcp"], [], True)
+    assert firewall.wanted_rules(S, fresh)[0] == "allow 2222/tcp"
+
+
+def test_firewall_opens_https_only_while_tls_is_on():
+    f = parse(CONVERGED)
+    assert firewall.plan(TLS, f) == (["allow 443/tcp"], [], False)
+    f.ufw_rules.add("allow 443/tcp")
+    assert firewall.plan(TLS, f) == ([], [], False)
+    assert firewall.plan(S, f) == ([], ["allow 443/tcp"], False)
+
+
+def test_tls_packages_are_wanted_only_with_tls():
+    assert "openssl" not in wanted_packages(S) and "openssl" in wanted_packages(TLS)
+    assert "certbot" in wanted_packages(LETSENCRYPT)
 
 
 def test_layout_opens_only_traversal_of_the_home_and_fixes_what_differs():
@@ -185,6 +202,29 @@ def test_nginx_site_has_what_the_tutorial_asks_for():
                      "access_log /var/log/nginx/hello-world.access.log;",
                      "error_log /var/log/nginx/hello-world.error.log;"):
         assert fragment in site
+
+
+def test_with_tls_http_redirects_and_https_is_modern_with_hsts():
+    site = render_site(TLS)
+    http, https = site.split("listen 443")
+    assert "return 301 https://$host$request_uri;" in http and "proxy_pass" not in http
+    for fragment in ("ssl_certificate /etc/hello-world/tls/fullchain.pem;",
+                     "ssl_certificate_key /etc/hello-world/tls/privkey.pem;",
+                     "ssl_protocols TLSv1.2 TLSv1.3;", "proxy_pass http://hello-world;",
+                     'add_header Strict-Transport-Security "max-age=31536000" always;'):
+        assert fragment in https
+    no_hsts = for_host(Config(overrides={"app": {"tls": "self-signed", "hsts_max_age": 0}}), "t")
+    assert "Strict-Transport-Security" not in render_site(no_hsts)
+    assert "Strict-Transport-Security" not in render_site(S) and "443" not in render_site(S)
+
+
+def test_letsencrypt_first_serves_the_challenge_over_http_then_tls():
+    before = render_site(LETSENCRYPT, tls=False)
+    assert "location /.well-known/acme-challenge/" in before and "listen 443" not in before
+    assert "proxy_pass" in before
+    after = render_site(LETSENCRYPT)
+    assert "ssl_certificate /etc/letsencrypt/live/hello-world/fullchain.pem;" in after
+    assert after.index("acme-challenge") < after.index("return 301")
 
 
 def test_templates_refuse_missing_values():

@@ -81,7 +81,7 @@ text = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
 
 
 @pytest.mark.parametrize("key", ["name", "user", "dir", "server_name", "module",
-                                 "health_path"])
+                                 "health_path", "tls", "letsencrypt_email"])
 @given(value=text)
 def test_no_accepted_value_carries_shell_syntax(key, value):
     """Whatever string comes in, it is refused or it cannot change a shell command."""
@@ -119,3 +119,41 @@ def test_env_file_lines_are_checked_without_echoing_values(tmp_path):
     assert [p.split(":")[0] for p in e.value.problems] == ["app.env_file line 3",
                                                            "app.env_file line 4"]
     assert "s3cret" not in str(e.value)
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"tls": "on"}, "app.tls='on': must be one of off, self-signed, letsencrypt, custom"),
+    ({"tls": "custom", "tls_cert": "/x.crt"}, "app.tls_key=None: tls: custom needs"),
+    ({"tls_cert": "/x.crt"}, "app.tls_cert is set but app.tls='off'"),
+    ({"hsts_max_age": -1}, "app.hsts_max_age=-1: must be from 0"),
+    ({"letsencrypt_email": "not an address"}, "app.letsencrypt_email="),
+    ({"tls": "letsencrypt", "server_name": "example.org"}, "needs app.letsencrypt_email"),
+    ({"tls": "letsencrypt", "letsencrypt_email": "ops@example.org"}, "real domain names"),
+])
+def test_bad_tls_settings_are_named(values, fragment):
+    with pytest.raises(ConfigError) as e:
+        validate(config(**values))
+    assert [p for p in e.value.problems if fragment in p], e.value.problems
+
+
+def test_a_certificate_must_be_readable_current_and_match_its_key(tmp_path):
+    from tests.certs import make_certificate
+    cert, key = make_certificate(tmp_path, "a.test")
+    s = for_host(config(tls="custom", tls_cert=str(cert), tls_key=str(key)), "tom")
+    assert (s.tls, s.tls_cert, s.tls_cert_path) == \
+        ("custom", str(cert), "/etc/hello-world/tls/fullchain.pem")
+    _, other_key = make_certificate(tmp_path, "b.test")
+    old_cert, old_key = make_certificate(tmp_path, "old.test", days=-2)
+    for pair, fragment in (((cert, other_key), "does not belong"),
+                           ((old_cert, old_key), "expired on"),
+                           ((key, key), "not a readable PEM certificate"),
+                           ((cert, tmp_path / "nope"), "No such file")):
+        with pytest.raises(ConfigError, match=fragment):
+            validate(config(tls="custom", tls_cert=str(pair[0]), tls_key=str(pair[1])))
+
+
+def test_letsencrypt_certificates_live_where_certbot_puts_them():
+    s = for_host(config(tls="letsencrypt", server_name="example.org www.example.org",
+                        letsencrypt_email="ops@example.org"), "tom")
+    assert s.tls_cert_path == "/etc/letsencrypt/live/hello-world/fullchain.pem"
+    assert s.site_url == "https://127.0.0.1"
