@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from tasks import ops, provision, sandbox
+from tasks import harden, ops, provision, sandbox
 
 namespace = Collection(
     provision.provision,
@@ -16,5 +16,6 @@ namespace = Collection(
     provision.firewall_task,
     ops.logs,
     ops.status,
+    harden.harden,
 )
 namespace.add_collection(Collection.from_module(sandbox))
