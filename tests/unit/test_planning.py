@@ -57,9 +57,10 @@ ufw enabled active
 @@ufw_status
 Status: active
 @@ufw_rules
-Added user rules (see 'ufw status' for running firewall):
-ufw allow 2222/tcp
-ufw allow 80/tcp
+### tuple ### allow tcp 2222 0.0.0.0/0 any 0.0.0.0/0 in
+### tuple ### allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in
+### tuple ### allow tcp 80 ::/0 any ::/0 in
+### tuple ### allow any 53 0.0.0.0/0 any 10.0.0.0/8 in
 @@ssh
 10.0.0.1 51234 10.0.0.2 2222
 """
