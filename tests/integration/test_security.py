@@ -85,6 +85,17 @@ def test_connection_failures_are_one_line_with_the_fix(session_server, tmp_path,
     assert line.startswith(f"[{s.name}] failed") and fragment in line
 
 
+def test_a_user_who_may_not_sudo_is_told_so_and_nothing_changes(server):
+    on(server, "useradd -m -s /bin/bash bob && echo bob:pw-bob-1 | chpasswd && "
+               "install -d -o bob -m 700 ~bob/.ssh && "
+               "install -o bob -m 600 /root/.ssh/authorized_keys ~bob/.ssh/")
+    proc = fab("-H", f"bob@{server.name}", "provision", env={"FABRIC_SUDO_PASSWORD": "pw-bob-1"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert (f"[{server.name}] facts       failed   this user may not use sudo: connect as root "
+            "or add the user to the sudo group") in proc.stdout
+    assert on(server, "dpkg-query -W nginx 2>&1 || true").startswith("dpkg-query: no packages")
+
+
 def test_unknown_host_name_is_one_line(tmp_path):
     config = tmp_path / "ssh_config"
     config.write_text("")
@@ -109,6 +120,8 @@ INJECTIONS = {
     "app.health_path": ("FABRIC_APP_HEALTH_PATH", "/ $(touch /tmp/pwned)"),
     "app.port": ("FABRIC_APP_PORT", "8000; touch /tmp/pwned"),
     "app.workers": ("FABRIC_APP_WORKERS", "4 && touch /tmp/pwned"),
+    "app.tls": ("FABRIC_APP_TLS", "self-signed; touch /tmp/pwned"),
+    "app.letsencrypt_email": ("FABRIC_APP_LETSENCRYPT_EMAIL", "a@b.org -d $(touch /tmp/pwned)"),
 }
 
 
