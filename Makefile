@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 FAB := $(BIN)/fab
 SANDBOX := -S .sandbox/ssh_config -H sandbox-1
-LINTED := fabfile.py tasks tests hello_world $(wildcard bench/*.py)
+LINTED := fabfile.py tasks tests hello_world $(wildcard bench/*.py) bench/peers/pyinfra
+PEERS := bench/.peers
 HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl
 
 .PHONY: demo test unit lint host-packages clean bench
@@ -45,7 +46,13 @@ test: host-packages $(VENV)/.dev lint
 	$(BIN)/pytest -q -n 2 --dist loadfile -m "not last" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
 	$(BIN)/pytest -q -m last $(if $(REPORTS),--junitxml=$(REPORTS)/last.xml) tests
 
-bench: host-packages $(VENV)/.dev
+# Ansible and pyinfra, for the bench only: never dependencies of the tool.
+$(PEERS)/.installed: bench/peers/requirements.txt
+	python3 -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q -r bench/peers/requirements.txt
+	touch $@
+
+bench: host-packages $(VENV)/.dev $(PEERS)/.installed
 	@dpkg-query -W -f='$${db:Status-Abbrev}' wrk 2>/dev/null | grep -q '^ii' || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python bench/run.py

@@ -1,9 +1,14 @@
-"""Benchmarks: whole `fab` commands on fresh sandbox servers, timed from outside.
+"""Benchmarks: whole commands on fresh sandbox servers, timed from outside, beside the peers.
 
-    .venv/bin/python bench/run.py [--rounds 5] [--out bench/RESULTS.md]
+    make bench     (.venv/bin/python bench/run.py [--rounds 5] [--out bench/RESULTS.md])
 
-Every figure is the wall time of a whole command (process start to exit), over
-ROUNDS rounds, reported as median, min and max. Needs root (it boots sandbox servers).
+The same seed stack is put on fresh servers by `fab provision`, by an Ansible
+playbook and by a pyinfra deploy (bench/peers/, installed in bench/.peers by
+`make bench`), taking turns round by round so that drift in the machine or the
+mirror hits every tool alike. Every figure is the wall time of a whole command
+(process start to exit), reported as median, min and max over ROUNDS rounds;
+ratios are computed round by round (peer time / our time) and summarised the same
+way. Needs root (it boots sandbox servers).
 """
 
 import argparse
@@ -25,18 +30,65 @@ from tasks import sandbox  # noqa: E402
 from tests.load import Load  # noqa: E402
 
 FAB = str(PROJECT / ".venv/bin/fab")
+PEERS = PROJECT / "bench/peers"
+PEER_BIN = PROJECT / "bench/.peers/bin"
+APP = PROJECT / "hello_world"
+
+
+def timed(argv, cwd=PROJECT, env=None):
+    """Run ARGV; return (seconds, completed process); stop the bench if it failed."""
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(map(str, argv))} failed:\n{proc.stdout}\n"
+                         f"{proc.stderr}")
+    return elapsed, proc
 
 
 def fab(*args, env=None):
     """Run fab; return (seconds, completed process)."""
-    start = time.monotonic()
-    proc = subprocess.run([FAB, "-S", str(sandbox.STATE / "ssh_config"), *args],
-                          capture_output=True, text=True, cwd=PROJECT, check=False,
-                          env={**os.environ, **(env or {})})
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"bench: fab {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return elapsed, proc
+    return timed([FAB, "-S", str(sandbox.STATE / "ssh_config"), *args], env=env)
+
+
+def ours(servers, workers=4):
+    """`fab provision`; (seconds, steps changed, process)."""
+    elapsed, proc = fab("-H", ",".join(s.name for s in servers), "provision",
+                        env={"FABRIC_APP_WORKERS": str(workers)})
+    return elapsed, sum(map(int, re.findall(r"changed=(\d+)", proc.stdout))), proc
+
+
+def ansible(servers, workers=4):
+    """The Ansible playbook, over OpenSSH with pipelining; (seconds, tasks changed, process)."""
+    inventory = sandbox.STATE / "bench-inventory.ini"
+    inventory.write_text("".join(f"{s.name}\n" for s in servers))
+    ssh_args = (f"-F {sandbox.STATE / 'ssh_config'} -o ControlMaster=auto "
+                "-o ControlPersist=60s")  # Ansible's own default, with the sandbox's hosts
+    elapsed, proc = timed([PEER_BIN / "ansible-playbook", "-i", inventory, "playbook.yml",
+                           "-e", f"app_src={APP}", "-e", f"workers={workers}"],
+                          cwd=PEERS / "ansible",
+                          env={"ANSIBLE_CONFIG": str(PEERS / "ansible/ansible.cfg"),
+                               "ANSIBLE_SSH_ARGS": ssh_args})
+    return elapsed, sum(map(int, re.findall(r"changed=(\d+)", proc.stdout))), proc
+
+
+def pyinfra(servers, workers=4):
+    """The pyinfra deploy (paramiko); (seconds, operations that changed something, process)."""
+    inventory = sandbox.STATE / "bench_inventory.py"
+    hosts = [(s.name, {"ssh_hostname": s.address, "ssh_user": sandbox.USER,
+                       "ssh_key": str(sandbox.STATE / "id_ed25519"),
+                       "ssh_known_hosts_file": str(sandbox.STATE / "known_hosts"),
+                       "ssh_strict_host_key_checking": "no"}) for s in servers]
+    inventory.write_text(f"hosts = {hosts!r}\n")
+    elapsed, proc = timed([PEER_BIN / "pyinfra", "-y", inventory, "deploy.py"],
+                          cwd=PEERS / "pyinfra",
+                          env={"APP_SRC": f"{APP}/", "WORKERS": str(workers)})
+    total = re.search(r"Grand total\s+\d+\s+(\d+|-)", proc.stdout)
+    return elapsed, int(total.group(1)) if total and total.group(1) != "-" else 0, proc
+
+
+TOOLS = {"fab": ours, "Ansible": ansible, "pyinfra": pyinfra}
 
 
 def round_trips(proc):
@@ -48,10 +100,21 @@ def summary(values, unit="s"):
             f"max {max(values):.2f}, n={len(values)})")
 
 
+def short(values, unit=" s"):
+    """median (min-max)"""
+    return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}-{max(values):.2f})"
+
+
+def ratios(peer, mine):
+    """Peer time / our time, round by round: how many times faster we are."""
+    return short([p / m for p, m in zip(peer, mine, strict=True)], unit="x")
+
+
 class Bench:
     def __init__(self, rounds):
         self.rounds = rounds
         self.rows = []  # (what, summary text)
+        self.peer_rows = []  # (what, {tool: [seconds per round]}, extra text)
         self.names = iter(f"bench-{i}" for i in range(1, 1000))
 
     def server(self):
@@ -61,33 +124,46 @@ class Bench:
         print(f"{what}: {text}", flush=True)
         self.rows.append((what, text))
 
-    def provision_figures(self):
-        fresh, converged, trips, workers = [], [], [], []
-        for _ in range(self.rounds):
-            s = self.server()
-            fresh.append(fab("-H", s.name, "provision")[0])
-            elapsed, proc = fab("-H", s.name, "provision")
-            converged.append(elapsed)
-            trips += round_trips(proc)
-            workers.append(fab("-H", s.name, "provision", env={"FABRIC_APP_WORKERS": "3"})[0])
-            sandbox.destroy(s.name)
-        self.record("fresh provision, 1 server", summary(fresh))
-        self.record("converged re-run, 1 server", summary(converged))
-        self.record("SSH round trips of a converged re-run", f"{statistics.median(trips):.0f}")
-        self.record("one-line change (workers 4->3) re-run", summary(workers))
+    def compare(self, what, times, note=""):
+        self.peer_rows.append((what, times, note))
+        print(f"{what}: " + ", ".join(f"{t} {short(v)}" for t, v in times.items()), flush=True)
 
-    def three_servers(self):
-        servers = [self.server() for _ in range(3)]
-        hosts = ",".join(s.name for s in servers)
-        fresh = fab("-H", hosts, "provision")[0]
-        converged = [fab("-H", hosts, "provision")[0] for _ in range(self.rounds)]
-        one = [fab("-H", servers[0].name, "provision")[0] for _ in range(self.rounds)]
-        for s in servers:
-            sandbox.destroy(s.name)
-        self.record("fresh provision, 3 servers in parallel", f"{fresh:.2f} s (n=1)")
-        self.record("converged re-run, 3 servers", summary(converged))
-        ratio = statistics.median(converged) / statistics.median(one)
-        self.record("converged re-run, 3 servers / 1 server", f"{ratio:.2f}x")
+    def peers_one_server(self):
+        """Fresh, converged and one-line-change runs, tools taking turns on fresh servers."""
+        fresh, converged, workers = ({t: [] for t in TOOLS} for _ in range(3))
+        changed, trips = {t: set() for t in TOOLS}, []
+        for _ in range(self.rounds):
+            for name, tool in TOOLS.items():
+                s = self.server()
+                fresh[name].append(tool([s])[0])
+                elapsed, count, proc = tool([s])
+                converged[name].append(elapsed)
+                changed[name].add(count)
+                trips += round_trips(proc) if name == "fab" else []
+                workers[name].append(tool([s], workers=3)[0])
+                sandbox.destroy(s.name)
+        self.compare("fresh provision, 1 server", fresh)
+        self.compare("converged re-run, 1 server", converged,
+                     "changed reported: " + ", ".join(f"{t} {sorted(c)}"
+                                                      for t, c in changed.items()))
+        self.compare("one-line change (workers 4->3) re-run", workers)
+        self.record("SSH round trips of fab's converged re-run", f"{statistics.median(trips):.0f}")
+
+    def peers_three_servers(self):
+        """Each tool provisions its own 3 servers, then converged runs take turns."""
+        fleets = {t: [self.server() for _ in range(3)] for t in TOOLS}
+        fresh = {t: [tool(fleets[t])[0]] for t, tool in TOOLS.items()}
+        three, one = ({t: [] for t in TOOLS} for _ in range(2))
+        for _ in range(self.rounds):
+            for name, tool in TOOLS.items():
+                three[name].append(tool(fleets[name])[0])
+                one[name].append(tool(fleets[name][:1])[0])
+        for fleet in fleets.values():
+            for s in fleet:
+                sandbox.destroy(s.name)
+        self.compare("fresh provision, 3 servers at once", fresh)
+        self.compare("converged re-run, 3 servers", three, "3 servers / 1 server: " + ", ".join(
+            f"{t} {ratios(three[t], one[t])}" for t in TOOLS))
 
     def deploys(self):
         s = self.server()
@@ -160,25 +236,50 @@ class Bench:
                  "", "Deploy times are measured while 20 clients load the server through nginx "
                  "(sharing this machine's cores); a failed request is any answer but HTTP 200.",
                  "",
-                 "| what | result |", "|---|---|"]
+                 ]
+        if self.peer_rows:
+            lines += ["## Beside the peers", "",
+                      "Same servers, same seed stack, tools taking turns each round. "
+                      "Times: median (min-max); the ratio columns are the peer's time over "
+                      "ours, round by round (above 1: we are faster).", "",
+                      "| what | fab | Ansible | pyinfra | Ansible / fab | pyinfra / fab | "
+                      "notes |", "|---|---|---|---|---|---|---|"]
+            lines += [f"| {what} | {short(t['fab'])} | {short(t['Ansible'])} | "
+                      f"{short(t['pyinfra'])} | {ratios(t['Ansible'], t['fab'])} | "
+                      f"{ratios(t['pyinfra'], t['fab'])} | {note} |"
+                      for what, t, note in self.peer_rows]
+            lines += ["", f"Versions: {peer_versions()}.", ""]
+        lines += ["## fab alone", "", "| what | result |", "|---|---|"]
         lines += [f"| {what} | {text} |" for what, text in self.rows]
         Path(out).write_text("\n".join(lines) + "\n")
         print(f"bench: wrote {out}")
+
+
+def peer_versions():
+    out = []
+    for tool, argv in (("fab (Fabric)", [str(PROJECT / ".venv/bin/fab"), "--version"]),
+                       ("Ansible", [str(PEER_BIN / "ansible-playbook"), "--version"]),
+                       ("pyinfra", [str(PEER_BIN / "pyinfra"), "--version"])):
+        first = subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()
+        out.append(f"{tool}: {' '.join(first[:2]) if tool.startswith('fab') else first[0]}")
+    return "; ".join(out)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(PROJECT / "bench/RESULTS.md"))
-    parser.add_argument("--only", choices=["provision", "three", "deploys", "served"])
+    parser.add_argument("--only", choices=["peers", "peers-three", "deploys", "served"])
     args = parser.parse_args()
     try:
         sandbox.require_root_linux()
     except sandbox.SandboxError as e:
         raise SystemExit(f"bench: {e}") from None
     bench, started = Bench(args.rounds), time.time()
-    parts = {"provision": bench.provision_figures, "three": bench.three_servers,
+    parts = {"peers": bench.peers_one_server, "peers-three": bench.peers_three_servers,
              "deploys": bench.deploys, "served": bench.served_stack}
+    if not (PEER_BIN / "pyinfra").exists() or not (PEER_BIN / "ansible-playbook").exists():
+        raise SystemExit("bench: the peers are not installed: run `make bench`")
     try:
         for name, part in parts.items():
             if args.only in (None, name):
