@@ -113,3 +113,17 @@ def test_tls_off_again_serves_http_and_closes_443(server):
     with pytest.raises(OSError):
         socket.create_connection((server.address, 443), timeout=3).close()
     assert "443" not in on(server, "ufw status")
+
+
+def test_letsencrypt_goes_as_far_as_the_sandbox_allows(server):
+    """No public domain here and no way to Let's Encrypt: a dry run shows the plan, changes
+    nothing."""
+    env = {"FABRIC_APP_TLS": "letsencrypt", "FABRIC_APP_SERVER_NAME": "shop.example.org",
+           "FABRIC_APP_LETSENCRYPT_EMAIL": "ops@example.org"}
+    before = on(server, "sha256sum /etc/nginx/sites-available/hello-world")
+    proc = fab("-H", server.name, "provision", "--dry-run", env=env, check=True)
+    assert "installed certbot" in proc.stdout
+    assert "would request a Let's Encrypt certificate for shop.example.org" in proc.stdout
+    assert "+    ssl_certificate /etc/letsencrypt/live/hello-world/fullchain.pem;" in proc.stdout
+    assert on(server, "sha256sum /etc/nginx/sites-available/hello-world") == before
+    assert on(server, "command -v certbot || echo none").strip() == "none"
