@@ -46,18 +46,23 @@ def converge(h):
     if h.dry_run:
         say(h.name, f"would write {DROP_IN} (root:root 0644) and reload ssh")
         h.show_diff(unified_diff("", content, DROP_IN))
-    h.put(content, DROP_IN)
     revert = f"rm -f {DROP_IN}; systemctl reload ssh"
-    h.change(f"""if ! out=$(sshd -t 2>&1); then rm -f {DROP_IN}; echo "$out" >&2; exit 1; fi
+    # One script: the dead-man switch is armed before the file exists, so a connection lost
+    # anywhere after this point still ends with SSH as it was.
+    h.change(f"""systemctl stop {DEADMAN}.timer >/dev/null 2>&1 || true
+systemd-run --quiet --unit={DEADMAN} --on-active={h.settings.firewall_revert_after} \\
+  sh -c {q(revert)}
+undo() {{ rm -f {DROP_IN}; systemctl stop {DEADMAN}.timer >/dev/null 2>&1 || true; }}
+printf %s {q(content)} > {DROP_IN}.fab-new
+chmod 0644 {DROP_IN}.fab-new
+mv -f {DROP_IN}.fab-new {DROP_IN}
+if ! out=$(sshd -t 2>&1); then undo; echo "$out" >&2; exit 1; fi
 got=$({EFFECTIVE} | sort | tr '\\n' ' ')
 if [ "$got" != {q(" ".join(f"{k} {v}" for k, v in sorted(WANTED.items())) + " ")} ]; then
-  rm -f {DROP_IN}
+  undo
   echo "another sshd setting wins over {DROP_IN} (sshd -T says: $got); check sshd_config" >&2
   exit 1
 fi
-systemctl stop {DEADMAN}.timer >/dev/null 2>&1 || true
-systemd-run --quiet --unit={DEADMAN} --on-active={h.settings.firewall_revert_after} \\
-  sh -c {q(revert)}
 systemctl reload ssh""")
     if not h.dry_run and not prove_fresh_login(h.c, keys_only=True, sudo=True):
         h.change(f"{revert}\nsystemctl stop {DEADMAN}.timer || true")
