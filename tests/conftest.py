@@ -1,5 +1,6 @@
 """Fixtures: fresh sandbox servers that are always torn down, and a `fab` runner."""
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -38,6 +39,16 @@ def destroy(server):
     _booted.discard(server.name)
 
 
+@contextlib.contextmanager
+def booted(**kwargs):
+    """A fresh server for a with-block, destroyed after it whatever happened."""
+    s = boot(**kwargs)
+    try:
+        yield s
+    finally:
+        destroy(s)
+
+
 def pytest_sessionfinish(session):
     for name in list(_booted):  # whatever a crashed or interrupted test left
         sandbox.destroy(name)
@@ -46,11 +57,8 @@ def pytest_sessionfinish(session):
 @pytest.fixture
 def server():
     """A fresh server for this test only."""
-    s = boot()
-    try:
+    with booted() as s:
         yield s
-    finally:
-        destroy(s)
 
 
 @pytest.fixture
@@ -71,11 +79,8 @@ def make_server():
 @pytest.fixture(scope="session")
 def session_server():
     """One fresh server shared by a whole session (for tests that only read)."""
-    s = boot()
-    try:
+    with booted() as s:
         yield s
-    finally:
-        destroy(s)
 
 
 def fab(*args, cwd=PROJECT, env=None, timeout=600, check=None):

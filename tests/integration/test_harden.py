@@ -8,7 +8,7 @@ import pytest
 
 from tasks import sandbox
 from tasks.harden import DROP_IN
-from tests.conftest import FAB, PROJECT, boot, destroy, fab, on
+from tests.conftest import FAB, PROJECT, booted, fab, on
 
 PASSWORD = "pw-Tom-4711"
 ENV = {"FABRIC_SUDO_PASSWORD": PASSWORD}
@@ -31,11 +31,8 @@ def login(server, user, password=None):
 
 @pytest.fixture(scope="module")
 def server():
-    s = boot(sudo_password=PASSWORD)
-    try:
+    with booted(sudo_password=PASSWORD) as s:
         yield s
-    finally:
-        destroy(s)
 
 
 def test_as_root_it_refuses_to_cut_off_its_own_login(server):

@@ -9,18 +9,15 @@ import ssl
 import pytest
 
 from tests.certs import make_certificate
-from tests.conftest import boot, destroy, fab, on, recap
+from tests.conftest import booted, fab, on, recap
 
 SELF_SIGNED = {"FABRIC_APP_TLS": "self-signed"}
 
 
 @pytest.fixture(scope="module")
 def server():
-    s = boot()
-    try:
+    with booted() as s:
         yield s
-    finally:
-        destroy(s)
 
 
 def https(server, cadata=None):
