@@ -6,7 +6,7 @@ FAB := $(BIN)/fab
 SANDBOX := -S .sandbox/ssh_config -H sandbox-1
 LINTED := fabfile.py tasks tests hello_world $(wildcard bench/*.py) bench/peers/pyinfra
 PEERS := bench/.peers
-HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl
+HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl git
 
 .PHONY: demo test unit lint host-packages clean bench
 

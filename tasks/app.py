@@ -86,13 +86,66 @@ def layout_script(s, facts):
     return lines
 
 
-def release_script(s, tarball_path, rid, tree_hash, venv_hash, build_venv):
-    """Unpack the app into releases/RID and link its virtualenv (built if new)."""
+def unpack_tarball(tarball_path):
+    """The release_script lines that unpack an uploaded tarball into "$release"."""
+    return [f"trap 'rm -f {q(tarball_path)}' EXIT",
+            f'tar -xzf {q(tarball_path)} -C "$release" --no-same-owner']
+
+
+def unpack_commit(s, sha):
+    """The release_script lines that export commit SHA of the server's mirror into "$release"."""
+    return [f'git -C {q(s.repo_cache)} archive --format=tar {q(sha)} '
+            '| tar -x -C "$release" --no-same-owner']
+
+
+def git_resolve_script(s):
+    """Fetch the git source into the server's mirror; print the commit of app.ref and the hash
+    of its requirements.txt (the same hash `requirements_hash` gives for a local folder)."""
+    m, url = q(s.repo_cache), q(s.source)
+    return f"""umask 077
+if [ ! -d {m} ]; then
+  rm -rf {m}.fab-new
+  git clone --quiet --mirror -- {url} {m}.fab-new
+  mv {m}.fab-new {m}
+else
+  git -C {m} remote set-url origin {url}
+  git -C {m} fetch --quiet --prune origin
+fi
+sha=$(git -C {m} rev-parse --verify --quiet {q(s.ref + "^{commit}")}) || {{
+  echo "no commit {s.ref} in {s.source}" >&2; exit 1; }}
+reqs=$(git -C {m} show "$sha:requirements.txt" 2>/dev/null | sha256sum | cut -c1-16)
+git -C {m} cat-file -e "$sha:requirements.txt" 2>/dev/null || {{
+  echo "no requirements.txt at {s.ref} ($sha) in {s.source}" >&2; exit 1; }}
+echo "$sha $reqs"
+"""
+
+
+def resolve(h):
+    """(release identity, requirements hash, what a dry run would do) of the app to ship.
+
+    A local folder is hashed here; a git source is fetched on the server, whose commit is
+    the identity (in a dry run it is only looked up, with `git ls-remote`)."""
+    s = h.settings
+    if not s.source_is_git:
+        n = len(source_files(s.source_path))
+        return content_hash(s.source_path), requirements_hash(s.source_path), f"upload {n} files"
+    if h.dry_run:
+        if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
+            return s.ref, None, f"fetch {s.source}"
+        out = h.read(f"git ls-remote -- {q(s.source)} {q(s.ref)} 2>&1 | head -n1 || true")
+        sha = out.split()[0] if out.split() and len(out.split()[0]) == 40 else "?" * 8
+        return sha, None, f"fetch {s.source} ({s.ref})"
+    sha, venv_hash = h.change(git_resolve_script(s), timeout=300).split()
+    return sha, venv_hash, ""
+
+
+def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
+    """Unpack the app into releases/RID (UNPACK: lines filling "$release") and link its
+    virtualenv (built if new)."""
     release = f"{s.releases}/{rid}"
     venv = f"{s.venvs}/{venv_hash}"
-    lines = [f"trap 'rm -f {q(tarball_path)}' EXIT",
-             f"rm -rf {q(release)}", f"install -d -m 0755 {q(release)}",
-             f"tar -xzf {q(tarball_path)} -C {q(release)} --no-same-owner",
+    lines = [f"release={q(release)}", 'rm -rf "$release"', 'install -d -m 0755 "$release"',
+             *unpack,
              f"printf '%s\\n' {q(tree_hash)} > {q(release)}/.fab-release"]
     if build_venv:
         # Debian's pip wheel, run by the venv's python, installs into the venv: no pip is
@@ -154,7 +207,7 @@ def converge(h):
         h.change("\n".join(layout))
         changes.append("prepared the app layout" if f.user_exists else f"created user {s.user}")
     runtime_changed = ensure_runtime_files(h)
-    tree_hash = content_hash(s.source_path)
+    tree_hash, venv_hash, action = resolve(h)
     if tree_hash == f.current_hash:
         if runtime_changed:
             live = live_release(h)
@@ -162,17 +215,17 @@ def converge(h):
                 bridged(h, live, f"supervisorctl restart {q(s.name)} >/dev/null")
             changes.append("updated the app's environment")
         return (CHANGED, ", ".join(changes)) if changes else (OK, "")
-    venv_hash = requirements_hash(s.source_path)
     build_venv = venv_hash not in f.venvs
     rid = release_id(tree_hash)
     previous = f.links.get(s.current, "").rpartition("/")[2]
     if h.dry_run:
-        say(h.name, f"would upload {len(source_files(s.source_path))} files as release {rid}"
-                    + (f" and build virtualenv {venv_hash}" if build_venv else ""))
+        say(h.name, f"would {action} as release {rid}"
+                    + (f" and build virtualenv {venv_hash}" if build_venv and venv_hash else ""))
     else:
-        path = h.upload(tarball(s.source_path))
+        unpack = unpack_commit(s, tree_hash) if s.source_is_git else \
+            unpack_tarball(h.upload(tarball(s.source_path)))
         try:
-            h.change("\n".join(release_script(s, path, rid, tree_hash, venv_hash, build_venv)),
+            h.change("\n".join(release_script(s, unpack, rid, tree_hash, venv_hash, build_venv)),
                      timeout=900)
             if live_release(h):
                 switch_to(h, rid, previous)
@@ -183,5 +236,6 @@ def converge(h):
                 h.change(f"rm -rf {q(s.releases)}/{q(rid)}")
             raise
         h.change(prune_script(s, [rid, previous]))
+    build_venv = build_venv and venv_hash  # unknown in a dry run of a git source
     changes.append(f"released {rid}" + (f" with new virtualenv {venv_hash}" if build_venv else ""))
     return CHANGED, ", ".join(changes)

@@ -67,7 +67,7 @@ print(info["name"], info["statename"], "pid", str(info["pid"]) + ",")
 
 
 def wanted_packages(s):
-    return PACKAGES + TLS_PACKAGES.get(s.tls, ())
+    return PACKAGES + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ())
 
 
 def managed_files(s):

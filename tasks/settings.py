@@ -18,7 +18,8 @@ DEFAULTS = {
     "name": "hello-world",
     "user": None,  # the SSH user
     "dir": None,  # /home/<user>/<name>
-    "source": "hello_world",
+    "source": "hello_world",  # a local folder, or a git URL cloned on the server
+    "ref": "HEAD",  # with a git source: the branch, tag or commit to deploy
     "module": "app:app",
     "port": 8000,
     "workers": 4,
@@ -48,6 +49,10 @@ MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_]*(\(\))?
 HOSTNAME_RE = re.compile(r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                          r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%-]*$")
+# git URLs: scheme://... or scp-like user@host:path; never starting with '-' (an option to git).
+GIT_URL_RE = re.compile(r"^((https?|ssh|git|file)://(?!-)[A-Za-z0-9._~:/@%+-]+"
+                        r"|(?!-)[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~/%-]+)$")
+GIT_REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
 SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
@@ -66,6 +71,7 @@ class Settings:
     user: str
     dir: str
     source: str
+    ref: str
     module: str
     port: int
     workers: int
@@ -144,9 +150,22 @@ class Settings:
         return "http://127.0.0.1" if self.tls == "off" else "https://127.0.0.1"
 
     @property
+    def source_is_git(self):
+        return is_git_url(self.source)
+
+    @property
+    def repo_cache(self):
+        """The server's mirror of a git source, fetched before each release."""
+        return f"{self.dir}/repo.git"
+
+    @property
     def source_path(self):
         path = Path(self.source)
         return path if path.is_absolute() else PROJECT / path
+
+
+def is_git_url(source):
+    return isinstance(source, str) and ("://" in source or re.match(r"^[^/]+@[^/]+:", source))
 
 
 def _path_problem(key, value):
@@ -199,8 +218,15 @@ def problems_of(values):
         problem = _path_problem("dir", values["dir"])
         check(problem is None, problem)
     source = values["source"]
-    check(isinstance(source, str) and source and "\n" not in source,
-          f"app.source={source!r}: must be the local path of the app's folder")
+    if is_git_url(source):
+        check(GIT_URL_RE.fullmatch(source), f"app.source={source!r}: not a git URL this tool "
+              "accepts (https://, ssh://, git://, file:// or user@host:path)")
+    else:
+        check(isinstance(source, str) and source and "\n" not in source,
+              f"app.source={source!r}: must be the local path of the app's folder or a git URL")
+    ref = values["ref"]
+    check(isinstance(ref, str) and GIT_REF_RE.fullmatch(ref),
+          f"app.ref={ref!r}: must be a branch, tag or commit name")
     module = values["module"]
     check(isinstance(module, str) and MODULE_RE.fullmatch(module),
           f"app.module={module!r}: must be a WSGI entry point like 'app:app'")
@@ -303,7 +329,7 @@ def validate(config):
     if problems:
         raise ConfigError(problems)
     source = Settings(**finish(values, "nobody")).source_path
-    if not (source / "requirements.txt").is_file():
+    if not is_git_url(values["source"]) and not (source / "requirements.txt").is_file():
         raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
     return values
 

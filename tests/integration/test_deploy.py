@@ -202,3 +202,54 @@ def test_the_env_file_reaches_the_app_and_nowhere_else(live):
         assert deploy(s, app, **env).returncode == 0
     assert load.failures({"Hello from the env file", "Hello changed"}) == {}
     assert http_get(s)[2] == "Hello changed"
+
+
+def commit(work, text):
+    """Make WORK's app answer TEXT and commit it; return the commit's sha."""
+    app = work / "app.py"
+    app.write_text((PROJECT / "hello_world/app.py").read_text().replace('"Hello world"',
+                                                                        repr(text)))
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", text], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def publish(server, work):
+    """Put WORK's history on the server as the bare repository /srv/app.git."""
+    bare = work.parent / "app.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    tar = subprocess.run(["tar", "-C", str(work.parent), "-cf", "-", "app.git"], check=True,
+                         capture_output=True).stdout
+    subprocess.run([*sandbox.ssh_argv(server), "rm -rf /srv/app.git && tar -C /srv -xf -"],
+                   input=tar, check=True)
+
+
+def test_a_git_source_is_released_by_commit_and_only_when_it_moves(live):
+    s, apps = live
+    work = apps / "git-work"
+    shutil.copytree(PROJECT / "hello_world", work)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    first = commit(work, "Hello from git")
+    publish(s, work)
+    env = {"FABRIC_APP_SOURCE": "file:///srv/app.git"}
+    proc = fab("-H", s.name, "deploy", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"-{first[:8]}" in proc.stdout and http_get(s)[2] == "Hello from git"
+    assert live_release(s).endswith(first[:8])
+    assert on(s, f"ls -a /home/tom/hello-world/releases/{live_release(s)}").split() == \
+        [".", "..", ".fab-release", ".venv", "app.py", "requirements.txt", "static"]
+    assert recap(fab("-H", s.name, "deploy", env=env), s.name) == "ok=6 changed=0 failed=0"
+    second = commit(work, "Hello again from git")
+    publish(s, work)
+    with Load(s.address, clients=10, max_seconds=120) as load:
+        proc = fab("-H", s.name, "deploy", env={**env, "FABRIC_APP_REF": "main"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load.failures({"Hello from git", "Hello again from git"}) == {}
+    assert live_release(s).endswith(second[:8]) and http_get(s)[2] == "Hello again from git"
+    missing = fab("-H", s.name, "deploy", env={**env, "FABRIC_APP_REF": "no-such-branch"})
+    assert missing.returncode == 1
+    assert "app         failed   no commit no-such-branch in file:///srv/app.git" in missing.stdout
+    assert http_get(s)[2] == "Hello again from git"

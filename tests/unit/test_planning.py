@@ -147,12 +147,28 @@ def test_release_switches_current_by_renaming_a_new_symlink():
 
 
 def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
-    lines = app.release_script(S, "/tmp/x.tgz", "20260101T000000Z-abcd", "h", "v" * 16, False)
+    unpack = app.unpack_tarball("/tmp/x.tgz")
+    lines = app.release_script(S, unpack, "20260101T000000Z-abcd", "h", "v" * 16, False)
     assert lines[-1] == ("ln -sfn ../../venvs/vvvvvvvvvvvvvvvv "
                          "/home/tom/hello-world/releases/20260101T000000Z-abcd/.venv")
     assert not any("pip install" in line for line in lines)
-    with_venv = app.release_script(S, "/tmp/x.tgz", "r", "h", "v" * 16, True)
+    with_venv = app.release_script(S, unpack, "r", "h", "v" * 16, True)
     assert any("pip install" in line for line in with_venv)
+
+
+def test_a_git_source_is_fetched_into_a_root_mirror_and_exported_by_commit():
+    g = for_host(Config(overrides={"app": {"source": "https://git.example.org/shop.git",
+                                           "ref": "v1.2"}}), "tom")
+    assert g.source_is_git and not S.source_is_git and "git" in wanted_packages(g)
+    script = app.git_resolve_script(g)
+    assert "git clone --quiet --mirror -- https://git.example.org/shop.git " \
+           "/home/tom/hello-world/repo.git.fab-new" in script
+    assert "rev-parse --verify --quiet 'v1.2^{commit}'" in script
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert app.unpack_commit(g, sha) == [
+        f"git -C /home/tom/hello-world/repo.git archive --format=tar {sha} "
+        '| tar -x -C "$release" --no-same-owner']
+    assert app.release_id(sha).endswith("-01234567")
 
 
 def test_rollback_goes_to_the_release_before_the_live_one():

@@ -41,6 +41,11 @@ def test_defaults_are_the_tutorial_setup():
     ("module", "app:app; id", "WSGI entry point"),
     ("health_path", "no-slash", "URL path"),
     ("health_text", "two\nlines", "one line"),
+    ("source", "https://example.org/app.git; id", "not a git URL"),
+    ("source", "ssh://-oProxyCommand=id/x", "not a git URL"),
+    ("source", "ssh://-oProxyCommand/x", "not a git URL"),
+    ("ref", "--upload-pack=id", "branch, tag or commit"),
+    ("ref", "main..evil", "branch, tag or commit"),
 ])
 def test_bad_values_are_named_with_the_fix(key, value, fragment):
     with pytest.raises(ConfigError) as e:
@@ -81,7 +86,7 @@ text = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
 
 
 @pytest.mark.parametrize("key", ["name", "user", "dir", "server_name", "module",
-                                 "health_path", "tls", "letsencrypt_email"])
+                                 "health_path", "tls", "letsencrypt_email", "ref"])
 @given(value=text)
 def test_no_accepted_value_carries_shell_syntax(key, value):
     """Whatever string comes in, it is refused or it cannot change a shell command."""
