@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from tasks.core import DeployError, explain_failure, q
 
 PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
-TLS_PACKAGES = {"self-signed": ("openssl",), "letsencrypt": ("certbot",)}
+TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
+                "letsencrypt": ("openssl", "certbot")}
 SERVICES = ("nginx", "supervisor", "ufw")
 
 

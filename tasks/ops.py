@@ -1,5 +1,6 @@
 """`logs` and `status`: operating the running service, on one host or many."""
 
+import calendar
 import json
 import re
 import sys
@@ -97,6 +98,8 @@ class Status:
     http_status: int = 0
     http_latency_ms: float = 0.0
     http_body_ok: bool = False
+    tls_expires: str = ""  # with TLS on: when the served certificate expires
+    tls_days_left: int = None
     enabled: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     as_json: bool = False
@@ -127,6 +130,10 @@ class Status:
         return [r.host for r in rows if r.problems]
 
 
+# certbot renews 30 days before expiry; under two weeks left, renewal has been failing.
+TLS_WARN_DAYS = 14
+
+
 def check(st, ok, problem):
     if not ok:
         st.problems.append(problem)
@@ -135,6 +142,8 @@ def check(st, ok, problem):
 
 def status_script(s):
     """Everything `status` shows, gathered by one command on the server (as root)."""
+    tls_line = (f"openssl x509 -enddate -noout -in {q(s.tls_cert_path)} 2>/dev/null | cut -d= -f2"
+                if s.tls != "off" else "")
     return f"""
 echo @@program; supervisorctl status {q(s.name)} 2>/dev/null
 pid=$(supervisorctl pid {q(s.name)} 2>/dev/null)
@@ -146,6 +155,7 @@ echo @@release; readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null
 echo @@enabled
 for u in supervisor nginx ufw; do echo "$u $(systemctl is-enabled $u 2>/dev/null)"; done
 echo @@probe; {probe_command(s, s.site_url, 0)}
+echo @@tls; {tls_line}
 true
 """
 
@@ -177,6 +187,11 @@ def parse_status(host, s, text):
         st.enabled[parts[0]] = len(parts) > 1 and parts[1] == "enabled"
     ok, st.http_status, st.http_latency_ms, _ = parse_probe("\n".join(sec.get("probe", [])))
     st.http_body_ok = ok
+    expires = "".join(sec.get("tls", [])).strip()
+    if expires:
+        end = calendar.timegm(time.strptime(expires, "%b %d %H:%M:%S %Y GMT"))
+        st.tls_expires = time.strftime("%Y-%m-%d", time.gmtime(end))
+        st.tls_days_left = int((end - time.time()) // 86400)
 
     check(st, st.app_state == "RUNNING", f"app is {st.app_state}")
     check(st, st.app_state != "RUNNING" or st.workers == s.workers,
@@ -190,6 +205,10 @@ def parse_status(host, s, text):
           f"HTTP body lacks {s.health_text!r}")
     for unit, on in sorted(st.enabled.items()):
         check(st, on, f"{unit} is not enabled at boot")
+    if s.tls != "off":
+        check(st, bool(st.tls_expires), f"no certificate at {s.tls_cert_path}")
+        check(st, st.tls_days_left is None or st.tls_days_left >= TLS_WARN_DAYS,
+              f"the certificate expires in {st.tls_days_left} days ({st.tls_expires})")
     return st
 
 
@@ -203,7 +222,7 @@ def print_table(rows):
         return f"\033[31m{text}!\033[0m" if color else f"{text}!"
 
     header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "NGINX", "UFW", "RELEASE",
-              "DEPLOYED", "HTTP", "BOOT"]
+              "DEPLOYED", "HTTP", "TLS UNTIL", "BOOT"]
     table = [header]
     for r in rows:
         boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
@@ -220,6 +239,7 @@ def print_table(rows):
             cell(f"{r.http_status} {r.http_latency_ms:.0f}ms" + ("" if r.http_body_ok else
                                                                   " (body?)"),
                  r.http_status == 200 and r.http_body_ok),
+            cell(r.tls_expires or "-", not any("certificate" in p for p in r.problems)),
             cell("ok" if not boot else f"off: {boot}", not boot),
         ])
     widths = [max(len(strip_ansi(row[i])) for row in table) for i in range(len(header))]

@@ -165,7 +165,7 @@ class Settings:
 
 
 def is_git_url(source):
-    return isinstance(source, str) and ("://" in source or re.match(r"^[^/]+@[^/]+:", source))
+    return isinstance(source, str) and bool("://" in source or re.match(r"^[^/]+@[^/]+:", source))
 
 
 def _path_problem(key, value):

@@ -2,6 +2,7 @@
 
 import hashlib
 import http.client
+import json
 import re
 import socket
 import ssl
@@ -67,7 +68,9 @@ def test_self_signed_https_with_redirect_hsts_and_modern_tls(server):
     assert re.search(r"^443/tcp +ALLOW +Anywhere", on(server, "ufw status"), re.M)
     again = fab("-H", server.name, "provision", env=SELF_SIGNED, check=True)
     assert recap(again, server.name) == "ok=5 changed=0 failed=0"
-    assert fab("-H", server.name, "status", env=SELF_SIGNED).returncode == 0
+    data = json.loads(fab("-H", server.name, "status", "--json", env=SELF_SIGNED,
+                          check=True).stdout)[0]
+    assert data["healthy"] and data["tls_days_left"] >= 3600 and data["http_status"] == 200
 
 
 def test_an_uploaded_certificate_is_served_and_its_key_never_shown(server, tmp_path):
@@ -89,6 +92,18 @@ def test_an_uploaded_certificate_is_served_and_its_key_never_shown(server, tmp_p
     assert on(server, "stat -c '%U %G %a' /etc/hello-world/tls/privkey.pem; "
                       "sha256sum < /etc/hello-world/tls/privkey.pem").split() == \
         ["root", "root", "600", hashlib.sha256(key.read_bytes()).hexdigest(), "-"]
+    assert fab("-f", str(settings), "-H", server.name, "status").returncode == 0
+
+
+def test_status_flags_a_certificate_about_to_expire(server, tmp_path):
+    cert, key = make_certificate(tmp_path, "soon.example.test", days=5)
+    settings = tmp_path / "tls.yaml"
+    settings.write_text(f"app:\n  tls: custom\n  tls_cert: {cert}\n  tls_key: {key}\n")
+    fab("-f", str(settings), "-H", server.name, "provision", check=True)
+    proc = fab("-f", str(settings), "-H", server.name, "status")
+    assert proc.returncode == 1
+    assert re.search(rf"^{server.name}: the certificate expires in [45] days \(", proc.stdout,
+                     re.M), proc.stdout
 
 
 def test_a_key_that_does_not_match_is_refused_before_connecting(server, tmp_path):

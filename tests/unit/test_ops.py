@@ -2,11 +2,12 @@
 
 import io
 import sys
+import time
 
 from invoke import Config
 
 from tasks.core import LinePrefixer
-from tasks.ops import log_files, logs_script, parse_status
+from tasks.ops import log_files, logs_script, parse_status, status_script
 from tasks.settings import for_host
 
 S = for_host(Config(overrides={"app": {}}), "tom")
@@ -58,6 +59,21 @@ def test_every_unhealthy_field_is_named():
                         "nginx -t failed: nginx: [emerg] unexpected end of file",
                         "ufw is not active",
                         "HTTP / through nginx gave 502", "nginx is not enabled at boot"]
+
+
+def test_with_tls_the_certificate_expiry_is_shown_and_checked():
+    tls = for_host(Config(overrides={"app": {"tls": "self-signed"}}), "tom")
+    assert "openssl x509 -enddate" not in status_script(S)
+    assert "-in /etc/hello-world/tls/fullchain.pem" in status_script(tls)
+    later = time.strftime("%b %e %H:%M:%S %Y GMT", time.gmtime(time.time() + 90 * 86400))
+    st = parse_status("web1", tls, HEALTHY + f"@@tls\n{later}\n")
+    assert st.healthy and st.tls_days_left in (89, 90) and len(st.tls_expires) == 10
+    end = time.gmtime(time.time() + 5 * 86400 + 60)
+    soon = time.strftime("%b %e %H:%M:%S %Y GMT", end)
+    assert parse_status("web1", tls, HEALTHY + f"@@tls\n{soon}\n").problems == \
+        [f"the certificate expires in 5 days ({time.strftime('%Y-%m-%d', end)})"]
+    assert parse_status("web1", tls, HEALTHY + "@@tls\n").problems == \
+        ["no certificate at /etc/hello-world/tls/fullchain.pem"]
 
 
 def test_logs_components_and_quoting():
