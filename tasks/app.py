@@ -113,10 +113,9 @@ else
 fi
 sha=$(git -C {m} rev-parse --verify --quiet {q(s.ref + "^{commit}")}) || {{
   echo "no commit {s.ref} in {s.source}" >&2; exit 1; }}
-reqs=$(git -C {m} show "$sha:requirements.txt" 2>/dev/null | sha256sum | cut -c1-16)
 git -C {m} cat-file -e "$sha:requirements.txt" 2>/dev/null || {{
   echo "no requirements.txt at {s.ref} ($sha) in {s.source}" >&2; exit 1; }}
-echo "$sha $reqs"
+echo "$sha $(git -C {m} show "$sha:requirements.txt" | sha256sum | cut -c1-16)"
 """
 
 
@@ -127,8 +126,8 @@ def resolve(h):
     the identity (in a dry run it is only looked up, with `git ls-remote`)."""
     s = h.settings
     if not s.source_is_git:
-        n = len(source_files(s.source_path))
-        return content_hash(s.source_path), requirements_hash(s.source_path), f"upload {n} files"
+        action = f"upload {len(source_files(s.source_path))} files" if h.dry_run else ""
+        return content_hash(s.source_path), requirements_hash(s.source_path), action
     if h.dry_run:
         if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
             return s.ref, None, f"fetch {s.source}"
