@@ -43,7 +43,7 @@ unit: $(VENV)/.dev
 # Two workers (each test file stays on one worker, its servers with it); the tests that tear
 # the whole sandbox down run afterwards, alone. REPORTS=DIR writes JUnit XML there.
 test: host-packages $(VENV)/.dev lint
-	$(BIN)/pytest -q -n 2 --dist loadfile -m "not last" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "not last" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
 	$(BIN)/pytest -q -m last $(if $(REPORTS),--junitxml=$(REPORTS)/last.xml) tests
 
 # Ansible and pyinfra, for the bench only: never dependencies of the tool.
