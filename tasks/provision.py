@@ -61,7 +61,7 @@ def provision(c, dry_run=False, break_lock=False):
             "serial": "deploy N hosts at a time, stopping after a batch with a failure "
                       "(default: all hosts at once)"})
 def deploy(c, serial=0, dry_run=False, break_lock=False):
-    """Ship the local app as a new release: zero downtime, health-checked, auto-rollback.
+    """Ship the app (local folder or git ref) as a release: zero downtime, health-checked.
 
     Runs provision's steps first (they do nothing when converged), then checks the
     site's health through nginx."""
