@@ -118,13 +118,14 @@ class Host:
         return self.read(f"set -e\n{script}", sudo, timeout)
 
     def put(self, content, path, owner="root", group="root", mode="0644"):
-        """Write a file atomically (temp upload, install beside, rename) with owner and mode."""
+        """Write a file atomically (temp upload, install beside, rename) with owner and mode;
+        missing parent directories are created (root, 0755)."""
         if self.dry_run:
             return
         tmp = self.upload(content)
         staged = f"{path}.fab-new"
         self.change(f"trap 'rm -f {q(tmp)} {q(staged)}' EXIT\n"
-                    f"install -o {q(owner)} -g {q(group)} -m {q(mode)} {q(tmp)} {q(staged)}\n"
+                    f"install -D -o {q(owner)} -g {q(group)} -m {q(mode)} {q(tmp)} {q(staged)}\n"
                     f"mv -f {q(staged)} {q(path)}")
 
     def upload(self, content):

@@ -9,7 +9,7 @@ certificates come from certbot's webroot plugin, which needs the site to serve
 from pathlib import Path
 
 from tasks.core import q, say
-from tasks.files import differs, ensure_file, fingerprint
+from tasks.files import ensure_file, fingerprint
 
 ACME_WEBROOT = "/var/www/letsencrypt"
 
@@ -46,12 +46,9 @@ def ensure_certificate(h):
     if s.tls == "custom":
         cert = Path(s.tls_cert).expanduser().read_text()
         key = Path(s.tls_key).expanduser().read_text()
-        if not (differs(h, s.tls_cert_path, cert) or differs(h, s.tls_key_path, key, mode="0600")):
-            return []
-        h.change(f"install -d -m 0755 {q(s.tls_dir)}")
-        ensure_file(h, s.tls_cert_path, cert)
-        ensure_file(h, s.tls_key_path, key, mode="0600", shown=fingerprint)
-        return [f"installed the certificate in {s.tls_dir}"]
+        changed = ensure_file(h, s.tls_cert_path, cert)
+        changed |= ensure_file(h, s.tls_key_path, key, mode="0600", shown=fingerprint)
+        return [f"installed the certificate in {s.tls_dir}"] if changed else []
     return []
 
 
