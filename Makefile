@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FAB := $(BIN)/fab
 SANDBOX := -S .sandbox/ssh_config -H sandbox-1
-LINTED := fabfile.py tasks tests hello_world $(wildcard bench/*.py) bench/peers/pyinfra
+LINTED := fabfile.py tasks sandbox tests hello_world $(wildcard bench/*.py) bench/peers/pyinfra
 PEERS := bench/.peers
 HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl git
 

@@ -26,7 +26,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from tasks import sandbox  # noqa: E402
+import sandbox  # noqa: E402
 from tests.load import Load  # noqa: E402
 
 FAB = str(PROJECT / ".venv/bin/fab")

@@ -1,21 +1,25 @@
-"""The task collection: `fab --list` reads as the menu of this module."""
+"""The task collection: `fab --list` reads as the menu of this module.
+
+The settings' defaults (tasks/settings.py) are the collection's config, so every
+`app.*` key exists before fabric.yaml, `-f FILE` or a `FABRIC_APP_*` variable
+overrides it.
+"""
 
 from invoke import Collection
 
-from tasks import harden, ops, provision, sandbox
+import sandbox.commands
+from tasks import deploy, harden, logs, provision, status
+from tasks.settings import DEFAULTS
 
 namespace = Collection(
     provision.provision,
-    provision.deploy,
-    provision.rollback,
-    provision.releases,
-    provision.packages_task,
-    provision.app_task,
-    provision.supervisor_task,
-    provision.nginx_task,
-    provision.firewall_task,
-    ops.logs,
-    ops.status,
+    deploy.deploy,
+    deploy.rollback,
+    deploy.releases,
+    *provision.STEP_TASKS,
+    logs.logs,
+    status.status,
     harden.harden,
 )
-namespace.add_collection(Collection.from_module(sandbox))
+namespace.add_collection(Collection.from_module(sandbox.commands, name="sandbox"))
+namespace.configure({"app": dict(DEFAULTS)})

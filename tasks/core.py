@@ -1,9 +1,8 @@
-"""Remote primitives and reporting shared by every step.
+"""Remote primitives shared by every step: a `Host`, quoting, templates, output.
 
-A `Host` is one server for one run: its connection, settings, facts, the
-dry-run switch and the step outcomes so far. Steps read
-facts, decide, and call `Host.change` for anything that alters the server; in
-dry-run `change` records what would happen and runs nothing.
+A `Host` is one server for one run: its connection, settings, facts, the dry-run
+switch and the run's result so far. Steps read facts and return plans
+(tasks.plan); only the applier and the release switch call `Host.change`.
 """
 
 import difflib
@@ -12,14 +11,13 @@ import shlex
 import sys
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from invoke.exceptions import UnexpectedExit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from tasks.results import Outcome, Run
 from tasks.settings import PROJECT
 
-OK, CHANGED, FAILED = "ok", "changed", "failed"
 _print_lock = threading.Lock()
 _templates = Environment(loader=FileSystemLoader(str(PROJECT / "templates")),
                          undefined=StrictUndefined, keep_trailing_newline=True,
@@ -60,21 +58,21 @@ def say(host, text, stream=None):
 
 
 @dataclass
-class Outcome:
-    step: str
-    status: str
-    message: str = ""
-
-
-@dataclass
 class Host:
+    """One server for one run: its connection, settings, facts and what the run did there.
+
+    Only the plan applier (tasks.plan) and the switch it runs change the server; in a
+    dry run nothing may, and `change` refuses."""
+
     c: object  # fabric.Connection
-    settings: object
+    settings: object  # tasks.settings.Settings
     dry_run: bool = False
-    facts: object = None
-    outcomes: list = field(default_factory=list)
-    round_trips: int = 0
+    facts: object = None  # tasks.facts.Facts, once gathered
+    run: Run = None
     lock_token: str = None
+
+    def __post_init__(self):
+        self.run = self.run or Run(self.name)
 
     @property
     def name(self):
@@ -86,7 +84,7 @@ class Host:
 
     def execute(self, command, sudo, timeout=None, **extra):
         """Run one shell command (through sudo unless connected as root); return Result."""
-        self.round_trips += 1
+        self.run.round_trips += 1
         kwargs = {"hide": True, "warn": True, "in_stream": False, "timeout": timeout, **extra}
         if not sudo or self.as_root:
             return self.c.run(command, **kwargs)
@@ -112,16 +110,16 @@ class Host:
         return self.script(script, pty=True, out_stream=out)
 
     def change(self, script, sudo=True, timeout=None):
-        """Run a script that alters the server; in dry-run, run nothing."""
+        """Run a script that alters the server (stopping at its first failing command)."""
         if self.dry_run:
-            return ""
+            raise RuntimeError(f"a change in a dry run: {script.strip().splitlines()[0]}")
         return self.read(f"set -e\n{script}", sudo, timeout)
 
     def put(self, content, path, owner="root", group="root", mode="0644"):
         """Write a file atomically (temp upload, install beside, rename) with owner and mode;
-        missing parent directories are created (root, 0755)."""
-        if self.dry_run:
-            return
+        missing parent directories are created (root, 0755).
+
+        Example: `h.put(conf, "/etc/supervisor/conf.d/shop.conf")`"""
         tmp = self.upload(content)
         staged = f"{path}.fab-new"
         self.change(f"trap 'rm -f {q(tmp)} {q(staged)}' EXIT\n"
@@ -130,49 +128,24 @@ class Host:
 
     def upload(self, content):
         """Copy CONTENT to a fresh temp file on the server (as the SSH user); return its path."""
+        if self.dry_run:
+            raise RuntimeError("an upload in a dry run")
         data = content.encode() if isinstance(content, str) else content
         tmp = f"/tmp/.fab-{uuid.uuid4().hex}"
-        self.round_trips += 1
+        self.run.round_trips += 1
         with self.c.sftp().open(tmp, "wxb") as f:  # exclusive create: never follow a planted link
             f.chmod(0o600)  # before the first byte: a secret never sits readable in /tmp
             f.write(data)
         return tmp
 
     def record(self, step, status, message=""):
-        self.outcomes.append(Outcome(step, status, message))
-        width = 11
-        say(self.name, f"{step:<{width}} {status:<8} {message}".rstrip())
+        """Keep a step's outcome and print its line: `[host] step  status  message`."""
+        self.run.outcomes.append(Outcome(step, status, message))
+        say(self.name, f"{step:<11} {status:<8} {message}".rstrip())
 
     def show_diff(self, diff):
         if diff:
             say(self.name, "\n".join("    " + line for line in diff.rstrip("\n").split("\n")))
-
-    def recap(self):
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in (OK, CHANGED, FAILED)}
-        return f"ok={counts[OK]} changed={counts[CHANGED]} failed={counts[FAILED]}"
-
-    @property
-    def failed(self):
-        return any(o.status == FAILED for o in self.outcomes)
-
-    @staticmethod
-    def report(outcomes):
-        """Print the recap of a run, one line per host; return the hosts that failed."""
-        print("recap:")
-        width = max(len(str(host)) for host, _ in outcomes)
-        failed = []
-        for host, result in outcomes:
-            if isinstance(result, Host):
-                line = f"{result.recap()}  ({result.round_trips} SSH round trips)"
-            elif hasattr(result, "recap"):
-                line = result.recap()
-            else:
-                line = "unreachable or failed (see above)"
-            if not hasattr(result, "recap") or result.failed:
-                failed.append(host)
-            print(f"  {host:<{width}}  {line}")
-        sys.stdout.flush()
-        return failed
 
 
 class LinePrefixer:
@@ -202,21 +175,3 @@ def explain_failure(result):
         return "this user may not use sudo: connect as root or add the user to the sudo group"
     lines = [line for line in (err or result.stdout or "").splitlines() if line.strip()]
     return lines[-1].strip() if lines else f"command failed with exit code {result.exited}"
-
-
-def run_step(h, name, fn):
-    """Run one step, recording ok/changed/failed; a failure stops this host's run."""
-    try:
-        status, message = fn(h)
-    except DeployError as e:
-        h.record(name, FAILED, str(e))
-        raise StepFailed(name) from e
-    except UnexpectedExit as e:
-        h.record(name, FAILED, explain_failure(e.result))
-        raise StepFailed(name) from e
-    h.record(name, status, message)
-    return status
-
-
-class StepFailed(Exception):
-    """Raised after a failed step was recorded, to stop the host's remaining steps."""

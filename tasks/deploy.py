@@ -1,164 +1,40 @@
-"""Releases go live without downtime, are health-checked, and roll back by themselves.
+"""`deploy`, `rollback` and `releases`: ship a new version, go back, see what is there.
 
-How a switch keeps the site answering (`bridged`): the new release is first started
-as a *candidate* gunicorn on port+1 (a transient systemd unit, as the app user) and
-health-checked there; a broken release stops here, before any traffic sees it.
-nginx lists port+1 as a `backup` upstream, so while supervisor restarts the main
-program on the new release (graceful TERM: in-flight requests finish), connections
-the main port refuses go to the candidate. Once the main program answers healthy,
-on its port and through nginx, the candidate is stopped. If it does not, `current`
-is switched back and the main program restarted on the old release.
-
-A plain HUP is not enough: it keeps the master's old interpreter and virtualenv
-(gunicorn #394, #2449), and HUP into a broken release takes the site down.
+How a release goes live without downtime is tasks/switch.py's job; these tasks add
+the steps around it: the whole stack converged first, the site's health after.
 """
 
-import getpass
-import re
-import socket
-import time
-import uuid
+from invoke import Task, task
+from invoke.parser import Argument
 
-from tasks.core import CHANGED, OK, DeployError, q, say
-from tasks.health import app_url, parse_probe, probe_command
-
-LOCK_DIR = "/run/lock"
-PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
+from tasks.core import DeployError, say
+from tasks.facts import gather
+from tasks.plan import Call, Plan, Probe, Step
+from tasks.provision import BREAK_LOCK, DRY_RUN, converge, open_host
+from tasks.steps import PROVISION
+from tasks.switch import expect_healthy, switch_to
 
 
-def candidate_unit(s):
-    return f"{s.name}-candidate"
+class Rolling(Task):
+    """A task the executor runs on many hosts in batches: `--serial N` is the executor's
+    (tasks/executor.py), so the task's own function never sees it."""
+
+    SERIAL = Argument(names=("serial", "s"), kind=int, default=0,
+                      help="deploy N hosts at a time, stopping after a batch with a failure "
+                           "(default: all hosts at once)")
+
+    def get_arguments(self, ignore_unknown_help=None):
+        return [*super().get_arguments(ignore_unknown_help), self.SERIAL]
 
 
-def check(h, base, what, wait):
-    """Probe BASE (a URL) until healthy or WAIT seconds; raise with details if not."""
-    result = h.script(probe_command(h.settings, base, wait), sudo=False)
-    ok, code, ms, excerpt = parse_probe(result.stdout + result.stderr)
-    if not ok:
-        answer = f"HTTP {code}" if code else "no answer"
-        raise DeployError(f"{what} is unhealthy: GET {base}{h.settings.health_path} "
-                          f"gave {answer}: {excerpt[:100]!r}")
-    return code, ms
+def probe_site(h):
+    code, ms = expect_healthy(h, h.settings.site_url, "the site through nginx",
+                              h.settings.health_timeout)
+    return f"HTTP {code} in {ms:.0f} ms through nginx"
 
 
-def app_log_tail(h, unit=None, lines=6):
-    """The app's last log lines, errors first: the exception beats gunicorn's own traceback."""
-    s = h.settings
-    source = (f"journalctl -u {q(unit)} -n 200 --no-pager -o cat" if unit
-              else f"tail -n 200 {q(s.log_dir)}/error.log")
-    out = h.script(source + " 2>/dev/null").stdout.splitlines()
-    errors = [line for line in out if PYTHON_ERROR.match(line) and "HaltServer" not in line]
-    shown = list(dict.fromkeys(errors))[-3:] + out[-(lines - 3):] if errors else out[-lines:]
-    return "\n".join("  | " + line for line in shown)
-
-
-def start_candidate(h, release):
-    s = h.settings
-    unit = candidate_unit(s)
-    h.change(f"systemctl stop {q(unit)} >/dev/null 2>&1 || true\n"
-             f"systemctl reset-failed {q(unit)} >/dev/null 2>&1 || true\n"
-             f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
-             f"--working-directory={q(release)} --property=KillMode=mixed "
-             f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
-             f"--chdir {q(release)} --workers {s.workers} "
-             f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
-
-
-def stop_candidate(h):
-    h.change(f"systemctl stop {q(candidate_unit(h.settings))} >/dev/null 2>&1 || true")
-
-
-def link_current(s, rid):
-    """Point `current` at releases/RID by renaming a new symlink over it (atomic)."""
-    return (f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
-            f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
-
-
-def switch_script(s, rid):
-    """Make releases/RID current and restart the main program on it."""
-    return f"{link_current(s, rid)}\nsupervisorctl restart {q(s.name)} >/dev/null"
-
-
-def live_release(h):
-    """The path of the release the running app serves, or None if nothing is serving."""
-    link = h.facts.links.get(h.settings.current, "")
-    return f"{h.settings.dir}/{link}" if link and h.facts.program_state == "RUNNING" else None
-
-
-def bridged(h, release, action, undo=None):
-    """Run ACTION (which restarts the main program) while a candidate of RELEASE covers
-    for it; afterwards the main program must be healthy, or UNDO runs and this raises."""
-    s = h.settings
-    start_candidate(h, release)
-    try:
-        try:
-            check(h, app_url(s.port + 1), "the new release", s.health_timeout)
-        except DeployError as e:
-            raise DeployError(f"{e}; it was not switched in. Its log:\n"
-                              + app_log_tail(h, candidate_unit(s))) from None
-        try:
-            h.change(action)
-            check(h, app_url(s.port), "the app after the switch", s.health_timeout)
-            check(h, s.site_url, "the site through nginx", s.health_timeout)
-        except DeployError as e:
-            log = app_log_tail(h)
-            if undo:
-                h.change(undo)
-                check(h, app_url(s.port), "the app after rolling back", s.health_timeout)
-                e = DeployError(f"{e}; rolled back. App log:\n{log}")
-            raise e from None
-    finally:
-        stop_candidate(h)
-
-
-def switch_to(h, rid, previous):
-    """Make releases/RID live without downtime; roll back to PREVIOUS if it is unhealthy."""
-    s = h.settings
-    undo = switch_script(s, previous) if previous else None
-    bridged(h, f"{s.releases}/{rid}", switch_script(s, rid), undo)
-
-
-def lock_path(s):
-    return f"{LOCK_DIR}/fab-{s.name}.lock"
-
-
-def acquire_lock(h, break_lock=False):
-    """Take the server's deploy lock, or fail at once naming who holds it."""
-    if h.dry_run:
-        return
-    lock = q(lock_path(h.settings))
-    token = uuid.uuid4().hex
-    who = (f"{getpass.getuser()}@{socket.gethostname()} since "
-           f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}")
-    out = h.read(("rm -rf " + lock + "\n" if break_lock else "") +
-                 f"if mkdir {lock} 2>/dev/null; then\n"
-                 f"  printf '%s\\n' {q(token)} > {lock}/token\n"
-                 f"  printf '%s\\n' {q(who)} > {lock}/holder; echo acquired\n"
-                 f"else echo \"held $(cat {lock}/holder 2>/dev/null)\"; fi")
-    if out.startswith("acquired"):
-        h.lock_token = token
-    else:
-        holder = out.strip()[5:] or "unknown"
-        raise DeployError(f"another deploy holds the lock ({holder}); "
-                          "wait for it, or if it is stale run again with --break-lock")
-
-
-def release_lock(h):
-    """Give the lock back, only if it is still ours."""
-    if h.lock_token:
-        lock = q(lock_path(h.settings))
-        script = f'[ "$(cat {lock}/token 2>/dev/null)" = {q(h.lock_token)} ] && rm -rf {lock}; true'
-        h.script(script)
-        h.lock_token = None
-
-
-def health(h):
-    """The last step of a deploy: the site answers healthy through nginx."""
-    if h.dry_run:
-        return OK, "not probed in a dry run"
-    code, ms = check(h, h.settings.site_url, "the site through nginx",
-                     h.settings.health_timeout)
-    return OK, f"HTTP {code} in {ms:.0f} ms through nginx"
+HEALTH = Step("health", lambda h: Plan(ok=Probe(probe_site, "not probed in a dry run")),
+              "The site answers healthy through nginx.")
 
 
 def previous_release(f, current):
@@ -166,18 +42,44 @@ def previous_release(f, current):
     return older[-1] if older else None
 
 
-def rollback_step(h, to=None):
-    s, f = h.settings, h.facts
-    current = f.links.get(s.current, "").rpartition("/")[2]
-    target = to or previous_release(f, current)
+def rollback_plan(s, facts, to=None):
+    """Back to release TO, or the one before the live one."""
+    current = facts.links.get(s.current, "").rpartition("/")[2]
+    target = to or previous_release(facts, current)
     if not target:
         raise DeployError("there is no earlier release to roll back to (see `fab releases`)")
-    if target not in f.releases:
+    if target not in facts.releases:
         raise DeployError(f"no release {target!r} on this server (see `fab releases`)")
     if target == current:
-        return OK, f"{target} is already live"
-    if h.dry_run:
-        say(h.name, f"would switch {current} -> {target}")
-    else:
-        switch_to(h, target, current)
-    return CHANGED, f"{current} -> {target}"
+        return Plan(ok=f"{target} is already live")
+    return Plan([Call(f"{current} -> {target}", lambda h: switch_to(h, target, current),
+                      f"switch {current} -> {target}")])
+
+
+@task(klass=Rolling, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
+def deploy(c, dry_run=False, break_lock=False):
+    """Ship the app (local folder or git ref) as a release: zero downtime, health-checked.
+
+    Runs provision's steps first (they do nothing when converged), then checks the
+    site's health through nginx."""
+    return converge(c, [*PROVISION, HEALTH], dry_run, break_lock)
+
+
+@task(help={"to": "the release to return to (default: the one before the live one)",
+            "dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
+def rollback(c, to=None, dry_run=False, break_lock=False):
+    """Switch back to the previous release (or --to RELEASE), health-checked, no downtime."""
+    step = Step("rollback", lambda h: rollback_plan(h.settings, h.facts, to))
+    return converge(c, [step], dry_run, break_lock)
+
+
+@task
+def releases(c):
+    """List the releases on each host; the live one is marked with *."""
+    h = open_host(c)
+    f = gather(h)
+    current = f.links.get(h.settings.current, "").rpartition("/")[2]
+    for rid in reversed(f.releases):
+        say(h.name, f"{'*' if rid == current else ' '} {rid}")
+    if not f.releases:
+        say(h.name, "no releases yet (run `fab deploy`)")

@@ -1,8 +1,10 @@
 """Run a task on many hosts at once, then print one recap for all of them.
 
-Chosen in fabric.yaml with `tasks.executor_class`. Each host's outcome is kept
-(like Fabric's GroupResult); one host failing does not stop the others, and the
-run exits non-zero if any host failed.
+Chosen in fabric.yaml with `tasks.executor_class`. Each host's result is kept in a
+`{host: result}` dict (like Fabric's GroupResult), every result with `.failed` and
+`.recap()` (tasks/results.py); one host failing does not stop the others, and the
+run exits non-zero if any host failed. A `Rolling` task (deploy) runs in batches of
+its `--serial N`.
 """
 
 import os
@@ -17,24 +19,16 @@ from invoke.exceptions import UncastableEnvVar
 from tasks.core import say
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
+from tasks.results import Skipped, Unreached, report
 from tasks.settings import ConfigError, raw, validate
 
 MAX_PARALLEL = 32
 
 
-class Skipped:
-    """A host left alone because an earlier batch of a serial run failed."""
-
-    failed = True
-
-    def recap(self):
-        return "skipped: an earlier host failed, this one was not touched"
-
-
 class HostsExecutor(Executor):
     def execute(self, *tasks):
         calls = self.expand_calls(self.normalize(tasks))
-        results, failed = {}, []
+        results, failed = {}, False
         for group in self.groups(calls):
             self.load_config(group[0])
             if not isinstance(group[0], ConnectionCall):
@@ -43,9 +37,10 @@ class HostsExecutor(Executor):
                                                    **call.kwargs)
                 continue
             self.validate_config()
-            outcomes = self.run_batches(group, int(group[0].kwargs.get("serial") or 0))
-            failed += self.report(outcomes)
-            results[group[0].task] = outcomes
+            by_host = self.run_batches(group, self.batch_size(group))
+            self.report(by_host)
+            failed |= any(r.failed for r in by_host.values() if r is not None)
+            results[group[0].task] = by_host
         if failed:
             raise Exit(code=1)
         return results
@@ -60,6 +55,13 @@ class HostsExecutor(Executor):
             else:
                 out.append([call])
         return out
+
+    @staticmethod
+    def batch_size(group):
+        """Hosts per batch: a Rolling task's `--serial N` (taken out of its arguments, the
+        task never sees it); 0 means all hosts at once."""
+        sizes = [call.kwargs.pop("serial", 0) for call in group]
+        return int(sizes[0] or 0)
 
     def load_config(self, call):
         """The collection's config and FABRIC_* env vars, loaded once per task."""
@@ -86,20 +88,16 @@ class HostsExecutor(Executor):
             raise Exit("config: fix the values above in fabric.yaml (or -f FILE)", code=2) from None
 
     def run_batches(self, group, size):
-        """All hosts at once, or SIZE at a time, stopping after a batch that failed."""
+        """All hosts at once, or SIZE at a time, skipping the rest after a batch that failed."""
         size = size if size > 0 else len(group)
-        outcomes = []
+        results = {}
         for start in range(0, len(group), size):
-            batch = group[start:start + size]
-            if any(self.failed(result) for _, result in outcomes):
-                outcomes += [(self.context_for(call).original_host, Skipped()) for call in batch]
-                continue
-            outcomes += self.run_parallel([(call, self.context_for(call)) for call in batch])
-        return outcomes
-
-    @staticmethod
-    def failed(result):
-        return isinstance(result, Exception) or getattr(result, "failed", False)
+            batch = [(call, self.context_for(call)) for call in group[start:start + size]]
+            if any(r is not None and r.failed for r in results.values()):
+                results.update((context.original_host, Skipped()) for _, context in batch)
+            else:
+                results.update(self.run_parallel(batch))
+        return results
 
     def run_parallel(self, work):
         """Run each (call, connection) in its own thread; Ctrl-C closes every connection."""
@@ -117,6 +115,7 @@ class HostsExecutor(Executor):
             pool.shutdown(wait=False)
 
     def run_host(self, call_and_context):
+        """(host, the task's result); an exception becomes Unreached after one line."""
         call, context = call_and_context
         host = context.original_host
         try:
@@ -124,16 +123,19 @@ class HostsExecutor(Executor):
         except Exit:
             raise
         except Exception as e:  # one line per host, whatever went wrong
-            say(host, f"failed   {explain_exception(e, context)}", sys.stderr)
-            return host, e
+            message = explain_exception(e, context)
+            say(host, f"failed   {message}", sys.stderr)
+            return host, Unreached(message)
         finally:
             context.close()
 
     @staticmethod
-    def report(outcomes):
-        """Let the results' own type print the summary; return the hosts that failed."""
-        kinds = {type(r) for _, r in outcomes
-                 if r is not None and not isinstance(r, (Exception, Skipped))}
-        if len(kinds) == 1 and hasattr(next(iter(kinds)), "report"):
-            return next(iter(kinds)).report(outcomes)
-        return [host for host, r in outcomes if isinstance(r, Exception)]
+    def report(results):
+        """The results' own report (a status table), else the recap; nothing when no host
+        returned a result (tasks that print as they go: logs, releases)."""
+        kinds = {type(r) for r in results.values()
+                 if r is not None and not isinstance(r, (Unreached, Skipped))}
+        if len(kinds) == 1:
+            getattr(next(iter(kinds)), "report", report)(results)
+        elif kinds:
+            report(results)

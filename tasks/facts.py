@@ -1,12 +1,16 @@
 """Facts: everything a run needs to know about a server, in one remote command.
 
-`script()` builds a read-only shell script whose output is a series of
-`@@section` blocks; `parse()` turns that text into a `Facts` object. Both are
-pure, so planning is tested without a server.
+Each fact is one field of `Facts`, declared in one place: its type, its default, the
+shell that prints it (given the settings) and the parser of those lines. `script()`
+joins every fact's shell into one read-only script whose output is `@@name` blocks;
+`parse()` hands each block to its fact's parser. Both are pure, so planning is tested
+without a server; adding a fact is adding a field.
 """
 
 import posixpath
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
 
 from tasks.core import DeployError, explain_failure, q
 
@@ -14,40 +18,61 @@ PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
 TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
                 "letsencrypt": ("openssl", "certbot")}
 SERVICES = ("nginx", "supervisor", "ufw")
+ANYWHERE = ("0.0.0.0/0", "::/0")
 
 
-@dataclass
-class FileFact:
+class FileFact(NamedTuple):
     sha256: str
     owner: str
     group: str
     mode: str
 
 
-@dataclass
-class Facts:
-    os_id: str = ""
-    os_like: str = ""
-    packages: dict = field(default_factory=dict)
-    apt_age: int = None
-    user_exists: bool = False
-    files: dict = field(default_factory=dict)
-    modes: dict = field(default_factory=dict)
-    links: dict = field(default_factory=dict)
-    current: str = ""
-    current_hash: str = ""
-    releases: list = field(default_factory=list)
-    venvs: set = field(default_factory=set)
-    program_state: str = ""
-    program_pid: int = 0
-    services: dict = field(default_factory=dict)
-    ufw_active: bool = False
-    ufw_rules: set = field(default_factory=set)
-    ssh_port: int = 22
+class Ownership(NamedTuple):
+    owner: str
+    group: str
+    mode: str  # octal, as stat prints it: "755"
 
-    @property
-    def debian_like(self):
-        return self.os_id in ("debian", "ubuntu") or "debian" in self.os_like.split()
+
+class Service(NamedTuple):
+    enabled: str  # systemctl is-enabled: enabled, disabled, masked, missing
+    active: str  # systemctl is-active: active, inactive, failed
+
+
+class Program(NamedTuple):
+    state: str  # supervisor's state name: RUNNING, STARTING, FATAL... ("" if unknown)
+    pid: int
+
+
+def wanted_packages(s):
+    return PACKAGES + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ())
+
+
+def managed_files(s):
+    tls = [s.tls_cert_path, s.tls_key_path] if s.tls != "off" else []
+    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls]
+
+
+def managed_dirs(s):
+    return [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.log_dir, s.conf_dir]
+
+
+def managed_links(s):
+    return [s.nginx_enabled, "/etc/nginx/sites-enabled/default", s.current, f"{s.current}/.venv"]
+
+
+def ancestors(path):
+    """The directories nginx must traverse to reach PATH, from / down."""
+    out = []
+    while path not in ("/", ""):
+        path = posixpath.dirname(path)
+        if path != "/":
+            out.append(path)
+    return list(reversed(out))
+
+
+def quoted(paths):
+    return " ".join(q(p) for p in paths)
 
 
 # supervisorctl (and ufw) are Python programs that take a quarter of a second to start;
@@ -63,75 +88,69 @@ class Transport(xmlrpc.client.Transport):
         return Unix("localhost")
 rpc = xmlrpc.client.ServerProxy("http://localhost", Transport())
 info = rpc.supervisor.getProcessInfo(sys.argv[1])
-print(info["name"], info["statename"], "pid", str(info["pid"]) + ",")
+print(info["statename"], info["pid"])
 """
 
 
-def wanted_packages(s):
-    return PACKAGES + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ())
+# Parsers: the lines of one @@section in, the fact's value out.
+
+def first_line(lines):
+    return lines[0].strip() if lines else ""
 
 
-def managed_files(s):
-    tls = [s.tls_cert_path, s.tls_key_path] if s.tls != "off" else []
-    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls]
+def non_empty(lines):
+    return bool("".join(lines).strip())
 
 
-def ancestors(path):
-    """The directories nginx must traverse to reach PATH, from / down."""
-    out = []
-    while path not in ("/", ""):
-        path = posixpath.dirname(path)
-        if path != "/":
-            out.append(path)
-    return list(reversed(out))
+def number(lines):
+    text = "".join(lines).strip()
+    return int(text) if text.lstrip("-").isdigit() else None
 
 
-def script(s):
-    """The one read-only command that gathers every fact of a run (run as root)."""
-    files = " ".join(q(p) for p in managed_files(s))
-    dirs = " ".join(q(p) for p in [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.log_dir,
-                                   s.conf_dir])
-    links = " ".join(q(p) for p in (s.nginx_enabled, "/etc/nginx/sites-enabled/default", s.current,
-                                    f"{s.current}/.venv"))
-    return f"""
-echo @@os; . /etc/os-release 2>/dev/null; echo "$ID"; echo "$ID_LIKE"
-echo @@packages
-dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {' '.join(wanted_packages(s))} 2>/dev/null
-echo @@apt_age; newest=$(ls -t /var/lib/apt/lists/*_Packages 2>/dev/null | head -n1)
-[ -n "$newest" ] && echo $(( $(date +%s) - $(stat -c %Y "$newest") ))
-echo @@user; id -u {q(s.user)} 2>/dev/null
-echo @@files; for f in {files}; do
-  [ -f "$f" ] && echo "$(sha256sum < "$f" | cut -d' ' -f1) $(stat -c '%U %G %a' "$f") $f"
-done
-echo @@modes; for d in {dirs}; do [ -d "$d" ] && echo "$(stat -c '%U %G %a' "$d") $d"; done
-echo @@links; for l in {links}; do [ -L "$l" ] && echo "$(readlink "$l") $l"; done
-echo @@current_hash; cat {q(s.current)}/.fab-release 2>/dev/null
-echo @@releases; ls -1 {q(s.releases)} 2>/dev/null
-echo @@venvs
-for v in {q(s.venvs)}/*/.fab-complete; do [ -f "$v" ] && basename "$(dirname "$v")"; done
-echo @@program; python3 -c {q(PROGRAM_STATE)} {q(s.name)} 2>/dev/null
-echo @@services; for u in {' '.join(SERVICES)}; do
-  e=$(systemctl is-enabled $u 2>/dev/null); echo "$u ${{e:-missing}} $(systemctl is-active $u)"
-done
-echo @@ufw_status; grep -qs '^ENABLED=yes' /etc/ufw/ufw.conf && echo "Status: active"
-echo @@ufw_rules; grep -hs '^### tuple ###' /etc/ufw/user.rules /etc/ufw/user6.rules
-echo @@ssh; echo "${{FAB_SSH:-}}"
-true
-"""
-
-
-def sections(text):
-    out, current = {}, None
-    for line in text.splitlines():
-        if line.startswith("@@"):
-            current = line[2:].strip()
-            out[current] = []
-        elif current is not None:
-            out[current].append(line)
+def words_by_first(lines, make):
+    """{first word: MAKE(*rest)} of lines with enough words for MAKE."""
+    out = {}
+    for line in lines:
+        parts = line.split()
+        if parts:
+            out[parts[0]] = make(*parts[1:])
     return out
 
 
-ANYWHERE = ("0.0.0.0/0", "::/0")
+def by_last_field(lines, make, width):
+    """{last field: MAKE(*first fields)} of lines split into WIDTH fields (the last, a path,
+    may hold spaces)."""
+    out = {}
+    for line in lines:
+        parts = line.split(" ", width - 1)
+        if len(parts) == width:
+            out[parts[-1]] = make(*parts[:-1])
+    return out
+
+
+def packages(lines):
+    return {parts[0]: parts[1].startswith("ii") for parts in map(str.split, lines)
+            if len(parts) >= 2}
+
+
+def links(lines):
+    out = {}
+    for line in lines:
+        target, _, path = line.rpartition(" ")
+        if path:
+            out[path] = target
+    return out
+
+
+def program(lines):
+    parts = " ".join(lines).split()
+    if len(parts) == 2 and parts[1].isdigit():
+        return Program(parts[0], int(parts[1]))
+    return Program("", 0)
+
+
+def service(enabled="missing", active=""):
+    return Service(enabled, active)
 
 
 def ufw_rule(line):
@@ -145,49 +164,115 @@ def ufw_rule(line):
     return f"{action} {port}/{proto}" if proto != "any" else f"{action} {port}"
 
 
+def ssh_port(lines):
+    """The server's port of this very connection, from $SSH_CONNECTION (22 if unknown)."""
+    parts = "".join(lines).split()
+    return int(parts[3]) if len(parts) == 4 and parts[3].isdigit() else 22
+
+
+@dataclass(frozen=True)
+class Fact:
+    shell: Callable[[Any], str]  # settings -> read-only shell printing the fact's lines
+    parse: Callable[[list], Any]  # those lines -> the fact's value
+
+
+def fact(shell, parse, default=None, default_factory=None):
+    """A field of `Facts` that knows how it is read from the server."""
+    meta = {"fact": Fact(shell, parse)}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Facts:
+    os_id: str = fact(lambda s: '. /etc/os-release 2>/dev/null; echo "$ID"', first_line, "")
+    os_like: str = fact(lambda s: '. /etc/os-release 2>/dev/null; echo "$ID_LIKE"',
+                        first_line, "")
+    packages: dict[str, bool] = fact(  # package -> installed
+        lambda s: "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' "
+                  f"{' '.join(wanted_packages(s))} 2>/dev/null", packages, default_factory=dict)
+    apt_age: int | None = fact(  # seconds since the apt lists were refreshed (None: never)
+        lambda s: 'newest=$(ls -t /var/lib/apt/lists/*_Packages 2>/dev/null | head -n1)\n'
+                  '[ -n "$newest" ] && echo $(( $(date +%s) - $(stat -c %Y "$newest") ))',
+        number)
+    user_exists: bool = fact(lambda s: f"id -u {q(s.user)} 2>/dev/null", non_empty, False)
+    files: dict[str, FileFact] = fact(  # managed file -> checksum, owner, group, mode
+        lambda s: f'for f in {quoted(managed_files(s))}; do\n'
+                  '  [ -f "$f" ] && echo "$(sha256sum < "$f" | cut -d\' \' -f1) '
+                  '$(stat -c \'%U %G %a\' "$f") $f"\ndone',
+        lambda lines: by_last_field(lines, FileFact, 5), default_factory=dict)
+    modes: dict[str, Ownership] = fact(  # managed directory -> owner, group, mode
+        lambda s: f'for d in {quoted(managed_dirs(s))}; do '
+                  '[ -d "$d" ] && echo "$(stat -c \'%U %G %a\' "$d") $d"; done',
+        lambda lines: by_last_field(lines, Ownership, 4), default_factory=dict)
+    links: dict[str, str] = fact(  # managed symlink -> its target
+        lambda s: f'for l in {quoted(managed_links(s))}; do '
+                  '[ -L "$l" ] && echo "$(readlink "$l") $l"; done',
+        links, default_factory=dict)
+    current_hash: str = fact(  # the source identity of the live release
+        lambda s: f"cat {q(s.current)}/.fab-release 2>/dev/null", lambda lines: "".join(
+            lines).strip(), "")
+    releases: list[str] = fact(lambda s: f"ls -1 {q(s.releases)} 2>/dev/null",
+                               lambda lines: sorted(r.strip() for r in lines if r.strip()),
+                               default_factory=list)
+    venvs: set[str] = fact(  # requirements hashes with a complete virtualenv
+        lambda s: f'for v in {q(s.venvs)}/*/.fab-complete; do '
+                  '[ -f "$v" ] && basename "$(dirname "$v")"; done',
+        lambda lines: {v.strip() for v in lines if v.strip()}, default_factory=set)
+    program: Program = fact(lambda s: f"python3 -c {q(PROGRAM_STATE)} {q(s.name)} 2>/dev/null",
+                            program, Program("", 0))
+    services: dict[str, Service] = fact(
+        lambda s: f"for u in {' '.join(SERVICES)}; do\n"
+                  '  e=$(systemctl is-enabled $u 2>/dev/null); '
+                  'echo "$u ${e:-missing} $(systemctl is-active $u)"\ndone',
+        lambda lines: words_by_first(lines, service), default_factory=dict)
+    ufw_active: bool = fact(lambda s: "grep -qs '^ENABLED=yes' /etc/ufw/ufw.conf && echo yes",
+                            non_empty, False)
+    ufw_rules: set[str] = fact(  # plain allow/deny port rules from anywhere: "allow 80/tcp"
+        lambda s: "grep -hs '^### tuple ###' /etc/ufw/user.rules /etc/ufw/user6.rules",
+        lambda lines: {rule for rule in map(ufw_rule, lines) if rule}, default_factory=set)
+    ssh_port: int = fact(lambda s: 'echo "${FAB_SSH:-}"', ssh_port, 22)
+
+    @property
+    def debian_like(self):
+        return self.os_id in ("debian", "ubuntu") or "debian" in self.os_like.split()
+
+    @property
+    def program_state(self):
+        return self.program.state
+
+    @property
+    def program_pid(self):
+        return self.program.pid
+
+    def service(self, unit):
+        return self.services.get(unit, Service("missing", ""))
+
+
+def script(s):
+    """The one read-only command that gathers every fact of a run (run as root)."""
+    blocks = [f"echo @@{f.name}\n{f.metadata['fact'].shell(s)}" for f in fields(Facts)]
+    return "\n".join(blocks) + "\ntrue\n"
+
+
+def sections(text):
+    """{name: lines} of the `@@name` blocks in TEXT."""
+    out, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("@@"):
+            current = line[2:].strip()
+            out[current] = []
+        elif current is not None:
+            out[current].append(line)
+    return out
+
+
 def parse(text):
-    """Facts from the output of `script()`."""
+    """Facts from the output of `script()`; a missing block keeps its fact's default."""
     sec = sections(text)
-    f = Facts()
-    os_lines = sec.get("os", []) + ["", ""]
-    f.os_id, f.os_like = os_lines[0].strip(), os_lines[1].strip()
-    for line in sec.get("packages", []):
-        parts = line.split()
-        if len(parts) >= 2:
-            f.packages[parts[0]] = parts[1].startswith("ii")
-    age = "".join(sec.get("apt_age", [])).strip()
-    f.apt_age = int(age) if age.lstrip("-").isdigit() else None
-    f.user_exists = bool("".join(sec.get("user", [])).strip())
-    for line in sec.get("files", []):
-        parts = line.split(" ", 4)
-        if len(parts) == 5:
-            f.files[parts[4]] = FileFact(parts[0], parts[1], parts[2], parts[3])
-    for line in sec.get("modes", []):
-        parts = line.split(" ", 3)
-        if len(parts) == 4:
-            f.modes[parts[3]] = (parts[0], parts[1], parts[2])
-    for line in sec.get("links", []):
-        target, _, path = line.rpartition(" ")
-        if path:
-            f.links[path] = target
-    f.current_hash = "".join(sec.get("current_hash", [])).strip()
-    f.releases = sorted(r.strip() for r in sec.get("releases", []) if r.strip())
-    f.venvs = {v.strip() for v in sec.get("venvs", []) if v.strip()}
-    program = " ".join(sec.get("program", [])).split()
-    if len(program) >= 2:
-        f.program_state = program[1]
-        if "pid" in program:
-            f.program_pid = int(program[program.index("pid") + 1].rstrip(","))
-    for line in sec.get("services", []):
-        parts = line.split()
-        if len(parts) >= 2:
-            f.services[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
-    f.ufw_active = "Status: active" in " ".join(sec.get("ufw_status", []))
-    f.ufw_rules = {rule for rule in map(ufw_rule, sec.get("ufw_rules", [])) if rule}
-    ssh = "".join(sec.get("ssh", [])).split()
-    if len(ssh) == 4 and ssh[3].isdigit():
-        f.ssh_port = int(ssh[3])
-    return f
+    return Facts(**{f.name: f.metadata["fact"].parse(sec[f.name])
+                    for f in fields(Facts) if f.name in sec})
 
 
 def gather(h):

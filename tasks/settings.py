@@ -1,5 +1,9 @@
 """Settings: the `app:` section of Fabric config, read once and validated.
 
+`DEFAULTS` is the one place the defaults live: they are registered as the task
+collection's config (so `FABRIC_APP_*` env vars can override every key), and
+fabric.yaml only documents them (and overrides what a project sets there).
+
 Every other module takes a `Settings`; none reads raw config. Values that
 reach a shell are also quoted where commands are built (`tasks.core.q`), but
 validation here is the first wall: names, users, paths, ports and counts must
@@ -41,6 +45,10 @@ DEFAULTS = {
     "letsencrypt_email": "",  # the ACME account's contact address (tls: letsencrypt)
 }
 TLS_MODES = ("off", "self-signed", "letsencrypt", "custom")
+# The whole-number settings and their allowed ranges (env vars give them as strings).
+INT_RANGES = {"port": (1024, 65534), "workers": (1, 64), "keep_releases": (2, 100),
+              "apt_cache_valid_time": (0, 10**8), "health_timeout": (1, 600),
+              "firewall_revert_after": (30, 3600), "hsts_max_age": (0, 10**9)}
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -203,75 +211,71 @@ def problems_of(values):
     """Every problem in a raw settings dict, one line each (empty list: all good)."""
     out = []
 
-    def check(ok, message):
+    def expect(ok, message):
         if not ok:
             out.append(message)
 
     name = values["name"]
-    check(isinstance(name, str) and NAME_RE.fullmatch(name),
+    expect(isinstance(name, str) and NAME_RE.fullmatch(name),
           f"app.name={name!r}: use 1-32 lowercase letters, digits, '-' or '_', "
           "starting with a letter")
     user = values["user"]
-    check(user is None or (isinstance(user, str) and USER_RE.fullmatch(user)),
+    expect(user is None or (isinstance(user, str) and USER_RE.fullmatch(user)),
           f"app.user={user!r}: must be a Unix user name (lowercase letters, digits, '-', '_')")
     if values["dir"] is not None:
         problem = _path_problem("dir", values["dir"])
-        check(problem is None, problem)
+        expect(problem is None, problem)
     source = values["source"]
     if is_git_url(source):
-        check(GIT_URL_RE.fullmatch(source), f"app.source={source!r}: not a git URL this tool "
+        expect(GIT_URL_RE.fullmatch(source), f"app.source={source!r}: not a git URL this tool "
               "accepts (https://, ssh://, git://, file:// or user@host:path)")
     else:
-        check(isinstance(source, str) and source and "\n" not in source,
+        expect(isinstance(source, str) and source and "\n" not in source,
               f"app.source={source!r}: must be the local path of the app's folder or a git URL")
     ref = values["ref"]
-    check(isinstance(ref, str) and GIT_REF_RE.fullmatch(ref),
+    expect(isinstance(ref, str) and GIT_REF_RE.fullmatch(ref),
           f"app.ref={ref!r}: must be a branch, tag or commit name")
     module = values["module"]
-    check(isinstance(module, str) and MODULE_RE.fullmatch(module),
+    expect(isinstance(module, str) and MODULE_RE.fullmatch(module),
           f"app.module={module!r}: must be a WSGI entry point like 'app:app'")
-    for key, low, high in (("port", 1024, 65534), ("workers", 1, 64), ("keep_releases", 2, 100),
-                           ("apt_cache_valid_time", 0, 10**8), ("health_timeout", 1, 600),
-                           ("firewall_revert_after", 30, 3600)):
+    for key, (low, high) in INT_RANGES.items():
         problem = _int_problem(key, values[key], low, high)
-        check(problem is None, problem)
+        expect(problem is None, problem)
     server_name = values["server_name"]
     names = server_name.split() if isinstance(server_name, str) else [None]
-    check(names and all(n == "_" or (n and len(n) <= 253 and HOSTNAME_RE.fullmatch(n))
+    expect(names and all(n == "_" or (n and len(n) <= 253 and HOSTNAME_RE.fullmatch(n))
                         for n in names),
           f"app.server_name={server_name!r}: must be '_' or host names separated by spaces")
     env_file = values["env_file"]
-    check(env_file is None or (isinstance(env_file, str) and env_file and "\n" not in env_file),
+    expect(env_file is None or (isinstance(env_file, str) and env_file and "\n" not in env_file),
           f"app.env_file={env_file!r}: must be the local path of a KEY=VALUE file")
-    check(values["host_keys"] in ("accept-new", "strict"),
+    expect(values["host_keys"] in ("accept-new", "strict"),
           f"app.host_keys={values['host_keys']!r}: must be 'accept-new' or 'strict'")
     tls = values["tls"]
-    check(tls in TLS_MODES, f"app.tls={tls!r}: must be one of {', '.join(TLS_MODES)}")
+    expect(tls in TLS_MODES, f"app.tls={tls!r}: must be one of {', '.join(TLS_MODES)}")
     for key in ("tls_cert", "tls_key"):
         path = values[key]
         if tls == "custom":
-            check(isinstance(path, str) and path and "\n" not in path,
+            expect(isinstance(path, str) and path and "\n" not in path,
                   f"app.{key}={path!r}: tls: custom needs the local path of the "
                   f"{'certificate' if key == 'tls_cert' else 'private key'}")
         else:
-            check(path is None, f"app.{key} is set but app.tls={tls!r}: set app.tls to custom")
-    problem = _int_problem("hsts_max_age", values["hsts_max_age"], 0, 10**9)
-    check(problem is None, problem)
+            expect(path is None, f"app.{key} is set but app.tls={tls!r}: set app.tls to custom")
     email = values["letsencrypt_email"]
-    check(isinstance(email, str) and (not email or EMAIL_RE.fullmatch(email)),
+    expect(isinstance(email, str) and (not email or EMAIL_RE.fullmatch(email)),
           f"app.letsencrypt_email={email!r}: must be an e-mail address")
     if tls == "letsencrypt":
-        check(email, "app.tls=letsencrypt needs app.letsencrypt_email (Let's Encrypt's "
+        expect(email, "app.tls=letsencrypt needs app.letsencrypt_email (Let's Encrypt's "
                      "expiry notices go there)")
-        check(isinstance(server_name, str) and names and
+        expect(isinstance(server_name, str) and names and
               all(n != "_" and not n.startswith("*.") and "." in n for n in names),
               f"app.tls=letsencrypt needs app.server_name to list the site's real domain "
               f"names (not {server_name!r})")
     path = values["health_path"]
-    check(isinstance(path, str) and URL_PATH_RE.fullmatch(path),
+    expect(isinstance(path, str) and URL_PATH_RE.fullmatch(path),
           f"app.health_path={path!r}: must be a URL path like '/' or '/health'")
     text = values["health_text"]
-    check(isinstance(text, str) and SAFE_TEXT_RE.fullmatch(text),
+    expect(isinstance(text, str) and SAFE_TEXT_RE.fullmatch(text),
           f"app.health_text={text!r}: must be plain text on one line")
     return out
 
@@ -343,8 +347,7 @@ def finish(values, ssh_user):
     if not USER_RE.fullmatch(values["user"] or ""):
         raise ConfigError([f"SSH user {ssh_user!r} is not a valid app user; set app.user"])
     values["dir"] = values["dir"] or f"/home/{values['user']}/{values['name']}"
-    for key in ("port", "workers", "keep_releases", "apt_cache_valid_time", "health_timeout",
-                "firewall_revert_after", "hsts_max_age"):
+    for key in INT_RANGES:
         values[key] = int(values[key])
     return {f.name: values[f.name] for f in fields(Settings)}
 

@@ -12,7 +12,7 @@ import pytest
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from tasks import sandbox  # noqa: E402
+import sandbox  # noqa: E402
 
 FAB = str(PROJECT / ".venv/bin/fab")
 _names = itertools.count(1)

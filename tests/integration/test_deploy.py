@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tasks import sandbox
+import sandbox
 from tests.conftest import FAB, PROJECT, boot, destroy, fab, http_get, on, recap
 from tests.load import Load
 

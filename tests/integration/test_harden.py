@@ -6,8 +6,8 @@ import subprocess
 import paramiko
 import pytest
 
-from tasks import sandbox
-from tasks.harden import DROP_IN
+import sandbox
+from tasks.steps.harden import DROP_IN
 from tests.conftest import FAB, PROJECT, booted, fab, on
 
 PASSWORD = "pw-Tom-4711"

@@ -134,7 +134,7 @@ def test_broken_nginx_template_fails_at_nginx_and_the_old_config_serves(provisio
 
 
 def test_everything_comes_back_after_a_reboot(provisioned):
-    from tasks import sandbox
+    import sandbox
     sandbox.reboot_server(provisioned.name)
     host = infra(provisioned)
     for service in ("supervisor", "nginx", "ufw"):

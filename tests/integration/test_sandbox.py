@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import sandbox
+import sandbox
 from tests.conftest import boot, destroy, on
 
 

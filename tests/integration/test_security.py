@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tasks import sandbox
+import sandbox
 from tests.conftest import FAB, PROJECT, fab, on
 
 

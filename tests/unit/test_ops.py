@@ -7,8 +7,9 @@ import time
 from invoke import Config
 
 from tasks.core import LinePrefixer
-from tasks.ops import log_files, logs_script, parse_status, status_script
+from tasks.logs import log_files, logs_script
 from tasks.settings import for_host
+from tasks.status import parse_status, status_script
 
 S = for_host(Config(overrides={"app": {}}), "tom")
 

@@ -1,4 +1,4 @@
-"""Planning without a server: facts in, decisions and rendered files out."""
+"""Planning without a server: facts in, plans and rendered files out."""
 
 import io
 import tarfile
@@ -6,12 +6,14 @@ import tarfile
 import pytest
 from invoke import Config
 
-from tasks import app, deploy, firewall, packages, supervisor
-from tasks.core import DeployError
-from tasks.facts import PACKAGES, Facts, ancestors, parse, script, wanted_packages
+from tasks import deploy, switch
+from tasks.core import DeployError, sha256
+from tasks.facts import PACKAGES, Facts, Program, ancestors, parse, script, wanted_packages
 from tasks.health import parse_probe
-from tasks.nginx import render_site
+from tasks.plan import Call, Command, Plan, apply
 from tasks.settings import for_host
+from tasks.steps import app, firewall, nginx, packages, supervisor
+from tasks.steps.nginx import render_site
 
 S = for_host(Config(overrides={"app": {}}), "tom")
 TLS = for_host(Config(overrides={"app": {"tls": "self-signed"}}), "tom")
@@ -20,8 +22,9 @@ LETSENCRYPT = for_host(Config(overrides={"app": {
     "tom")
 
 CONVERGED = """\
-@@os
+@@os_id
 debian
+@@os_like
 
 @@packages
 nginx ii
@@ -30,7 +33,7 @@ supervisor ii
 ufw ii
 @@apt_age
 120
-@@user
+@@user_exists
 1000
 @@files
 abc123 root root 644 /etc/supervisor/conf.d/hello-world.conf
@@ -49,19 +52,19 @@ feedface
 @@venvs
 0123456789abcdef
 @@program
-hello-world                      RUNNING   pid 4242, uptime 0:01:02
+RUNNING 4242
 @@services
 nginx enabled active
 supervisor enabled active
 ufw enabled active
-@@ufw_status
-Status: active
+@@ufw_active
+yes
 @@ufw_rules
 ### tuple ### allow tcp 2222 0.0.0.0/0 any 0.0.0.0/0 in
 ### tuple ### allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in
 ### tuple ### allow tcp 80 ::/0 any ::/0 in
 ### tuple ### allow any 53 0.0.0.0/0 any 10.0.0.0/8 in
-@@ssh
+@@ssh_port
 10.0.0.1 51234 10.0.0.2 2222
 """
 
@@ -82,7 +85,8 @@ def test_parse_reads_every_section():
 
 
 def test_parse_of_a_fresh_server():
-    f = parse("@@os\ndebian\n\n@@packages\n@@apt_age\n@@user\n@@program\n@@ufw_status\n@@ssh\n\n")
+    f = parse("@@os_id\ndebian\n@@os_like\n\n@@packages\n@@apt_age\n@@user_exists\n@@program\n"
+              "@@ufw_active\n@@ssh_port\n\n")
     assert f.packages == {} and f.apt_age is None and not f.user_exists
     assert f.program_state == "" and not f.ufw_active and f.ssh_port == 22
 
@@ -96,33 +100,33 @@ def test_fact_script_quotes_paths_and_is_read_only():
 
 def test_packages_installs_only_what_is_missing_and_refreshes_stale_lists():
     f = Facts(os_id="debian", packages={"nginx": True, "ufw": False}, apt_age=10)
-    assert packages.plan(S, f) == (["python3-venv", "supervisor", "ufw"], False)
+    assert packages.missing(S, f) == (["python3-venv", "supervisor", "ufw"], False)
     f.apt_age = None
-    assert packages.plan(S, f)[1] is True
+    assert packages.missing(S, f)[1] is True
     done = Facts(os_id="ubuntu", packages=dict.fromkeys(PACKAGES, True), apt_age=None)
-    assert packages.plan(S, done) == ([], False)  # nothing to install: no refresh either
+    assert packages.missing(S, done) == ([], False)  # nothing to install: no refresh either
 
 
 def test_packages_refuses_other_distributions():
     with pytest.raises(DeployError, match="not a Debian/Ubuntu server .ID=fedora"):
-        packages.plan(S, Facts(os_id="fedora", os_like="rhel"))
-    packages.plan(S, Facts(os_id="raspbian", os_like="debian"))
+        packages.missing(S, Facts(os_id="fedora", os_like="rhel"))
+    packages.missing(S, Facts(os_id="raspbian", os_like="debian"))
 
 
 def test_firewall_allows_the_ssh_port_in_use_before_enabling():
     f = parse(CONVERGED)
-    assert firewall.plan(S, f) == ([], [], False)
+    assert firewall.rule_changes(S, f) == ([], [], False)
     fresh = Facts(ssh_port=2222)
-    assert firewall.plan(S, fresh) == (["allow 2222/tcp", "allow 80/tcp"], [], True)
+    assert firewall.rule_changes(S, fresh) == (["allow 2222/tcp", "allow 80/tcp"], [], True)
     assert firewall.wanted_rules(S, fresh)[0] == "allow 2222/tcp"
 
 
 def test_firewall_opens_https_only_while_tls_is_on():
     f = parse(CONVERGED)
-    assert firewall.plan(TLS, f) == (["allow 443/tcp"], [], False)
+    assert firewall.rule_changes(TLS, f) == (["allow 443/tcp"], [], False)
     f.ufw_rules.add("allow 443/tcp")
-    assert firewall.plan(TLS, f) == ([], [], False)
-    assert firewall.plan(S, f) == ([], ["allow 443/tcp"], False)
+    assert firewall.rule_changes(TLS, f) == ([], [], False)
+    assert firewall.rule_changes(S, f) == ([], ["allow 443/tcp"], False)
 
 
 def test_tls_packages_are_wanted_only_with_tls():
@@ -141,7 +145,7 @@ def test_layout_opens_only_traversal_of_the_home_and_fixes_what_differs():
 
 
 def test_release_switches_current_by_renaming_a_new_symlink():
-    lines = deploy.switch_script(S, "20260101T000000Z-abcd").splitlines()
+    lines = switch.switch_script(S, "20260101T000000Z-abcd").splitlines()
     assert lines[1] == "mv -Tf /home/tom/hello-world/current.fab-new /home/tom/hello-world/current"
     assert lines[2] == "supervisorctl restart hello-world >/dev/null"
 
@@ -250,3 +254,169 @@ def test_templates_refuse_missing_values():
     from tasks.core import render
     with pytest.raises(UndefinedError, match="'port' is undefined"):
         render("nginx-site.j2", name="x", server_name="_", current="/x")
+
+
+# Plans: facts in, plans out, for every step.
+
+def converged_facts(s=S):
+    """CONVERGED with every managed file as the tool would write it."""
+    from tasks.facts import FileFact
+    from tasks.steps.app import render as render_template
+    f = parse(CONVERGED)
+    wanted = {s.supervisor_conf: supervisor.render_conf(s), s.nginx_site: render_site(s),
+              s.gunicorn_conf: render_template("gunicorn.conf.py.j2", env_path=s.env_path,
+                                               user=s.user)}
+    for path, content in wanted.items():
+        f.files[path] = FileFact(sha256(content), "root", "root", "644")
+    f.modes.update({s.conf_dir: ("root", "root", "755"), s.releases: ("root", "root", "755"),
+                    s.venvs: ("root", "root", "755"), s.log_dir: ("root", "tom", "750"),
+                    "/home": ("root", "root", "755"), "/home/tom": ("tom", "tom", "701")})
+    f.ufw_rules = {"allow 2222/tcp", "allow 80/tcp"}
+    return f
+
+
+def said(plan):
+    return [change.said for change in plan.changes]
+
+
+def test_a_converged_server_plans_nothing_and_every_step_says_why():
+    f = converged_facts()
+    same = app.Source("feedface", "0123456789abcdef")
+    assert packages.plan(S, f).changes == [] and packages.plan(S, f).ok == "4 packages present"
+    assert app.plan(S, f, same).changes == []
+    assert app.plan(S, f, same).ok == "release 20260101T000000Z-aaaa is live"
+    assert supervisor.plan(S, f).ok == "hello-world running (pid 4242), program unchanged"
+    assert nginx.plan(S, f).changes == [] and nginx.plan(S, f).ok.startswith("site unchanged")
+    assert firewall.plan(S, f).ok == "ufw active, 2 rules present (2222/tcp, 80/tcp)"
+    for plan in (packages.plan(S, f), app.plan(S, f, same), supervisor.plan(S, f),
+                 nginx.plan(S, f), firewall.plan(S, f)):
+        assert plan.changes == [] and plan.ok
+
+
+def test_packages_plan_one_apt_command_refreshing_stale_lists():
+    plan = packages.plan(S, Facts(os_id="debian", packages={"nginx": True}, apt_age=None))
+    (command,) = plan.changes
+    assert command.said == "installed python3-venv, supervisor, ufw"
+    assert command.script.startswith("apt-get -q update") and "install python3-venv" in \
+        command.script
+
+
+def test_app_plans_a_release_only_for_new_code_and_a_venv_only_for_new_requirements():
+    f = converged_facts()
+    code_only = app.plan(S, f, app.Source("c0ffee", "0123456789abcdef", "upload 3 files"),
+                         rid="20270101T000000Z-c0ffee00")
+    assert said(code_only) == ["released 20270101T000000Z-c0ffee00"]
+    assert code_only.changes[0].would == "upload 3 files as release 20270101T000000Z-c0ffee00"
+    new_reqs = app.plan(S, f, app.Source("c0ffee", "fedcba9876543210"), rid="r")
+    assert said(new_reqs) == ["released r with new virtualenv fedcba9876543210"]
+
+
+def test_app_restarts_the_live_app_covered_when_only_its_environment_changed(tmp_path):
+    env = tmp_path / "prod.env"
+    env.write_text("API_KEY=s3cret\n")
+    s = for_host(Config(overrides={"app": {"env_file": str(env)}}), "tom")
+    plan = app.plan(s, converged_facts(s), app.Source("feedface", "0123456789abcdef"))
+    upload, restart = plan.changes
+    assert (upload.path, upload.owner, upload.group, upload.mode) == \
+        ("/etc/hello-world/env", "root", "tom", "0640")
+    assert upload.shown(upload.content) == "API_KEY=****\n"
+    assert upload.said == "updated the app's environment" and restart.run is app.restart
+
+
+def test_a_fresh_server_gets_the_user_layout_and_a_first_release_of_a_git_source():
+    g = for_host(Config(overrides={"app": {"source": "https://git.example.org/shop.git"}}),
+                 "shop")
+    plan = app.plan(g, Facts(), app.Source(None, None))
+    assert said(plan)[0] == "created user shop"
+    assert "useradd --create-home --shell /bin/bash shop" in plan.changes[0].script
+    assert said(plan)[-1].startswith("released <time>-<commit>")
+
+
+def test_supervisor_loads_a_changed_program_covered_only_while_serving():
+    f = converged_facts()
+    f.files[S.supervisor_conf] = f.files[S.supervisor_conf]._replace(sha256="old")
+    upload, load = supervisor.plan(S, f).changes
+    assert upload.said == "updated /etc/supervisor/conf.d/hello-world.conf"
+    assert isinstance(load, Call) and load.run is supervisor.apply_covered
+    f.program = Program("FATAL", 0)
+    upload, load = supervisor.plan(S, f).changes
+    assert isinstance(load, Command) and "supervisorctl update hello-world" in load.script
+    f = converged_facts()
+    f.program = Program("STOPPED", 0)
+    assert said(supervisor.plan(S, f)) == ["started hello-world"]
+
+
+def test_nginx_removes_the_default_site_and_makes_a_certificate_before_the_site():
+    f = converged_facts()
+    f.links["/etc/nginx/sites-enabled/default"] = "/etc/nginx/sites-available/default"
+    (site,) = nginx.plan(S, f).changes
+    assert site.said == "removed the default site" and site.path == S.nginx_site
+    tls = nginx.plan(TLS, converged_facts(TLS))
+    assert said(tls) == ["made a self-signed certificate in /etc/hello-world/tls", ""]
+    assert tls.changes[1].path == TLS.nginx_site  # the site is installed again, after it
+    assert "ec_paramgen_curve:prime256v1" in tls.changes[0].script
+
+
+def test_letsencrypt_serves_the_challenge_before_asking_and_shows_the_request():
+    plan = nginx.plan(LETSENCRYPT, converged_facts(LETSENCRYPT))
+    serve_http, certbot, site = plan.changes
+    assert isinstance(serve_http, Call) and "certbot certonly --webroot" in certbot.script
+    assert certbot.would == "request a Let's Encrypt certificate for example.org"
+
+
+def test_firewall_allows_ssh_before_enabling_behind_a_dead_man_switch():
+    plan = firewall.plan(S, Facts(ssh_port=2222))
+    allow, enable, boot = plan.changes
+    assert allow.script.splitlines()[0] == "ufw allow 2222/tcp >/dev/null"
+    assert enable.said == "enabled ufw" and enable.run is firewall.enable
+    assert "--on-active=120 /usr/sbin/ufw --force disable" in firewall.enable_script(S)
+    assert boot.said == "enabled ufw at boot"
+
+
+def test_harden_proves_key_login_before_the_change_even_in_a_dry_run():
+    from tasks.steps import harden
+    assert harden.plan(harden.WANTED).ok == "password and root login already off"
+    prove, change = harden.plan({"permitrootlogin": "yes"}).changes
+    assert prove.read_only and prove.run is harden.prove_key_login and not change.read_only
+    assert "sshd -t" in harden.apply_script("PermitRootLogin no\n", 120)
+
+
+def test_rollback_plans_a_covered_switch_or_says_why_not():
+    f = parse(CONVERGED)
+    (switch_back,) = deploy.rollback_plan(S, f).changes
+    assert switch_back.said == "20260101T000000Z-aaaa -> 20250101T000000Z-bbbb"
+    assert deploy.rollback_plan(S, f, "20260101T000000Z-aaaa").ok == \
+        "20260101T000000Z-aaaa is already live"
+    with pytest.raises(DeployError, match="no release 'nope'"):
+        deploy.rollback_plan(S, f, "nope")
+
+
+class RecordingHost:
+    """Just enough of a Host to see what the applier runs."""
+
+    def __init__(self, dry_run, facts):
+        self.dry_run, self.facts, self.name, self.ran = dry_run, facts, "web1", []
+
+    def change(self, script, timeout=None):
+        self.ran.append(script)
+
+    def put(self, content, path, *args):
+        self.ran.append(f"put {path}")
+
+
+def test_a_dry_run_runs_nothing_and_says_the_same_as_a_real_run(capsys):
+    plan = packages.plan(S, Facts(os_id="debian", apt_age=0))
+    dry = RecordingHost(True, Facts())
+    assert apply(dry, plan) == ("changed", "installed python3-venv, nginx, supervisor, ufw")
+    assert dry.ran == []
+    real = RecordingHost(False, Facts())
+    assert apply(real, plan) == apply(dry, plan) and len(real.ran) == 1
+    assert apply(real, Plan(ok="nothing to do")) == ("ok", "nothing to do")
+
+
+def test_every_fact_is_declared_with_its_shell_and_parser():
+    from dataclasses import fields
+    text = script(S)
+    for f in fields(Facts):
+        assert f"echo @@{f.name}\n" in text and "fact" in f.metadata
+    assert parse("") == Facts()  # every fact has a default

@@ -8,15 +8,14 @@ certificates come from certbot's webroot plugin, which needs the site to serve
 
 from pathlib import Path
 
-from tasks.core import q, say
-from tasks.files import ensure_file, fingerprint
+from tasks.core import q
+from tasks.plan import Command, fingerprint, upload
 
 ACME_WEBROOT = "/var/www/letsencrypt"
 
 
-def has_certificate(h):
-    s = h.settings
-    return s.tls_cert_path in h.facts.files and s.tls_key_path in h.facts.files
+def has_certificate(s, facts):
+    return s.tls_cert_path in facts.files and s.tls_key_path in facts.files
 
 
 def self_signed_script(s):
@@ -37,28 +36,22 @@ mv -f {cert}.fab-new {cert}
 """
 
 
-def ensure_certificate(h):
-    """Put the certificate and key in place (all but Let's Encrypt); list what changed."""
-    s = h.settings
-    if s.tls == "self-signed" and not has_certificate(h):
-        h.change(self_signed_script(s))
-        return [f"made a self-signed certificate in {s.tls_dir}"]
+def certificate(s, facts):
+    """The changes that put the certificate and key in place (all but Let's Encrypt's)."""
+    if s.tls == "self-signed" and not has_certificate(s, facts):
+        return [Command(f"made a self-signed certificate in {s.tls_dir}", self_signed_script(s))]
     if s.tls == "custom":
+        said = f"installed the certificate in {s.tls_dir}"
         cert = Path(s.tls_cert).expanduser().read_text()
         key = Path(s.tls_key).expanduser().read_text()
-        changed = ensure_file(h, s.tls_cert_path, cert)
-        changed |= ensure_file(h, s.tls_key_path, key, mode="0600", shown=fingerprint)
-        return [f"installed the certificate in {s.tls_dir}"] if changed else []
+        return (upload(facts, said, s.tls_cert_path, cert)
+                + upload(facts, said, s.tls_key_path, key, mode="0600", shown=fingerprint))
     return []
 
 
-def request_letsencrypt(h):
+def letsencrypt_script(s):
     """Ask Let's Encrypt for the site's certificate (nginx must already serve the webroot)."""
-    s = h.settings
     domains = " ".join(f"-d {q(n)}" for n in s.server_name.split())
-    if h.dry_run:
-        say(h.name, f"would request a Let's Encrypt certificate for {s.server_name}")
-        return
-    h.change(f"certbot certonly --webroot -w {ACME_WEBROOT} --cert-name {q(s.name)} {domains} "
-             f"--non-interactive --agree-tos -m {q(s.letsencrypt_email)} --keep-until-expiring "
-             "--deploy-hook 'systemctl reload nginx' -q", timeout=300)
+    return (f"certbot certonly --webroot -w {ACME_WEBROOT} --cert-name {q(s.name)} {domains} "
+            f"--non-interactive --agree-tos -m {q(s.letsencrypt_email)} --keep-until-expiring "
+            "--deploy-hook 'systemctl reload nginx' -q")

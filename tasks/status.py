@@ -1,4 +1,4 @@
-"""`logs` and `status`: operating the running service, on one host or many."""
+"""`fab status`: app, nginx, firewall, release and an HTTP probe per host, in one command each."""
 
 import calendar
 import json
@@ -7,77 +7,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from invoke import Exit, Task, task
+from invoke import task
 
-from tasks.core import DeployError, LinePrefixer, q, say
+from tasks.core import DeployError, q
 from tasks.facts import sections
 from tasks.health import parse_probe, probe_command
 from tasks.provision import open_host
-
-COMPONENTS = ("app", "access", "error", "supervisor", "all")
-
-
-def log_files(s, component):
-    files = {
-        "app": [f"{s.log_dir}/app.log", f"{s.log_dir}/error.log"],
-        "access": [f"/var/log/nginx/{s.name}.access.log"],
-        "error": [f"/var/log/nginx/{s.name}.error.log"],
-        "supervisor": ["/var/log/supervisor/supervisord.log"],
-    }
-    if component == "all":
-        return [f for key in ("app", "access", "error", "supervisor") for f in files[key]]
-    return files[component]
-
-
-def logs_script(files, lines, grep, follow):
-    """Show the last LINES lines of FILES (matching GREP), and follow them if asked."""
-    quoted = " ".join(q(f) for f in files)
-    missing = (f"for f in {quoted}; do [ -e \"$f\" ] || "
-               "echo \"($f does not exist yet: nothing logged there so far)\"; done\n")
-    present = f"set -- ; for f in {quoted}; do [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done\n"
-    header = "" if len(files) > 1 else "-q "
-    if follow:
-        filt = f" | grep --line-buffered -e {q(grep)}" if grep else ""
-        return (missing + present +
-                f"[ $# -gt 0 ] || exit 0\nexec tail -F -n {lines} {header}\"$@\" 2>/dev/null{filt}")
-    if grep:
-        return missing + present + (f"[ $# -gt 0 ] || exit 0\n"
-                                    f"grep -h -e {q(grep)} \"$@\" | tail -n {lines}; true")
-    return missing + present + f"[ $# -gt 0 ] || exit 0\ntail -n {lines} {header}\"$@\""
-
-
-class LogsTask(Task):
-    """`-n` for --lines, as in tail (Invoke would pick `-l`)."""
-
-    def arg_opts(self, name, default, taken_names):
-        opts = super().arg_opts(name, default, taken_names)
-        if name == "lines":
-            opts["names"] = ["lines", "n"]
-        return opts
-
-
-@task(klass=LogsTask, help={
-    "component": f"which log: {', '.join(COMPONENTS)} (default: app)",
-    "lines": "how many lines to show (default 50)",
-    "follow": "keep streaming new lines until Ctrl-C",
-    "grep": "only lines matching this pattern (grep, on the server)",
-})
-def logs(c, component="app", lines=50, follow=False, grep=None):
-    """Show the app's log (or nginx's, supervisor's) from every host, prefixed by host."""
-    if component not in COMPONENTS:
-        raise Exit(f"logs: unknown component {component!r}; use one of {', '.join(COMPONENTS)}",
-                   code=2)
-    if not 0 < int(lines) <= 100000:
-        raise Exit("logs: --lines must be from 1 to 100000", code=2)
-    h = open_host(c, dry_run=False)
-    script = logs_script(log_files(h.settings, component), int(lines), grep, follow)
-    if follow:
-        h.stream(script, LinePrefixer(h.name))
-        return None
-    out = h.read(script)
-    if out:
-        say(h.name, out)
-    return None
 
 
 @dataclass
@@ -112,29 +47,33 @@ class Status:
     def failed(self):
         return bool(self.problems)
 
+    changed = False
+
+    def recap(self):
+        return "healthy" if self.healthy else "; ".join(self.problems)
+
     def as_dict(self):
         out = asdict(self)
         out.pop("as_json")
         return {**out, "healthy": self.healthy}
 
     @staticmethod
-    def report(outcomes):
-        """Print one table (or JSON) for every host; return the hosts that are not healthy."""
-        rows = [result if isinstance(result, Status)
-                else Status(host, problems=["unreachable or failed (see above)"])
-                for host, result in outcomes]
+    def report(results):
+        """Print one table (or JSON) for every host of RESULTS ({host: result})."""
+        rows = [result if isinstance(result, Status) else Status(host, problems=[result.recap()])
+                for host, result in results.items()]
         if any(r.as_json for r in rows):
             print(json.dumps([r.as_dict() for r in rows], indent=2))
         else:
             print_table(rows)
-        return [r.host for r in rows if r.problems]
 
 
 # certbot renews 30 days before expiry; under two weeks left, renewal has been failing.
 TLS_WARN_DAYS = 14
 
 
-def check(st, ok, problem):
+def expect(st, ok, problem):
+    """Note PROBLEM on status ST unless OK."""
     if not ok:
         st.problems.append(problem)
     return ok
@@ -193,21 +132,21 @@ def parse_status(host, s, text):
         st.tls_expires = time.strftime("%Y-%m-%d", time.gmtime(end))
         st.tls_days_left = int((end - time.time()) // 86400)
 
-    check(st, st.app_state == "RUNNING", f"app is {st.app_state}")
-    check(st, st.app_state != "RUNNING" or st.workers == s.workers,
+    expect(st, st.app_state == "RUNNING", f"app is {st.app_state}")
+    expect(st, st.app_state != "RUNNING" or st.workers == s.workers,
           f"{st.workers} workers running, {s.workers} wanted")
-    check(st, st.nginx_active, "nginx is not active")
-    check(st, st.nginx_config_ok, f"nginx -t failed: {st.nginx_config}")
-    check(st, st.ufw_active, "ufw is not active")
-    check(st, bool(st.release), "no release deployed")
-    check(st, st.http_status == 200, f"HTTP {s.health_path} through nginx gave {st.http_status}")
-    check(st, st.http_status != 200 or st.http_body_ok,
+    expect(st, st.nginx_active, "nginx is not active")
+    expect(st, st.nginx_config_ok, f"nginx -t failed: {st.nginx_config}")
+    expect(st, st.ufw_active, "ufw is not active")
+    expect(st, bool(st.release), "no release deployed")
+    expect(st, st.http_status == 200, f"HTTP {s.health_path} through nginx gave {st.http_status}")
+    expect(st, st.http_status != 200 or st.http_body_ok,
           f"HTTP body lacks {s.health_text!r}")
     for unit, on in sorted(st.enabled.items()):
-        check(st, on, f"{unit} is not enabled at boot")
+        expect(st, on, f"{unit} is not enabled at boot")
     if s.tls != "off":
-        check(st, bool(st.tls_expires), f"no certificate at {s.tls_cert_path}")
-        check(st, st.tls_days_left is None or st.tls_days_left >= TLS_WARN_DAYS,
+        expect(st, bool(st.tls_expires), f"no certificate at {s.tls_cert_path}")
+        expect(st, st.tls_days_left is None or st.tls_days_left >= TLS_WARN_DAYS,
               f"the certificate expires in {st.tls_days_left} days ({st.tls_expires})")
     return st
 
@@ -258,7 +197,7 @@ def strip_ansi(text):
 @task(help={"json": "print JSON (a list with one object per host) instead of a table"})
 def status(c, json=False):
     """Show app, nginx, firewall, release and an HTTP probe per host; exit 1 if unhealthy."""
-    h = open_host(c, dry_run=False)
+    h = open_host(c)
     try:
         text = h.read(status_script(h.settings))
     except DeployError as e:

@@ -1,4 +1,4 @@
-"""The local sandbox: throwaway Debian 12 servers with systemd, booted on this machine.
+"""Booting, reaching and removing sandbox servers: throwaway Debian 12 machines with systemd.
 
 Each server is a ``systemd-nspawn -b`` container booted from an overlay of one
 cached base root filesystem, in its own network namespace on a private
@@ -20,10 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from invoke import Exit, task
-
-PROJECT = Path(__file__).resolve().parent.parent
-STATE = Path(os.environ.get("FAB_SANDBOX_DIR", PROJECT / ".sandbox"))
+# The checkout's .sandbox/ (sandbox/ sits beside tasks/), unless FAB_SANDBOX_DIR says otherwise.
+STATE = Path(os.environ.get("FAB_SANDBOX_DIR", Path(__file__).resolve().parents[1] / ".sandbox"))
 CACHE = Path(os.environ.get("FAB_SANDBOX_CACHE", "/var/cache/fab-sandbox"))
 SUITE = "bookworm"
 PACKAGES = "openssh-server,python3,sudo,iproute2,systemd-sysv,dbus,libpam-systemd"
@@ -468,59 +466,3 @@ def reboot_server(name, timeout=BOOT_TIMEOUT):
     wait_for(rebooted, timeout, f"{name} to come back from reboot")
     wait_ready(server, timeout)
     return server
-
-
-def usage(server):
-    return f"fab -S {STATE / 'ssh_config'} -H {server.name} provision"
-
-
-def describe(server):
-    state = "running" if running(server) else "stopped"
-    return f"{server.name:<12} {server.address:<14} {state:<8} {usage(server)}"
-
-
-def guarded(fn):
-    """Run a sandbox action, turning SandboxError into one line and exit 1."""
-    try:
-        return fn()
-    except SandboxError as e:
-        raise Exit(f"sandbox: {e}", code=1) from None
-
-
-@task(help={
-    "count": "how many servers to boot (default 1)",
-    "sudo-password": "give user tom this sudo password (default: passwordless sudo)",
-})
-def up(c, count=1, sudo_password=None):
-    """Boot N fresh Debian 12 servers (sandbox-1..N) and print how to reach them."""
-    def run():
-        started = time.monotonic()
-        booted = [boot(f"sandbox-{i}", sudo_password) for i in range(1, count + 1)]
-        print(f"sandbox: {len(booted)} server(s) up in {time.monotonic() - started:.1f}s")
-        for server in booted:
-            print(describe(server))
-    guarded(run)
-
-
-@task
-def down(c):
-    """Stop every sandbox server and remove its network, overlay and the proxy."""
-    guarded(lambda: (require_root_linux(), down_all()))
-    print("sandbox: down")
-
-
-@task(name="list")
-def list_(c):
-    """Show the sandbox servers: name, address, state and how to reach them."""
-    known = servers()
-    for server in known:
-        print(describe(server))
-    if not known:
-        print("sandbox: no servers (start some with `fab sandbox.up`)")
-
-
-@task(help={"name": "the server to reboot, e.g. sandbox-1"})
-def reboot(c, name):
-    """Reboot one sandbox server for real and wait until it is back."""
-    server = guarded(lambda: reboot_server(name))
-    print(f"sandbox: {server.name} rebooted and running at {server.address}")

@@ -13,12 +13,13 @@ import io
 import os
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.core import CHANGED, OK, DeployError, q, render, say
-from tasks.deploy import bridged, link_current, live_release, switch_to
+from tasks.core import DeployError, q, render
 from tasks.facts import ancestors
-from tasks.files import ensure_file, mask
+from tasks.plan import Call, Command, Plan, Step, mask, upload
+from tasks.switch import bridged, link_current, live_release, serving, switch_to
 
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", "node_modules"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -38,10 +39,10 @@ def source_files(root):
     return out
 
 
-def content_hash(root):
+def content_hash(root, files=None):
     """A hash of the app's paths, exec bits and bytes: equal trees, equal hashes."""
     digest = hashlib.sha256()
-    for path in source_files(root):
+    for path in files or source_files(root):
         rel = path.relative_to(root).as_posix()
         digest.update(f"{rel}\0{os.access(path, os.X_OK)}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -119,25 +120,6 @@ echo "$sha $(git -C {m} show "$sha:requirements.txt" | sha256sum | cut -c1-16)"
 """
 
 
-def resolve(h):
-    """(release identity, requirements hash, what a dry run would do) of the app to ship.
-
-    A local folder is hashed here; a git source is fetched on the server, whose commit is
-    the identity (in a dry run it is only looked up, with `git ls-remote`)."""
-    s = h.settings
-    if not s.source_is_git:
-        action = f"upload {len(source_files(s.source_path))} files" if h.dry_run else ""
-        return content_hash(s.source_path), requirements_hash(s.source_path), action
-    if h.dry_run:
-        if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
-            return s.ref, None, f"fetch {s.source}"
-        out = h.read(f"git ls-remote -- {q(s.source)} {q(s.ref)} 2>&1 | head -n1 || true")
-        sha = out.split()[0] if out.split() and len(out.split()[0]) == 40 else "?" * 8
-        return sha, None, f"fetch {s.source} ({s.ref})"
-    sha, venv_hash = h.change(git_resolve_script(s), timeout=300).split()
-    return sha, venv_hash, ""
-
-
 def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
     """Unpack the app into releases/RID (UNPACK: lines filling "$release") and link its
     virtualenv (built if new)."""
@@ -181,60 +163,110 @@ done
 """
 
 
-def ensure_runtime_files(h):
-    """gunicorn's config and the app's environment file; True if either changed."""
-    s, f = h.settings, h.facts
-    if s.conf_dir not in f.modes:
-        h.change(f"install -d -o root -g root -m 0755 {q(s.conf_dir)}")
-    changed = ensure_file(h, s.gunicorn_conf, render("gunicorn.conf.py.j2", env_path=s.env_path,
-                                                      user=s.user))
+def runtime_files(s, facts, said):
+    """gunicorn's config and the app's environment file, as changes (SAID by each)."""
+    changes = []
+    if s.conf_dir not in facts.modes:
+        changes.append(Command("", f"install -d -o root -g root -m 0755 {q(s.conf_dir)}"))
+    changes += upload(facts, said, s.gunicorn_conf,
+                      render("gunicorn.conf.py.j2", env_path=s.env_path, user=s.user))
     if s.env_file:
         env = Path(s.env_file).expanduser().read_text()
-        changed |= ensure_file(h, s.env_path, env, "root", s.user, "0640", shown=mask)
-    elif s.env_path in f.files:
-        h.change(f"rm -f {q(s.env_path)}")
-        changed = True
-    return changed
+        changes += upload(facts, said, s.env_path, env, "root", s.user, "0640", shown=mask)
+    elif s.env_path in facts.files:
+        changes.append(Command(said, f"rm -f {q(s.env_path)}"))
+    return changes
 
 
-def converge(h):
-    """Layout, runtime files, then a new release if the local app differs from the live one."""
-    s, f = h.settings, h.facts
-    changes = []
-    layout = layout_script(s, f)
-    if layout:
-        h.change("\n".join(layout))
-        changes.append("prepared the app layout" if f.user_exists else f"created user {s.user}")
-    runtime_changed = ensure_runtime_files(h)
-    tree_hash, venv_hash, action = resolve(h)
-    if tree_hash == f.current_hash:
-        if runtime_changed:
-            live = live_release(h)
-            if live and not h.dry_run:
-                bridged(h, live, f"supervisorctl restart {q(s.name)} >/dev/null")
-            changes.append("updated the app's environment")
-        return (CHANGED, ", ".join(changes)) if changes else (OK, "")
-    build_venv = venv_hash not in f.venvs
-    rid = release_id(tree_hash)
-    previous = f.links.get(s.current, "").rpartition("/")[2]
+@dataclass(frozen=True)
+class Source:
+    """The app to ship, as resolved before planning."""
+
+    identity: str  # content hash of a local folder, or the commit of a git source (None:
+    #                a git source not fetched yet, because the server has no layout yet)
+    venv_hash: str  # hash of its requirements.txt (None: not known yet)
+    action: str = ""  # what a dry run would do to get it ("upload 3 files")
+
+
+def resolve(h):
+    """The Source to ship. A local folder is hashed here; a git source is fetched into the
+    server's mirror, whose commit is the identity (a dry run only looks it up, with
+    `git ls-remote`; a server without releases fetches when the release is built)."""
+    s = h.settings
+    if not s.source_is_git:
+        files = source_files(s.source_path)
+        return Source(content_hash(s.source_path, files), requirements_hash(s.source_path),
+                      f"upload {len(files)} files")
     if h.dry_run:
-        say(h.name, f"would {action} as release {rid}"
-                    + (f" and build virtualenv {venv_hash}" if build_venv and venv_hash else ""))
-    else:
-        unpack = unpack_commit(s, tree_hash) if s.source_is_git else \
-            unpack_tarball(h.upload(tarball(s.source_path)))
-        try:
-            h.change("\n".join(release_script(s, unpack, rid, tree_hash, venv_hash, build_venv)),
-                     timeout=900)
-            if live_release(h):
-                switch_to(h, rid, previous)
-            else:  # nothing is serving yet: just point `current` at it
-                h.change(link_current(s, rid))
-        except DeployError:
-            if previous:  # the new release never stayed live: remove it
-                h.change(f"rm -rf {q(s.releases)}/{q(rid)}")
-            raise
-        h.change(prune_script(s, [rid, previous]))
-    build_venv = build_venv and venv_hash  # unknown in a dry run of a git source
-    changes.append(f"released {rid}" + (f" with new virtualenv {venv_hash}" if build_venv else ""))
-    return CHANGED, ", ".join(changes)
+        if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
+            return Source(s.ref, None, f"fetch {s.source}")
+        out = h.read(f"git ls-remote -- {q(s.source)} {q(s.ref)} 2>&1 | head -n1 || true")
+        sha = out.split()[0] if out.split() and len(out.split()[0]) == 40 else "?" * 8
+        return Source(sha, None, f"fetch {s.source} ({s.ref})")
+    return fetch(h) if h.facts.current_hash else Source(None, None)
+
+
+def fetch(h):
+    """Fetch the git source into the server's mirror: Source(commit, requirements hash)."""
+    sha, venv_hash = h.change(git_resolve_script(h.settings), timeout=300).split()
+    return Source(sha, venv_hash)
+
+
+def released(rid, new_venv):
+    return f"released {rid}" + (f" with new virtualenv {new_venv}" if new_venv else "")
+
+
+def ship(h, source, rid=None):
+    """Build a release of SOURCE and make it live (checked by a candidate if the app is
+    serving); a release that fails on the way is removed. Then prune. Returns what it did."""
+    s, f = h.settings, h.facts
+    if source.identity is None:
+        source = fetch(h)
+    rid = rid or release_id(source.identity)
+    build_venv = source.venv_hash not in f.venvs
+    previous = f.links.get(s.current, "").rpartition("/")[2]
+    unpack = unpack_commit(s, source.identity) if s.source_is_git else \
+        unpack_tarball(h.upload(tarball(s.source_path)))
+    try:
+        h.change("\n".join(release_script(s, unpack, rid, source.identity, source.venv_hash,
+                                          build_venv)), timeout=900)
+        if live_release(h):
+            switch_to(h, rid, previous)
+        else:  # nothing is serving yet: just point `current` at it
+            h.change(link_current(s, rid))
+    except DeployError:
+        if previous:  # the new release never stayed live: remove it
+            h.change(f"rm -rf {q(s.releases)}/{q(rid)}")
+        raise
+    h.change(prune_script(s, [rid, previous]))
+    return released(rid, source.venv_hash if build_venv else None)
+
+
+def restart(h):
+    """Restart the live app the covered way (after its environment changed)."""
+    bridged(h, live_release(h), f"supervisorctl restart {q(h.settings.name)} >/dev/null")
+
+
+def plan(s, facts, source, rid=None):
+    """Layout, runtime files, then a new release if SOURCE differs from the live one."""
+    layout = layout_script(s, facts)
+    changes = [Command("prepared the app layout" if facts.user_exists
+                       else f"created user {s.user}", "\n".join(layout))] if layout else []
+    if source.identity is not None and source.identity == facts.current_hash:
+        runtime = runtime_files(s, facts, "updated the app's environment")
+        if runtime and serving(s, facts):
+            runtime.append(Call("", restart))
+        return Plan(changes + runtime,
+                    ok=f"release {facts.links.get(s.current, '').rpartition('/')[2]} is live")
+    rid = rid or (release_id(source.identity) if source.identity else "<time>-<commit>")
+    new_venv = source.venv_hash if source.venv_hash and source.venv_hash not in facts.venvs \
+        else None
+    would = f"{source.action} as release {rid}" + (
+        f" and build virtualenv {new_venv}" if new_venv else "")
+    ship_it = Call(released(rid, new_venv), lambda h: ship(h, source, rid if source.identity
+                                                           else None), would)
+    return Plan(changes + runtime_files(s, facts, "") + [ship_it])
+
+
+STEP = Step("app", lambda h: plan(h.settings, h.facts, resolve(h)),
+            "Create the app user and upload the app as a release with its virtualenv.")

@@ -1,0 +1,71 @@
+"""`fab logs`: the app's log (or nginx's, supervisor's), from one host or many."""
+
+from invoke import Exit, Task, task
+
+from tasks.core import LinePrefixer, q, say
+from tasks.provision import open_host
+
+COMPONENTS = ("app", "access", "error", "supervisor", "all")
+
+
+def log_files(s, component):
+    files = {
+        "app": [f"{s.log_dir}/app.log", f"{s.log_dir}/error.log"],
+        "access": [f"/var/log/nginx/{s.name}.access.log"],
+        "error": [f"/var/log/nginx/{s.name}.error.log"],
+        "supervisor": ["/var/log/supervisor/supervisord.log"],
+    }
+    if component == "all":
+        return [f for key in ("app", "access", "error", "supervisor") for f in files[key]]
+    return files[component]
+
+
+def logs_script(files, lines, grep, follow):
+    """Show the last LINES lines of FILES (matching GREP), and follow them if asked."""
+    quoted = " ".join(q(f) for f in files)
+    missing = (f"for f in {quoted}; do [ -e \"$f\" ] || "
+               "echo \"($f does not exist yet: nothing logged there so far)\"; done\n")
+    present = f"set -- ; for f in {quoted}; do [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done\n"
+    header = "" if len(files) > 1 else "-q "
+    if follow:
+        filt = f" | grep --line-buffered -e {q(grep)}" if grep else ""
+        return (missing + present +
+                f"[ $# -gt 0 ] || exit 0\nexec tail -F -n {lines} {header}\"$@\" 2>/dev/null{filt}")
+    if grep:
+        return missing + present + (f"[ $# -gt 0 ] || exit 0\n"
+                                    f"grep -h -e {q(grep)} \"$@\" | tail -n {lines}; true")
+    return missing + present + f"[ $# -gt 0 ] || exit 0\ntail -n {lines} {header}\"$@\""
+
+
+class LogsTask(Task):
+    """`-n` for --lines, as in tail (Invoke would pick `-l`)."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        if name == "lines":
+            opts["names"] = ["lines", "n"]
+        return opts
+
+
+@task(klass=LogsTask, help={
+    "component": f"which log: {', '.join(COMPONENTS)} (default: app)",
+    "lines": "how many lines to show (default 50)",
+    "follow": "keep streaming new lines until Ctrl-C",
+    "grep": "only lines matching this pattern (grep, on the server)",
+})
+def logs(c, component="app", lines=50, follow=False, grep=None):
+    """Show the app's log (or nginx's, supervisor's) from every host, prefixed by host."""
+    if component not in COMPONENTS:
+        raise Exit(f"logs: unknown component {component!r}; use one of {', '.join(COMPONENTS)}",
+                   code=2)
+    if not 0 < int(lines) <= 100000:
+        raise Exit("logs: --lines must be from 1 to 100000", code=2)
+    h = open_host(c)
+    script = logs_script(log_files(h.settings, component), int(lines), grep, follow)
+    if follow:
+        h.stream(script, LinePrefixer(h.name))
+        return None
+    out = h.read(script)
+    if out:
+        say(h.name, out)
+    return None

@@ -1,0 +1,63 @@
+"""Step 5: ufw with only what must be open, without ever locking the operator out."""
+
+from tasks.core import DeployError, q
+from tasks.login import prove_fresh_login
+from tasks.plan import Call, Command, Plan, Step
+
+DEADMAN = "fab-ufw-revert"
+
+HTTPS = "allow 443/tcp"
+
+
+def wanted_rules(s, facts):
+    """The allow rules, SSH first: the port this very connection came in on."""
+    return [f"allow {facts.ssh_port}/tcp", "allow 80/tcp", *([HTTPS] if s.tls != "off" else [])]
+
+
+def rule_changes(s, facts):
+    """(rules to add, rules to delete, whether to enable ufw)."""
+    wanted = wanted_rules(s, facts)
+    missing = [rule for rule in wanted if rule not in facts.ufw_rules]
+    unwanted = [HTTPS] if HTTPS in facts.ufw_rules and HTTPS not in wanted else []
+    return missing, unwanted, not facts.ufw_active
+
+
+def enable_script(s):
+    """Enable ufw behind a dead-man switch that turns it off again unless cancelled."""
+    return (f"systemctl stop {DEADMAN}.timer >/dev/null 2>&1 || true\n"
+            f"systemd-run --quiet --unit={DEADMAN} "
+            f"--on-active={s.firewall_revert_after} /usr/sbin/ufw --force disable\n"
+            "ufw --force enable >/dev/null")
+
+
+def enable(h):
+    """Enable ufw, then prove a fresh SSH login works before cancelling the dead-man switch."""
+    h.change(enable_script(h.settings))
+    if not prove_fresh_login(h.c):
+        h.change(f"ufw --force disable >/dev/null; systemctl stop {DEADMAN}.timer || true")
+        raise DeployError(f"a fresh SSH connection failed after enabling ufw, so it was "
+                          f"turned off again; check that port {h.facts.ssh_port} is reachable")
+    h.change(f"systemctl stop {q(DEADMAN)}.timer >/dev/null 2>&1 || true")
+
+
+def plan(s, facts):
+    """The missing allow rules (SSH first), HTTPS closed when TLS is off, ufw on and at boot."""
+    missing, unwanted, off = rule_changes(s, facts)
+    changes = []
+    if missing:
+        changes.append(Command(f"allowed {', '.join(r.split()[1] for r in missing)}",
+                               "\n".join(f"ufw {rule} >/dev/null" for rule in missing)))
+    if unwanted:
+        changes.append(Command(f"closed {', '.join(r.split()[1] for r in unwanted)}",
+                               "\n".join(f"ufw delete {rule} >/dev/null" for rule in unwanted)))
+    if off:
+        changes.append(Call("enabled ufw", enable, "enable ufw, proving SSH still works"))
+    if facts.service("ufw").enabled != "enabled":
+        changes.append(Command("enabled ufw at boot", "systemctl enable ufw >/dev/null 2>&1"))
+    wanted = wanted_rules(s, facts)
+    return Plan(changes, ok=f"ufw active, {len(wanted)} rules present "
+                            f"({', '.join(r.split()[1] for r in wanted)})")
+
+
+STEP = Step("firewall", lambda h: plan(h.settings, h.facts),
+            "Allow SSH and HTTP in ufw and enable it, proving SSH still works.")

@@ -1,0 +1,90 @@
+"""Step 4: the nginx site in front of gunicorn, validated before it goes live."""
+
+from tasks.core import DeployError, q, render, say
+from tasks.plan import Call, Command, Plan, Step, Upload, differs
+from tasks.steps import tls as tls_step
+
+DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+
+
+def render_site(s, tls=None):
+    """The site; TLS=False renders it without https (while Let's Encrypt is still to ask)."""
+    return render("nginx-site.j2", name=s.name, server_name=s.server_name, current=s.current,
+                  port=s.port, tls=s.tls != "off" if tls is None else tls,
+                  tls_cert=s.tls_cert_path, tls_key=s.tls_key_path, hsts_max_age=s.hsts_max_age,
+                  acme_webroot=tls_step.ACME_WEBROOT if s.tls == "letsencrypt" else "")
+
+
+def validate_script(staged, name):
+    """Test the whole nginx tree as it would be, in a copy, before anything is live."""
+    return f"""
+tree=$(mktemp -d)
+trap 'rm -rf "$tree" {q(staged)}' EXIT
+cp -a /etc/nginx/. "$tree/"
+rm -f "$tree/sites-enabled/{name}" "$tree/sites-enabled/default"
+cp {q(staged)} "$tree/sites-enabled/{name}"
+sed -i "s#/etc/nginx/#$tree/#g" "$tree/nginx.conf"
+if ! out=$(nginx -t -c "$tree/nginx.conf" 2>&1); then
+  printf '%s\\n' "$out" | sed "s#$tree/#/etc/nginx/#g" | grep -v 'test failed' | tail -n1 >&2
+  exit 1
+fi
+"""
+
+
+def install_script(s, staged):
+    """Validate the STAGED site in a copy of /etc/nginx, then make it live and reload."""
+    webroot = f"install -d -m 0755 {tls_step.ACME_WEBROOT}\n" if s.tls == "letsencrypt" else ""
+    return (validate_script(staged, s.name) + webroot
+            + f"install -m 0644 {q(staged)} {q(s.nginx_site)}.fab-new\n"
+            f"mv -f {q(s.nginx_site)}.fab-new {q(s.nginx_site)}\n"
+            f"ln -sfn {q(s.nginx_site)} {q(s.nginx_enabled)}.fab-new\n"
+            f"mv -Tf {q(s.nginx_enabled)}.fab-new {q(s.nginx_enabled)}\n"
+            f"rm -f {DEFAULT_SITE}\n"
+            "nginx -t -q\n"
+            "systemctl reload-or-restart nginx\n")
+
+
+def install_site(h, content):
+    """Make CONTENT the site the validated way; the old config stays live if nginx refuses."""
+    try:
+        h.change(install_script(h.settings, h.upload(content)))
+    except DeployError as e:
+        raise DeployError(f"nginx rejected the new config, the old one stays live: {e}") from None
+
+
+class Site(Upload):
+    """The site file, installed by `install_site` (validated, linked, nginx reloaded)."""
+
+    def __init__(self, said, path, content):
+        super().__init__(said, path, content, install=lambda h, site: install_site(h, site.content))
+
+    def preview(self, h):
+        super().preview(h)
+        say(h.name, "would reload nginx")
+
+
+def plan(s, facts):
+    """The certificate, the site (validated, linked, the default site removed), nginx on."""
+    changes = tls_step.certificate(s, facts)
+    if s.tls == "letsencrypt" and not tls_step.has_certificate(s, facts):
+        # certbot's challenge is answered by this site, on port 80, before TLS is on.
+        changes += [Call("", lambda h: install_site(h, render_site(s, tls=False))),
+                    Command("got a Let's Encrypt certificate", tls_step.letsencrypt_script(s),
+                            timeout=300,
+                            would=f"request a Let's Encrypt certificate for {s.server_name}")]
+    content = render_site(s)
+    site_changed = differs(facts, s.nginx_site, content)
+    link_wrong = facts.links.get(s.nginx_enabled) != s.nginx_site
+    has_default = DEFAULT_SITE in facts.links or DEFAULT_SITE in facts.files
+    if changes or site_changed or link_wrong or has_default:
+        said = ([f"wrote {s.nginx_site}"] if site_changed else []) + \
+            ([f"enabled {s.name}"] if link_wrong else []) + \
+            (["removed the default site"] if has_default else [])
+        changes.append(Site(", ".join(said), s.nginx_site, content))
+    if facts.service("nginx") != ("enabled", "active"):
+        changes.append(Command("enabled nginx", "systemctl enable --now nginx >/dev/null 2>&1"))
+    return Plan(changes, ok="site unchanged, enabled, nginx active")
+
+
+STEP = Step("nginx", lambda h: plan(h.settings, h.facts),
+            "Configure the nginx site (validated with nginx -t before it goes live).")

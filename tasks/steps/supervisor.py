@@ -1,0 +1,43 @@
+"""Step 3: the supervisor program that keeps gunicorn alive."""
+
+from tasks.core import q, render
+from tasks.plan import Call, Command, Plan, Step, upload
+from tasks.switch import bridged, live_release, serving
+
+
+def render_conf(s):
+    return render("supervisor.conf.j2", name=s.name, current=s.current, workers=s.workers,
+                  port=s.port, module=s.module, user=s.user, log_dir=s.log_dir,
+                  gunicorn_conf=s.gunicorn_conf)
+
+
+def update_script(s):
+    """Load the changed program, restarting only it (never `reload`: that restarts all)."""
+    return f"supervisorctl reread >/dev/null && supervisorctl update {q(s.name)} >/dev/null"
+
+
+def apply_covered(h):
+    """Load the changed program while a candidate of the live release covers the restart."""
+    bridged(h, live_release(h), update_script(h.settings))
+
+
+def plan(s, facts):
+    """Supervisor on at boot; the program written and loaded if it changed, else running."""
+    changes = []
+    if facts.service("supervisor") != ("enabled", "active"):
+        changes.append(Command("enabled supervisor",
+                               "systemctl enable --now supervisor >/dev/null 2>&1"))
+    written = upload(facts, f"updated {s.supervisor_conf}", s.supervisor_conf, render_conf(s))
+    if written:
+        load = Call("", apply_covered) if serving(s, facts) else Command("", update_script(s))
+        changes += [*written, load]
+    elif facts.program_state != "RUNNING":
+        changes.append(Command(f"started {s.name}",
+                               f"supervisorctl start {q(s.name)} >/dev/null"))
+    if changes:
+        return Plan(changes)
+    return Plan(ok=f"{s.name} running (pid {facts.program_pid}), program unchanged")
+
+
+STEP = Step("supervisor", lambda h: plan(h.settings, h.facts),
+            "Configure the supervisor program that runs gunicorn.")

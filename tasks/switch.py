@@ -1,0 +1,117 @@
+"""The release switch: without downtime, health-checked, rolled back by itself.
+
+How a switch keeps the site answering (`bridged`): the new release is first started
+as a *candidate* gunicorn on port+1 (a transient systemd unit, as the app user) and
+health-checked there; a broken release stops here, before any traffic sees it.
+nginx lists port+1 as a `backup` upstream, so while supervisor restarts the main
+program on the new release (graceful TERM: in-flight requests finish), connections
+the main port refuses go to the candidate. Once the main program answers healthy,
+on its port and through nginx, the candidate is stopped. If it does not, `current`
+is switched back and the main program restarted on the old release.
+
+A plain HUP is not enough: it keeps the master's old interpreter and virtualenv
+(gunicorn #394, #2449), and HUP into a broken release takes the site down.
+"""
+
+import re
+
+from tasks.core import DeployError, q
+from tasks.health import app_url, parse_probe, probe_command
+
+PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
+
+
+def candidate_unit(s):
+    return f"{s.name}-candidate"
+
+
+def expect_healthy(h, base, what, wait):
+    """Probe BASE (a URL) until healthy or WAIT seconds; raise with details if not."""
+    result = h.script(probe_command(h.settings, base, wait), sudo=False)
+    ok, code, ms, excerpt = parse_probe(result.stdout + result.stderr)
+    if not ok:
+        answer = f"HTTP {code}" if code else "no answer"
+        raise DeployError(f"{what} is unhealthy: GET {base}{h.settings.health_path} "
+                          f"gave {answer}: {excerpt[:100]!r}")
+    return code, ms
+
+
+def app_log_tail(h, unit=None, lines=6):
+    """The app's last log lines, errors first: the exception beats gunicorn's own traceback."""
+    s = h.settings
+    source = (f"journalctl -u {q(unit)} -n 200 --no-pager -o cat" if unit
+              else f"tail -n 200 {q(s.log_dir)}/error.log")
+    out = h.script(source + " 2>/dev/null").stdout.splitlines()
+    errors = [line for line in out if PYTHON_ERROR.match(line) and "HaltServer" not in line]
+    shown = list(dict.fromkeys(errors))[-3:] + out[-(lines - 3):] if errors else out[-lines:]
+    return "\n".join("  | " + line for line in shown)
+
+
+def start_candidate(h, release):
+    s = h.settings
+    unit = candidate_unit(s)
+    h.change(f"systemctl stop {q(unit)} >/dev/null 2>&1 || true\n"
+             f"systemctl reset-failed {q(unit)} >/dev/null 2>&1 || true\n"
+             f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
+             f"--working-directory={q(release)} --property=KillMode=mixed "
+             f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
+             f"--chdir {q(release)} --workers {s.workers} "
+             f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
+
+
+def stop_candidate(h):
+    h.change(f"systemctl stop {q(candidate_unit(h.settings))} >/dev/null 2>&1 || true")
+
+
+def link_current(s, rid):
+    """Point `current` at releases/RID by renaming a new symlink over it (atomic)."""
+    return (f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
+            f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
+
+
+def switch_script(s, rid):
+    """Make releases/RID current and restart the main program on it."""
+    return f"{link_current(s, rid)}\nsupervisorctl restart {q(s.name)} >/dev/null"
+
+
+def serving(s, facts):
+    """The path of the release the running app serves, or None if nothing is serving."""
+    link = facts.links.get(s.current, "")
+    return f"{s.dir}/{link}" if link and facts.program_state == "RUNNING" else None
+
+
+def live_release(h):
+    return serving(h.settings, h.facts)
+
+
+def bridged(h, release, action, undo=None):
+    """Run ACTION (which restarts the main program) while a candidate of RELEASE covers
+    for it; afterwards the main program must be healthy, or UNDO runs and this raises."""
+    s = h.settings
+    start_candidate(h, release)
+    try:
+        try:
+            expect_healthy(h, app_url(s.port + 1), "the new release", s.health_timeout)
+        except DeployError as e:
+            raise DeployError(f"{e}; it was not switched in. Its log:\n"
+                              + app_log_tail(h, candidate_unit(s))) from None
+        try:
+            h.change(action)
+            expect_healthy(h, app_url(s.port), "the app after the switch", s.health_timeout)
+            expect_healthy(h, s.site_url, "the site through nginx", s.health_timeout)
+        except DeployError as e:
+            log = app_log_tail(h)
+            if undo:
+                h.change(undo)
+                expect_healthy(h, app_url(s.port), "the app after rolling back", s.health_timeout)
+                e = DeployError(f"{e}; rolled back. App log:\n{log}")
+            raise e from None
+    finally:
+        stop_candidate(h)
+
+
+def switch_to(h, rid, previous):
+    """Make releases/RID live without downtime; roll back to PREVIOUS if it is unhealthy."""
+    s = h.settings
+    undo = switch_script(s, previous) if previous else None
+    bridged(h, f"{s.releases}/{rid}", switch_script(s, rid), undo)
