@@ -205,9 +205,9 @@ class Bench:
             return
         s = self.server()
         fab("-H", s.name, "provision")
-        current = "/home/tom/hello-world/current"
+        current = "/srv/hello-world/current"
         sandbox.ssh(s, "ufw allow 5000/tcp >/dev/null && systemd-run --unit=flaskrun "
-                       f"--uid=tom --working-directory={current} {current}/.venv/bin/flask "
+                       f"--uid=hello-world --working-directory={current} {current}/.venv/bin/flask "
                        "--app app run --host 0.0.0.0 --port 5000")
         sandbox.wait_for(lambda: sandbox.port_open(s.address, 5000), 20, "flask run")
         results = {}

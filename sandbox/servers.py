@@ -112,6 +112,8 @@ def require_root_linux():
 def locked():
     """Serialise sandbox changes across processes (pytest workers, parallel fab runs)."""
     STATE.mkdir(parents=True, exist_ok=True)
+    # Root only: a guest's root can plant setuid files in its overlay below this folder.
+    os.chmod(STATE, 0o700)
     with open(STATE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -131,6 +133,16 @@ def host_sources():
             if match:
                 return match.group(1), None
     raise SandboxError("no Debian mirror in /etc/apt/sources.list*; configure apt on this machine")
+
+
+def mirror_hosts():
+    """The host names of the Debian mirrors the servers use (this machine's own sources)."""
+    mirror, deb822 = host_sources()
+    return sorted(set(re.findall(r"https?://([A-Za-z0-9.-]+)", deb822 or mirror)))
+
+
+# Besides the Debian mirrors, PyPI's index and files: pip's default index on the servers.
+PYPI_HOSTS = ["pypi.org", "files.pythonhosted.org"]
 
 
 def ensure_base():
@@ -190,9 +202,14 @@ def ensure_proxy():
     if proxy_pid():
         return
     conf = STATE / "tinyproxy.conf"
+    # Only the package hosts, by name: never this machine's loopback or link-local services,
+    # the bridge address, or anywhere else.
+    allowed = STATE / "tinyproxy.allow"
+    allowed.write_text("".join(f"^{re.escape(h)}$\n" for h in mirror_hosts() + PYPI_HOSTS))
     conf.write_text(
         f"User nobody\nGroup nogroup\nPort {PROXY_PORT}\nListen {GATEWAY}\nTimeout 600\n"
         f"MaxClients 200\nAllow {SUBNET}.0/24\nConnectPort 443\nConnectPort 80\n"
+        f"Filter \"{allowed}\"\nFilterType ere\nFilterDefaultDeny Yes\n"
         "LogLevel Warning\n"
     )
     log = open(STATE / "tinyproxy.log", "a")
@@ -272,6 +289,7 @@ def seed_upper(server, upper, sudo_password):
     (upper / "etc/ssh").mkdir(parents=True, exist_ok=True)
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{server.name}",
        "-f", str(upper / "etc/ssh/ssh_host_ed25519_key"))
+    shutil.copy(upper / "etc/ssh/ssh_host_ed25519_key.pub", server.dir / "host_key.pub")
     write_file(upper, "/root/.ssh/authorized_keys", pubkey, 0o600)
     os.chmod(upper / "root/.ssh", 0o700)
     home = f"/home/{USER}"
@@ -359,7 +377,7 @@ def write_ssh_config():
     key = STATE / "id_ed25519"
     entries, known = [], []
     for server in servers():
-        pub = server.dir / "upper/etc/ssh/ssh_host_ed25519_key.pub"
+        pub = server.dir / "host_key.pub"  # a copy made before boot: the guest cannot link it
         if pub.exists():
             keytype, blob = pub.read_text().split()[:2]
             known.append(f"{server.name},{server.address} {keytype} {blob}\n")

@@ -120,11 +120,7 @@ class Host:
         missing parent directories are created (root, 0755).
 
         Example: `h.put(conf, "/etc/supervisor/conf.d/shop.conf")`"""
-        tmp = self.upload(content)
-        staged = f"{path}.fab-new"
-        self.change(f"trap 'rm -f {q(tmp)} {q(staged)}' EXIT\n"
-                    f"install -D -o {q(owner)} -g {q(group)} -m {q(mode)} {q(tmp)} {q(staged)}\n"
-                    f"mv -f {q(staged)} {q(path)}")
+        self.change(install_script(self.upload(content), path, owner, group, mode))
 
     def upload(self, content):
         """Copy CONTENT to a fresh temp file on the server (as the SSH user); return its path."""
@@ -148,6 +144,14 @@ class Host:
             say(self.name, "\n".join("    " + line for line in diff.rstrip("\n").split("\n")))
 
 
+def install_script(tmp, path, owner="root", group="root", mode="0644"):
+    """Move the uploaded TMP to PATH atomically (install beside it, then rename)."""
+    staged = f"{path}.fab-new"
+    return (f"trap 'rm -f {q(tmp)} {q(staged)}' EXIT\n"
+            f"install -D -o {q(owner)} -g {q(group)} -m {q(mode)} {q(tmp)} {q(staged)}\n"
+            f"mv -f {q(staged)} {q(path)}\n")
+
+
 class LinePrefixer:
     """A file-like sink that prints each complete line prefixed with the host."""
 
@@ -164,6 +168,9 @@ class LinePrefixer:
         pass
 
 
+NOISE = ("note:", "hint:", "╰", "│", "×", "[end of output]")
+
+
 def explain_failure(result):
     """One line from a failed command: sudo problems get their fix, others their stderr."""
     err = (result.stderr or "").strip()
@@ -173,5 +180,11 @@ def explain_failure(result):
         return "wrong sudo password: check it and run again with --prompt-for-sudo-password"
     if "is not in the sudoers file" in err or "not allowed to execute" in err:
         return "this user may not use sudo: connect as root or add the user to the sudo group"
-    lines = [line for line in (err or result.stdout or "").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else f"command failed with exit code {result.exited}"
+    lines = [line.strip() for line in (err or result.stdout or "").splitlines()
+             if line.strip() and not line.strip().startswith(NOISE)]
+    # pip ends with generic lines ("error: subprocess-exited-with-error"); the cause is above.
+    errors = [line for line in lines if line.lower().startswith(("error", "fatal", "e:"))
+              and "subprocess-exited-with-error" not in line]
+    if errors:
+        return errors[-1]
+    return lines[-1] if lines else f"command failed with exit code {result.exited}"

@@ -50,7 +50,8 @@ def wanted_packages(s):
 
 def managed_files(s):
     tls = [s.tls_cert_path, s.tls_key_path] if s.tls != "off" else []
-    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls]
+    git = [s.git_credentials_path] if s.source_is_git and s.git_credentials else []
+    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls, *git]
 
 
 def managed_dirs(s):
@@ -197,6 +198,13 @@ class Facts:
                   '[ -n "$newest" ] && echo $(( $(date +%s) - $(stat -c %Y "$newest") ))',
         number)
     user_exists: bool = fact(lambda s: f"id -u {q(s.user)} 2>/dev/null", non_empty, False)
+    user_groups: set[str] = fact(lambda s: f"id -Gn {q(s.user)} 2>/dev/null",
+                                 lambda lines: set(" ".join(lines).split()), default_factory=set)
+    build_user_exists: bool = fact(lambda s: "id -u fab-build 2>/dev/null", non_empty, False)
+    program_conf: dict[str, str] = fact(  # user= and directory= of the app's supervisor program
+        lambda s: f"grep -sE '^(user|directory)=' {q(s.supervisor_conf)}",
+        lambda lines: dict(line.strip().split("=", 1) for line in lines if "=" in line),
+        default_factory=dict)
     files: dict[str, FileFact] = fact(  # managed file -> checksum, owner, group, mode
         lambda s: f'for f in {quoted(managed_files(s))}; do\n'
                   '  [ -f "$f" ] && echo "$(sha256sum < "$f" | cut -d\' \' -f1) '

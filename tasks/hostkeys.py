@@ -23,8 +23,24 @@ class UnknownHostKey(SSHException):
 
 
 def known_hosts_files(c):
+    """The user's known_hosts files (ssh_config `UserKnownHostsFile`); keys are recorded in
+    the first."""
     files = c.ssh_config.get("userknownhostsfile") or "~/.ssh/known_hosts"
     return [Path(os.path.expanduser(f)) for f in files.split()]
+
+
+def global_known_hosts_files(c):
+    """The system-wide files (ssh_config `GlobalKnownHostsFile`), read but never written."""
+    files = c.ssh_config.get("globalknownhostsfile") or \
+        "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
+    return [Path(os.path.expanduser(f)) for f in files.split()]
+
+
+def strict(c, policy):
+    """Refuse unknown hosts: app.host_keys is strict, or ssh_config says
+    `StrictHostKeyChecking yes` for this host (as OpenSSH would)."""
+    return policy == "strict" or str(c.ssh_config.get("stricthostkeychecking", "")).lower() \
+        in ("yes", "true")
 
 
 class RecordOrRefuse(MissingHostKeyPolicy):
@@ -45,18 +61,19 @@ class RecordOrRefuse(MissingHostKeyPolicy):
 
 
 def secure(c, policy="accept-new"):
-    """Make connection C check host keys against known_hosts before it connects."""
+    """Make connection C check host keys against known_hosts (the user's and the
+    system-wide ones) before it connects."""
     files = known_hosts_files(c)
-    for path in files:
+    for path in [*files, *global_known_hosts_files(c)]:
         if path.exists():
             c.client.load_system_host_keys(str(path))
-    c.client.set_missing_host_key_policy(RecordOrRefuse(files[0], policy == "strict"))
+    c.client.set_missing_host_key_policy(RecordOrRefuse(files[0], strict(c, policy)))
     return c
 
 
 def where_known(c, hostname):
     """The known_hosts file that holds HOSTNAME's recorded key, for error messages."""
-    for path in known_hosts_files(c):
+    for path in [*known_hosts_files(c), *global_known_hosts_files(c)]:
         try:
             if any(hostname in line.split(" ", 1)[0].split(",")
                    for line in path.read_text().splitlines()):

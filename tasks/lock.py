@@ -1,7 +1,8 @@
 """The deploy lock: one converging run per app and server at a time.
 
 A directory made with `mkdir` (atomic) holding who took it and a random token; only
-the holder's token gives it back.
+the holder's token gives it back. It lives in a root-only directory: in a world-writable
+one (/run/lock) any local user could squat it, or fill the holder text the operator reads.
 """
 
 import getpass
@@ -11,17 +12,18 @@ import uuid
 
 from tasks.core import DeployError, q
 
-LOCK_DIR = "/run/lock"
+LOCK_DIR = "/run/fab"
 
 
 def lock_path(s):
-    return f"{LOCK_DIR}/fab-{s.name}.lock"
+    return f"{LOCK_DIR}/{s.name}.lock"
 
 
 def acquire_script(s, token, who, break_lock=False):
     """Take the lock (printing `acquired`), or print `held <who holds it>`."""
     lock = q(lock_path(s))
-    return (("rm -rf " + lock + "\n" if break_lock else "") +
+    return (f"install -d -o root -g root -m 0700 {LOCK_DIR}\n" +
+            ("rm -rf " + lock + "\n" if break_lock else "") +
             f"if mkdir {lock} 2>/dev/null; then\n"
             f"  printf '%s\\n' {q(token)} > {lock}/token\n"
             f"  printf '%s\\n' {q(who)} > {lock}/holder; echo acquired\n"

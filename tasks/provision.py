@@ -7,7 +7,7 @@ from tasks.facts import gather
 from tasks.lock import acquire_lock, release_lock
 from tasks.plan import StepFailed, run_step
 from tasks.results import CHANGED, FAILED
-from tasks.settings import for_host
+from tasks.settings import load
 from tasks.steps import PROVISION
 
 DRY_RUN = "show what would change, with diffs, running only read-only commands"
@@ -18,7 +18,7 @@ def open_host(c, dry_run=False):
     """The Host of connection C, with its validated settings."""
     if not hasattr(c, "host"):
         raise Exit("no host given: run it as `fab -H user@server TASK`", code=2)
-    return Host(c, for_host(c.config, c.user), dry_run)
+    return Host(c, load(c.config), dry_run)
 
 
 def converge(c, steps, dry_run=False, break_lock=False):

@@ -15,13 +15,14 @@ import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 PROJECT = Path(__file__).resolve().parent.parent
 
 DEFAULTS = {
     "name": "hello-world",
-    "user": None,  # the SSH user
-    "dir": None,  # /home/<user>/<name>
+    "user": None,  # the app's own system account: <name>
+    "dir": None,  # /srv/<name>
     "source": "hello_world",  # a local folder, or a git URL cloned on the server
     "ref": "HEAD",  # with a git source: the branch, tag or commit to deploy
     "module": "app:app",
@@ -160,6 +161,32 @@ class Settings:
     @property
     def source_is_git(self):
         return is_git_url(self.source)
+
+    @property
+    def git_url(self):
+        """The git source's URL as git sees it: without a password (see git_credentials)."""
+        parts = urlsplit(self.source)
+        if not parts.password:
+            return self.source
+        return urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.hostname}"
+                                         + (f":{parts.port}" if parts.port else "")))
+
+    @property
+    def git_credentials(self):
+        """A git-credential-store line for an http(s) source with a password ("" if none)."""
+        return self.source if urlsplit(self.source).password else ""
+
+    @property
+    def git_credentials_path(self):
+        return f"{self.repo_cache}.credentials"
+
+    @property
+    def source_shown(self):
+        """The source as fab prints it: a password in a URL is masked."""
+        parts = urlsplit(self.source)
+        if not parts.password:
+            return self.source
+        return self.source.replace(f":{parts.password}@", ":****@", 1)
 
     @property
     def repo_cache(self):
@@ -332,26 +359,30 @@ def validate(config):
         problems += certificate_problems(values["tls_cert"], values["tls_key"])
     if problems:
         raise ConfigError(problems)
-    source = Settings(**finish(values, "nobody")).source_path
-    if not is_git_url(values["source"]) and not (source / "requirements.txt").is_file():
-        raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
+    source = Settings(**finish(values)).source_path
+    if not is_git_url(values["source"]):
+        if not (source / "requirements.txt").is_file():
+            raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
+        from tasks.steps.app import DeployError, source_files  # the files a deploy would send
+        try:
+            source_files(source)
+        except DeployError as e:
+            raise ConfigError([str(e)]) from None
     return values
 
 
-def finish(values, ssh_user):
+def finish(values):
     values = dict(values)
-    values["user"] = values["user"] or ssh_user
+    values["user"] = values["user"] or values["name"]
     if values["user"] == "root":
-        raise ConfigError(["the app would run as root: set app.user to an unprivileged user "
-                           "(e.g. FABRIC_APP_USER=tom), it is created if missing"])
-    if not USER_RE.fullmatch(values["user"] or ""):
-        raise ConfigError([f"SSH user {ssh_user!r} is not a valid app user; set app.user"])
-    values["dir"] = values["dir"] or f"/home/{values['user']}/{values['name']}"
+        raise ConfigError(["app.user='root': the app would run as root; leave app.user unset "
+                           "(the app gets its own account, named after it)"])
+    values["dir"] = values["dir"] or f"/srv/{values['name']}"
     for key in INT_RANGES:
         values[key] = int(values[key])
     return {f.name: values[f.name] for f in fields(Settings)}
 
 
-def for_host(config, ssh_user):
-    """The validated Settings for one host (the app user defaults to the SSH user)."""
-    return Settings(**finish(validate(config), ssh_user))
+def load(config):
+    """The validated Settings (the same for every host)."""
+    return Settings(**finish(validate(config)))

@@ -14,6 +14,7 @@ A plain HUP is not enough: it keeps the master's old interpreter and virtualenv
 """
 
 import re
+import uuid
 
 from tasks.core import DeployError, q
 from tasks.health import app_url, parse_probe, probe_command
@@ -22,7 +23,9 @@ PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
 
 
 def candidate_unit(s):
-    return f"{s.name}-candidate"
+    """A fresh unit name per candidate: a stopped transient unit may stay loaded a moment,
+    and starting one of the same name then fails ("already loaded")."""
+    return f"{s.name}-candidate-{uuid.uuid4().hex[:8]}"
 
 
 def expect_healthy(h, base, what, wait):
@@ -48,19 +51,21 @@ def app_log_tail(h, unit=None, lines=6):
 
 
 def start_candidate(h, release):
+    """Start gunicorn on RELEASE, port+1, as the app user; return its unit. Candidates a
+    dead run left behind are stopped first."""
     s = h.settings
     unit = candidate_unit(s)
-    h.change(f"systemctl stop {q(unit)} >/dev/null 2>&1 || true\n"
-             f"systemctl reset-failed {q(unit)} >/dev/null 2>&1 || true\n"
+    h.change(f"systemctl stop {q(s.name + '-candidate-*')} >/dev/null 2>&1 || true\n"
              f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
              f"--working-directory={q(release)} --property=KillMode=mixed "
              f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
              f"--chdir {q(release)} --workers {s.workers} "
              f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
+    return unit
 
 
-def stop_candidate(h):
-    h.change(f"systemctl stop {q(candidate_unit(h.settings))} >/dev/null 2>&1 || true")
+def stop_candidate(h, unit):
+    h.change(f"systemctl stop {q(unit)} >/dev/null 2>&1 || true")
 
 
 def link_current(s, rid):
@@ -88,13 +93,13 @@ def bridged(h, release, action, undo=None):
     """Run ACTION (which restarts the main program) while a candidate of RELEASE covers
     for it; afterwards the main program must be healthy, or UNDO runs and this raises."""
     s = h.settings
-    start_candidate(h, release)
+    unit = start_candidate(h, release)
     try:
         try:
             expect_healthy(h, app_url(s.port + 1), "the new release", s.health_timeout)
         except DeployError as e:
             raise DeployError(f"{e}; it was not switched in. Its log:\n"
-                              + app_log_tail(h, candidate_unit(s))) from None
+                              + app_log_tail(h, unit)) from None
         try:
             h.change(action)
             expect_healthy(h, app_url(s.port), "the app after the switch", s.health_timeout)
@@ -107,7 +112,7 @@ def bridged(h, release, action, undo=None):
                 e = DeployError(f"{e}; rolled back. App log:\n{log}")
             raise e from None
     finally:
-        stop_candidate(h)
+        stop_candidate(h, unit)
 
 
 def switch_to(h, rid, previous):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tasks.core import DeployError, q, render
 from tasks.facts import ancestors
-from tasks.plan import Call, Command, Plan, Step, mask, upload
+from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
 from tasks.switch import bridged, link_current, live_release, serving, switch_to
 
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", "node_modules"}
@@ -26,24 +26,42 @@ SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
 def source_files(root):
-    """The app's files, sorted, without caches or virtualenvs."""
+    """The app's files and links, sorted, without caches or virtualenvs. A link is kept as
+    a link (never read through), and only if it stays inside the folder."""
     root = Path(root)
     if not root.is_dir():
         raise DeployError(f"the app folder {root} does not exist (set app.source)")
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-        for name in sorted(filenames):
+        links = [d for d in dirnames if Path(dirpath, d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and d not in links)
+        for name in sorted(filenames + links):
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                check_link(root, path)
             if not name.endswith(SKIP_SUFFIXES):
-                out.append(Path(dirpath, name))
-    return out
+                out.append(path)
+    return sorted(out)
+
+
+def check_link(root, path):
+    """Refuse a link that leaves the app folder: its target would be uploaded and served."""
+    link = os.readlink(path)
+    target = Path(os.path.normpath(path.parent / link))
+    if os.path.isabs(link) or not target.is_relative_to(root):
+        raise DeployError(f"app.source: {path.relative_to(root)} links to {os.readlink(path)}, "
+                          "outside the app folder: copy the file in, or remove the link")
 
 
 def content_hash(root, files=None):
-    """A hash of the app's paths, exec bits and bytes: equal trees, equal hashes."""
+    """A hash of the app's paths, exec bits and bytes (a link's target): equal trees, equal
+    hashes."""
     digest = hashlib.sha256()
     for path in files or source_files(root):
         rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            digest.update(f"{rel}\0link\0{os.readlink(path)}\0".encode())
+            continue
         digest.update(f"{rel}\0{os.access(path, os.X_OK)}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
@@ -59,8 +77,13 @@ def tarball(root):
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
         for path in source_files(root):
             info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            info.mtime, info.uid, info.gid = 0, 0, 0
+            if path.is_symlink():
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
+                tar.addfile(info)
+                continue
             data = path.read_bytes()
-            info.size, info.mtime, info.uid, info.gid = len(data), 0, 0, 0
+            info.size = len(data)
             info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
@@ -70,11 +93,43 @@ def release_id(tree_hash):
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + tree_hash[:8]
 
 
+BUILD_USER = "fab-build"  # builds virtualenvs: the app's packages never run code as root
+SUDO_GROUPS = {"sudo", "admin", "wheel", "root"}
+
+
+def system_account(name):
+    """A system account with no login shell, no home, no sudo, and a group of its own."""
+    return (f"useradd --system --user-group --shell /usr/sbin/nologin --home-dir /nonexistent "
+            f"--no-create-home {q(name)}")
+
+
+def refusals(s, facts):
+    """Why this deploy tree or app user would let the app reach root (empty: none)."""
+    out = []
+    powerful = SUDO_GROUPS & facts.user_groups
+    if powerful:
+        out.append(f"app.user={s.user} is in group {', '.join(sorted(powerful))}, so the app "
+                   "could become root: leave app.user unset (the app gets its own account)")
+    for d in [*ancestors(s.dir), s.dir, s.releases, s.venvs]:
+        if d not in facts.modes:
+            continue
+        owner, group, mode = facts.modes[d]
+        bits = int(mode, 8)
+        if owner == s.user or bits & 0o002 or (bits & 0o020 and group in facts.user_groups):
+            out.append(f"{d} is writable by the app user {s.user} ({owner}:{group} {mode}): "
+                       f"the deploy tree must be root's; set app.dir below a root-owned "
+                       f"directory (the default is /srv/{s.name})")
+    return out
+
+
 def layout_script(s, facts):
-    """Create the app user and directories; open the path for nginx to traverse."""
+    """Create the app's account (and the build account) and directories; open the path
+    for nginx to traverse."""
     lines = []
     if not facts.user_exists:
-        lines.append(f"useradd --create-home --shell /bin/bash {q(s.user)}")
+        lines.append(system_account(s.user))
+    if not facts.build_user_exists:
+        lines.append(system_account(BUILD_USER))
     wanted = [(s.dir, "root", "root", "755"), (s.releases, "root", "root", "755"),
               (s.venvs, "root", "root", "755"), (s.log_dir, "root", s.user, "750")]
     for path, owner, group, mode in wanted:
@@ -85,6 +140,17 @@ def layout_script(s, facts):
         if int(mode, 8) & 0o001 == 0:
             lines.append(f"chmod o+x {q(d)}")
     return lines
+
+
+def moved(s, facts):
+    """What changes for a deployment made by an earlier version (the app ran as another
+    user, from another tree), as words for the step line; "" if nothing."""
+    before = facts.program_conf
+    old_user, old_dir = before.get("user"), before.get("directory", "").removesuffix("/current")
+    if not before or (old_user, old_dir) == (s.user, s.dir):
+        return ""
+    return (f"moved the app from user {old_user} and {old_dir} to user {s.user} and {s.dir} "
+            f"(the old tree stays, for you to remove: its logs are in {s.log_dir})")
 
 
 def unpack_tarball(tarball_path):
@@ -99,49 +165,82 @@ def unpack_commit(s, sha):
             '| tar -x -C "$release" --no-same-owner']
 
 
+def git_command(s):
+    """git, given the source's credentials (if its URL has any) from a root-only file."""
+    if not s.git_credentials:
+        return "GIT_TERMINAL_PROMPT=0 git"
+    helper = q(f"store --file={s.git_credentials_path}")
+    return f"GIT_TERMINAL_PROMPT=0 git -c credential.helper= -c credential.helper={helper}"
+
+
 def git_resolve_script(s):
     """Fetch the git source into the server's mirror; print the commit of app.ref and the hash
-    of its requirements.txt (the same hash `requirements_hash` gives for a local folder)."""
-    m, url = q(s.repo_cache), q(s.source)
+    of its requirements.txt (the same hash `requirements_hash` gives for a local folder).
+
+    A password in the URL never reaches a command line: git gets the URL without it and
+    the credential from the root-only file its helper reads."""
+    m, url, git = q(s.repo_cache), q(s.git_url), git_command(s)
     return f"""umask 077
 if [ ! -d {m} ]; then
   rm -rf {m}.fab-new
-  git clone --quiet --mirror -- {url} {m}.fab-new
+  {git} clone --quiet --mirror -- {url} {m}.fab-new
   mv {m}.fab-new {m}
 else
   git -C {m} remote set-url origin {url}
-  git -C {m} fetch --quiet --prune origin
+  {git} -C {m} fetch --quiet --prune origin
 fi
 sha=$(git -C {m} rev-parse --verify --quiet {q(s.ref + "^{commit}")}) || {{
-  echo "no commit {s.ref} in {s.source}" >&2; exit 1; }}
+  echo "no commit {s.ref} in {s.source_shown}" >&2; exit 1; }}
 git -C {m} cat-file -e "$sha:requirements.txt" 2>/dev/null || {{
-  echo "no requirements.txt at {s.ref} ($sha) in {s.source}" >&2; exit 1; }}
+  echo "no requirements.txt at {s.ref} ($sha) in {s.source_shown}" >&2; exit 1; }}
 echo "$sha $(git -C {m} show "$sha:requirements.txt" | sha256sum | cut -c1-16)"
 """
 
 
+def build_command(release):
+    """A shell function `build CMD...`: run CMD as the build account in RELEASE, in a
+    transient systemd service, so nothing it starts outlives it (a process left behind
+    could still write the files after they are sealed), for 15 minutes at most."""
+    return (f"build() {{ systemd-run --quiet --wait --pipe --collect --uid={BUILD_USER} "
+            f'--gid={BUILD_USER} --working-directory="{release}" -p RuntimeMaxSec=900 '
+            '--setenv=HOME=/nonexistent --setenv=PIP_NO_CACHE_DIR=1 "$@"; }')
+
+
+def seal(path):
+    """Make PATH root's and read-only to everyone else: no group or other write, no setuid.
+    -h and -R never follow a link the build left there."""
+    return [f"chown -hR root:root {path}", f"chmod -R go-w,ug-s {path}"]
+
+
 def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
-    """Unpack the app into releases/RID (UNPACK: lines filling "$release") and link its
-    virtualenv (built if new)."""
+    """Unpack the app into releases/RID (UNPACK: lines filling "$release"), build what is new
+    as the build account (pip runs packages' build code, in the release, so local packages
+    build in place), then seal it all root's. Last, root writes the release's marker and
+    venv link, after removing whatever the source put there: never writing through a link."""
     release = f"{s.releases}/{rid}"
-    venv = f"{s.venvs}/{venv_hash}"
+    venv = q(f"{s.venvs}/{venv_hash}")
     lines = [f"release={q(release)}", 'rm -rf "$release"', 'install -d -m 0755 "$release"',
-             *unpack,
-             f"printf '%s\\n' {q(tree_hash)} > {q(release)}/.fab-release"]
+             *unpack, build_command("$release")]
     if build_venv:
         # Debian's pip wheel, run by the venv's python, installs into the venv: no pip is
         # copied into every venv (ensurepip alone takes ~4 s of a fresh provision).
-        pip = f"-q --disable-pip-version-check -r {q(release)}/requirements.txt"
-        lines += [f"rm -rf {q(venv)}",
+        pip = '-q --disable-pip-version-check -r "$release/requirements.txt"'
+        lines += [f'chown -hR {BUILD_USER}:{BUILD_USER} "$release"',
+                  f"rm -rf {venv}",
+                  f"install -d -o {BUILD_USER} -g {BUILD_USER} -m 0755 {venv}",
                   "whl=$(ls /usr/share/python-wheels/pip-*.whl 2>/dev/null | tail -n1)",
                   'if [ -n "$whl" ]; then',
-                  f"  python3 -m venv --without-pip {q(venv)}",
-                  f'  {q(venv)}/bin/python "$whl/pip" install {pip}',
+                  f"  build python3 -m venv --without-pip {venv}",
+                  f'  build {venv}/bin/python "$whl/pip" install {pip}',
                   "else",
-                  f"  python3 -m venv {q(venv)} && {q(venv)}/bin/pip install {pip}",
+                  f"  build python3 -m venv {venv}",
+                  f"  build {venv}/bin/pip install {pip}",
                   "fi",
-                  f"touch {q(venv)}/.fab-complete"]
-    lines.append(f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv")
+                  *seal('"$release"'), *seal(venv),
+                  f"touch {venv}/.fab-complete"]
+    lines += ['rm -rf "$release/.fab-release" "$release/.venv"',
+              f"printf '%s\\n' {q(tree_hash)} > \"$release/.fab-release\"",
+              f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv"]
     return lines
 
 
@@ -199,16 +298,21 @@ def resolve(h):
                       f"upload {len(files)} files")
     if h.dry_run:
         if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
-            return Source(s.ref, None, f"fetch {s.source}")
-        out = h.read(f"git ls-remote -- {q(s.source)} {q(s.ref)} 2>&1 | head -n1 || true")
+            return Source(s.ref, None, f"fetch {s.source_shown}")
+        out = h.read(f"{git_command(s)} ls-remote -- {q(s.git_url)} {q(s.ref)} 2>&1 "
+                     "| head -n1 || true")
         sha = out.split()[0] if out.split() and len(out.split()[0]) == 40 else "?" * 8
-        return Source(sha, None, f"fetch {s.source} ({s.ref})")
+        return Source(sha, None, f"fetch {s.source_shown} ({s.ref})")
     return fetch(h) if h.facts.current_hash else Source(None, None)
 
 
 def fetch(h):
     """Fetch the git source into the server's mirror: Source(commit, requirements hash)."""
-    sha, venv_hash = h.change(git_resolve_script(h.settings), timeout=300).split()
+    s = h.settings
+    credentials = s.git_credentials + "\n"
+    if s.git_credentials and differs(h.facts, s.git_credentials_path, credentials, mode="0600"):
+        h.put(credentials, s.git_credentials_path, mode="0600")
+    sha, venv_hash = h.change(git_resolve_script(s), timeout=300).split()
     return Source(sha, venv_hash)
 
 
@@ -249,9 +353,13 @@ def restart(h):
 
 def plan(s, facts, source, rid=None):
     """Layout, runtime files, then a new release if SOURCE differs from the live one."""
+    refused = refusals(s, facts)
+    if refused:
+        raise DeployError(refused[0])
     layout = layout_script(s, facts)
     changes = [Command("prepared the app layout" if facts.user_exists
-                       else f"created user {s.user}", "\n".join(layout))] if layout else []
+                       else f"created the app's account {s.user}", "\n".join(layout))] \
+        if layout else []
     if source.identity is not None and source.identity == facts.current_hash:
         runtime = runtime_files(s, facts, "updated the app's environment")
         if runtime and serving(s, facts):
@@ -263,9 +371,12 @@ def plan(s, facts, source, rid=None):
         else None
     would = f"{source.action} as release {rid}" + (
         f" and build virtualenv {new_venv}" if new_venv else "")
-    ship_it = Call(released(rid, new_venv), lambda h: ship(h, source, rid if source.identity
-                                                           else None), would)
-    return Plan(changes + runtime_files(s, facts, "") + [ship_it])
+    move = moved(s, facts)
+
+    def ship_it(h):
+        return ", ".join(filter(None, [ship(h, source, rid if source.identity else None), move]))
+    said = ", ".join(filter(None, [released(rid, new_venv), move]))
+    return Plan(changes + runtime_files(s, facts, "") + [Call(said, ship_it, would)])
 
 
 STEP = Step("app", lambda h: plan(h.settings, h.facts, resolve(h)),

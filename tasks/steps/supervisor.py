@@ -1,7 +1,7 @@
 """Step 3: the supervisor program that keeps gunicorn alive."""
 
-from tasks.core import q, render
-from tasks.plan import Call, Command, Plan, Step, upload
+from tasks.core import DeployError, install_script, q, render
+from tasks.plan import Command, Plan, Step, upload
 from tasks.switch import bridged, live_release, serving
 
 
@@ -16,9 +16,17 @@ def update_script(s):
     return f"supervisorctl reread >/dev/null && supervisorctl update {q(s.name)} >/dev/null"
 
 
-def apply_covered(h):
-    """Load the changed program while a candidate of the live release covers the restart."""
-    bridged(h, live_release(h), update_script(h.settings))
+def load_covered(h, program):
+    """Write and load the changed PROGRAM (an Upload) while a candidate of the live release
+    covers the restart. If the candidate fails, the old file and process stay as they were,
+    so the next run still sees the change to make."""
+    tmp = h.upload(program.content)
+    try:
+        bridged(h, live_release(h),
+                install_script(tmp, program.path) + update_script(h.settings))
+    except DeployError:
+        h.script(f"rm -f {q(tmp)}", sudo=False)
+        raise
 
 
 def plan(s, facts):
@@ -27,10 +35,11 @@ def plan(s, facts):
     if facts.service("supervisor") != ("enabled", "active"):
         changes.append(Command("enabled supervisor",
                                "systemctl enable --now supervisor >/dev/null 2>&1"))
-    written = upload(facts, f"updated {s.supervisor_conf}", s.supervisor_conf, render_conf(s))
-    if written:
-        load = Call("", apply_covered) if serving(s, facts) else Command("", update_script(s))
-        changes += [*written, load]
+    live = serving(s, facts)
+    program = upload(facts, f"updated {s.supervisor_conf}", s.supervisor_conf, render_conf(s),
+                     install=load_covered if live else None)
+    if program:
+        changes += program if live else [*program, Command("", update_script(s))]
     elif facts.program_state != "RUNNING":
         changes.append(Command(f"started {s.name}",
                                f"supervisorctl start {q(s.name)} >/dev/null"))

@@ -39,7 +39,7 @@ def deploy(server, app, *args, **env):
 
 
 def live_release(server):
-    return on(server, "readlink /home/tom/hello-world/current").strip().rpartition("/")[2]
+    return on(server, "readlink /srv/hello-world/current").strip().rpartition("/")[2]
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +70,11 @@ def test_deploy_on_a_fresh_server_just_works(live):
 
 def test_code_only_deploy_has_zero_downtime_and_installs_nothing(live):
     s, apps = live
-    venvs = on(s, "ls /home/tom/hello-world/venvs")
+    venvs = on(s, "ls /srv/hello-world/venvs")
     proc, load = deploy_under_load(s, make_app(apps, "Hello two"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "new virtualenv" not in proc.stdout
-    assert on(s, "ls /home/tom/hello-world/venvs") == venvs
+    assert on(s, "ls /srv/hello-world/venvs") == venvs
     assert load.failures({"Hello world", "Hello two"}) == {}
     assert load.results[(200, "Hello two")] > 0 and load.total > 100
     assert {http_get(s)[2] for _ in range(20)} == {"Hello two"}
@@ -107,12 +107,12 @@ def test_broken_release_never_serves_and_fails_loudly(live, kind):
 
 def test_a_requirement_that_cannot_install_fails_and_leaves_nothing_behind(live):
     s, apps = live
-    before = on(s, "ls /home/tom/hello-world/releases")
+    before = on(s, "ls /srv/hello-world/releases")
     bad = make_app(apps, "Hello bad pin", extra_requirement="no-such-package-zz==9.9")
     proc = deploy(s, bad)
     assert proc.returncode == 1
     assert "] app         failed   ERROR: No matching distribution found" in proc.stdout
-    assert on(s, "ls /home/tom/hello-world/releases") == before
+    assert on(s, "ls /srv/hello-world/releases") == before
     assert http_get(s)[2] == "Hello three"
 
 
@@ -144,7 +144,8 @@ def test_a_second_concurrent_deploy_fails_fast_naming_the_holder(live):
                              env={**__import__("os").environ, "FABRIC_APP_SOURCE": str(slow)})
     try:
         deadline = time.monotonic() + 30
-        while "fab-hello-world.lock" not in on(s, "ls /run/lock") and time.monotonic() < deadline:
+        while "hello-world.lock" not in on(s, "ls /run/fab 2>/dev/null || true") \
+                and time.monotonic() < deadline:
             time.sleep(0.1)
         started = time.monotonic()
         second = deploy(s, make_app(apps, "Hello five"))
@@ -160,22 +161,22 @@ def test_a_second_concurrent_deploy_fails_fast_naming_the_holder(live):
 
 def test_a_stale_lock_is_broken_only_when_asked(live):
     s, apps = live
-    on(s, "mkdir /run/lock/fab-hello-world.lock && echo 'ghost@gone since long ago' "
-          "> /run/lock/fab-hello-world.lock/holder")
+    on(s, "mkdir -p /run/fab/hello-world.lock && echo 'ghost@gone since long ago' "
+          "> /run/fab/hello-world.lock/holder")
     blocked = deploy(s, make_app(apps, "Hello six"))
     assert blocked.returncode == 1 and "ghost@gone since long ago" in blocked.stdout
     assert deploy(s, make_app(apps, "Hello six"), "--break-lock").returncode == 0
     assert http_get(s)[2] == "Hello six"
-    assert on(s, "ls /run/lock").count("fab-hello-world") == 0
+    assert on(s, "ls /run/fab").count("hello-world") == 0
 
 
 def test_only_the_newest_releases_are_kept(live):
     s, apps = live
     for n in range(3):
         deploy(s, make_app(apps, f"Keep {n}"), FABRIC_APP_KEEP_RELEASES="2")
-    releases = on(s, "ls /home/tom/hello-world/releases").split()
+    releases = on(s, "ls /srv/hello-world/releases").split()
     assert len(releases) == 2 and live_release(s) in releases
-    venvs = on(s, "ls /home/tom/hello-world/venvs").split()
+    venvs = on(s, "ls /srv/hello-world/venvs").split()
     assert len(venvs) == 1  # no release uses the others any more
 
 
@@ -193,7 +194,7 @@ def test_the_env_file_reaches_the_app_and_nowhere_else(live):
     assert proc.returncode == 0, proc.stdout
     assert http_get(s)[2] == "Hello from the env file"
     assert "s3cr3t" not in proc.stdout + proc.stderr + dry.stdout + dry.stderr
-    assert on(s, "stat -c '%U:%G %a' /etc/hello-world/env").strip() == "root:tom 640"
+    assert on(s, "stat -c '%U:%G %a' /etc/hello-world/env").strip() == "root:hello-world 640"
     assert "s3cr3t" not in on(s, "ps -eo args; cat /etc/supervisor/conf.d/hello-world.conf")
     assert "Permission denied" in on(s, "su -s /bin/sh -c 'cat /etc/hello-world/env' www-data "
                                         "2>&1 || true")
@@ -239,7 +240,7 @@ def test_a_git_source_is_released_by_commit_and_only_when_it_moves(live):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"-{first[:8]}" in proc.stdout and http_get(s)[2] == "Hello from git"
     assert live_release(s).endswith(first[:8])
-    assert on(s, f"ls -a /home/tom/hello-world/releases/{live_release(s)}").split() == \
+    assert on(s, f"ls -a /srv/hello-world/releases/{live_release(s)}").split() == \
         [".", "..", ".fab-release", ".venv", "app.py", "requirements.txt", "static"]
     assert recap(fab("-H", s.name, "deploy", env=env), s.name) == "ok=6 changed=0 failed=0"
     second = commit(work, "Hello again from git")

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import PROJECT, boot, destroy, fab, http_get, on, recap
 
 SUDO_PW = "s3cret pw"
-ENV = {"FABRIC_SUDO_PASSWORD": SUDO_PW, "FABRIC_APP_USER": "tom"}
+ENV = {"FABRIC_SUDO_PASSWORD": SUDO_PW}
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def test_status_is_healthy_and_json_has_the_same_facts(served):
     table = status(s, env)
     assert table.returncode == 0, table.stdout
     row = table.stdout.splitlines()[1].split()
-    release = on(s, "readlink /home/tom/hello-world/current").strip().rpartition("/")[2]
+    release = on(s, "readlink /srv/hello-world/current").strip().rpartition("/")[2]
     assert row[:2] == [s.name, "RUNNING"] and row[4] == "4/4" and release in row
     data = json.loads(status(s, env, "--json").stdout)[0]
     assert data["healthy"] and data["release"] == release and data["workers"] == 4

@@ -62,7 +62,7 @@ def test_gunicorn_listens_on_localhost_only_and_is_not_reachable(provisioned):
 def test_gunicorn_runs_as_the_app_user_with_four_workers(provisioned):
     host = infra(provisioned)
     gunicorn = [p for p in host.process.filter() if "bin/gunicorn" in p.args]
-    assert {p.user for p in gunicorn} == {"tom"}
+    assert {p.user for p in gunicorn} == {"hello-world"}
     master = int(on(provisioned, "supervisorctl pid hello-world"))
     assert len([p for p in gunicorn if p.ppid == master]) == 4
 
@@ -81,9 +81,9 @@ def test_managed_files_have_owner_and_mode(provisioned):
                  "/etc/nginx/sites-available/hello-world"):
         f = host.file(path)
         assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
-    code = host.file("/home/tom/hello-world/current/app.py")
+    code = host.file("/srv/hello-world/current/app.py")
     assert (code.user, code.mode) == ("root", 0o644)  # the app cannot rewrite its own code
-    assert host.file("/var/log/hello-world").group == "tom"
+    assert host.file("/var/log/hello-world").group == "hello-world"
     assert ".fab-" not in on(provisioned, "ls -a /tmp")  # every temp upload was cleaned up
 
 

@@ -19,12 +19,12 @@ def test_dry_run_on_a_fresh_server_changes_nothing_and_shows_diffs(server):
     proc = fab("-H", server.name, "provision", "--dry-run", check=True)
     assert written_since(server, "/root/.marker") == []
     assert on(server, "dpkg-query -W | md5sum") == packages
-    assert on(server, "ls -d /home/tom/hello-world /var/log/hello-world 2>&1 | grep -c 'No such'") \
+    assert on(server, "ls -d /srv/hello-world /var/log/hello-world 2>&1 | grep -c 'No such'") \
         .strip() == "2"
     out = proc.stdout
     assert "would write /etc/supervisor/conf.d/hello-world.conf" in out
     assert "+++ /etc/nginx/sites-available/hello-world (wanted)" in out
-    assert "+command=/home/tom/hello-world/current/.venv/bin/gunicorn" in out
+    assert "+command=/srv/hello-world/current/.venv/bin/gunicorn" in out
     assert recap(proc, server.name) == "ok=0 changed=5 failed=0"
 
 

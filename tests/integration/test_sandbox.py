@@ -49,6 +49,42 @@ def test_reboot_brings_systemd_back_with_same_address_and_files(server):
     assert server.address in on(server, "ip -4 -o addr show eth0")
 
 
+ASK_PROXY = """\
+import socket, sys
+host, port, method, target = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+with socket.create_connection((host, port), timeout=10) as s:
+    s.sendall(f"{method} {target} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n"
+              .encode())
+    print(s.recv(200).split(b"\\r\\n")[0].decode().split(" ", 2)[1])
+"""
+
+
+def test_a_guest_reaches_only_package_hosts_and_cannot_reach_into_this_machine(server, tmp_path):
+    assert oct(sandbox.STATE.stat().st_mode & 0o777) == "0o700"  # guests' setuid files stay in
+    proxy = sandbox.PROXY.removeprefix("http://").replace(":", " ")
+
+    def ask(method, target):
+        """The status the proxy answers a guest's request with."""
+        return on(server, f"python3 -c '{ASK_PROXY}' {proxy} {method} {target}").strip()
+    assert ask("CONNECT", "pypi.org:443") == "200"
+    assert ask("CONNECT", "deb.debian.org:443") == "200"
+    for method, target in (("CONNECT", "127.0.0.1:22"), ("CONNECT", "localhost:443"),
+                           ("GET", "http://127.0.0.1:8888/"), ("GET", "http://[::1]/"),
+                           ("CONNECT", f"{sandbox.GATEWAY}:22"),
+                           ("GET", "http://169.254.169.254/latest/meta-data/"),
+                           ("CONNECT", "example.org:443")):
+        assert ask(method, target) == "403", (method, target)
+    # A guest's root replaces its host key with a link to a file of this machine: the
+    # sandbox records the key it made before boot, never the file the link points to.
+    secret = tmp_path / "host-secret"
+    secret.write_text("ssh-ed25519 NOT-A-KEY-BUT-A-SECRET-OF-THE-HOST\n")
+    on(server, f"ln -sf {secret} /etc/ssh/ssh_host_ed25519_key.pub")
+    other = boot()
+    try:
+        assert "SECRET-OF-THE-HOST" not in (sandbox.STATE / "known_hosts").read_text()
+    finally:
+        destroy(other)
+
 def test_the_way_out_is_the_proxy_on_the_bridge(server):
     routes = on(server, "ip -4 route show default").split()
     assert routes[:3] == ["default", "via", sandbox.GATEWAY]

@@ -64,6 +64,26 @@ def test_strict_mode_refuses_unknown_hosts(server, tmp_path):
     assert not (tmp_path / ".ssh/known_hosts").exists()
 
 
+def test_ssh_configs_global_known_hosts_and_strict_checking_are_honoured(server, tmp_path):
+    config = own_ssh_config(tmp_path, server)
+    strict = config.read_text() + "    StrictHostKeyChecking yes\n"
+    config.write_text(strict)
+    line = one_line_failure(run(tmp_path, config, "-H", server.name, "releases"))
+    assert f"REFUSED: {server.address} is not in" in line
+    assert not (tmp_path / ".ssh/known_hosts").exists()  # strict: nothing recorded
+    # pinned only in the system-wide file: accepted, nothing recorded, a new key refused
+    pinned = tmp_path / "ssh_known_hosts"
+    keytype, key = on(server, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    pinned.write_text(f"{server.address} {keytype} {key}\n")
+    config.write_text(strict + f"    GlobalKnownHostsFile {pinned}\n")
+    assert run(tmp_path, config, "-H", server.name, "releases").returncode == 0
+    assert not (tmp_path / ".ssh/known_hosts").exists()
+    on(server, "rm /etc/ssh/ssh_host_ed25519_key*; "
+               "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key; "
+               "systemctl restart ssh")
+    line = one_line_failure(run(tmp_path, config, "-H", server.name, "releases"))
+    assert f"REFUSED: the host key of {server.address} changed" in line and str(pinned) in line
+
 @pytest.mark.parametrize("case, fragment", [
     ("wrong key", "SSH login as tom was refused"),
     ("wrong user", "SSH login as nosuchuser was refused"),
@@ -108,7 +128,7 @@ def test_a_server_that_is_not_debian_is_refused_before_any_change(server):
     proc = fab("-H", server.name, "provision")
     assert proc.returncode == 1
     assert "] packages    failed   not a Debian/Ubuntu server (ID=fedora)" in proc.stdout
-    assert on(server, "ls /home/tom/hello-world 2>&1 || true").startswith("ls: cannot access")
+    assert on(server, "ls /srv/hello-world 2>&1 || true").startswith("ls: cannot access")
 
 
 INJECTIONS = {

@@ -8,10 +8,10 @@ from invoke import Config
 
 from tasks.core import LinePrefixer
 from tasks.logs import log_files, logs_script
-from tasks.settings import for_host
+from tasks.settings import load
 from tasks.status import parse_status, status_script
 
-S = for_host(Config(overrides={"app": {}}), "tom")
+S = load(Config(overrides={"app": {}}))
 
 HEALTHY = """\
 @@program
@@ -63,7 +63,7 @@ def test_every_unhealthy_field_is_named():
 
 
 def test_with_tls_the_certificate_expiry_is_shown_and_checked():
-    tls = for_host(Config(overrides={"app": {"tls": "self-signed"}}), "tom")
+    tls = load(Config(overrides={"app": {"tls": "self-signed"}}))
     assert "openssl x509 -enddate" not in status_script(S)
     assert "-in /etc/hello-world/tls/fullchain.pem" in status_script(tls)
     later = time.strftime("%b %e %H:%M:%S %Y GMT", time.gmtime(time.time() + 90 * 86400))

@@ -11,15 +11,14 @@ from tasks.core import DeployError, sha256
 from tasks.facts import PACKAGES, Facts, Program, ancestors, parse, script, wanted_packages
 from tasks.health import parse_probe
 from tasks.plan import Call, Command, Plan, apply
-from tasks.settings import for_host
+from tasks.settings import load
 from tasks.steps import app, firewall, nginx, packages, supervisor
 from tasks.steps.nginx import render_site
 
-S = for_host(Config(overrides={"app": {}}), "tom")
-TLS = for_host(Config(overrides={"app": {"tls": "self-signed"}}), "tom")
-LETSENCRYPT = for_host(Config(overrides={"app": {
-    "tls": "letsencrypt", "server_name": "example.org", "letsencrypt_email": "a@example.org"}}),
-    "tom")
+S = load(Config(overrides={"app": {}}))
+TLS = load(Config(overrides={"app": {"tls": "self-signed"}}))
+LETSENCRYPT = load(Config(overrides={"app": {
+    "tls": "letsencrypt", "server_name": "example.org", "letsencrypt_email": "a@example.org"}}))
 
 CONVERGED = """\
 @@os_id
@@ -34,16 +33,20 @@ ufw ii
 @@apt_age
 120
 @@user_exists
-1000
+999
+@@user_groups
+hello-world
+@@build_user_exists
+998
 @@files
 abc123 root root 644 /etc/supervisor/conf.d/hello-world.conf
 @@modes
-tom tom 700 /home/tom
-root root 755 /home/tom/hello-world
+root root 700 /srv
+root root 755 /srv/hello-world
 @@links
 /etc/nginx/sites-available/hello-world /etc/nginx/sites-enabled/hello-world
-releases/20260101T000000Z-aaaa /home/tom/hello-world/current
-../../venvs/0123456789abcdef /home/tom/hello-world/current/.venv
+releases/20260101T000000Z-aaaa /srv/hello-world/current
+../../venvs/0123456789abcdef /srv/hello-world/current/.venv
 @@current_hash
 feedface
 @@releases
@@ -74,8 +77,8 @@ def test_parse_reads_every_section():
     assert f.debian_like and f.user_exists and f.apt_age == 120
     assert f.packages == {"nginx": True, "python3-venv": True, "supervisor": True, "ufw": True}
     assert f.files["/etc/supervisor/conf.d/hello-world.conf"].sha256 == "abc123"
-    assert f.modes["/home/tom"] == ("tom", "tom", "700")
-    assert f.links["/home/tom/hello-world/current"] == "releases/20260101T000000Z-aaaa"
+    assert f.modes["/srv"] == ("root", "root", "700")
+    assert f.links["/srv/hello-world/current"] == "releases/20260101T000000Z-aaaa"
     assert f.current_hash == "feedface" and f.venvs == {"0123456789abcdef"}
     assert f.releases == ["20250101T000000Z-bbbb", "20260101T000000Z-aaaa"]
     assert (f.program_state, f.program_pid) == ("RUNNING", 4242)
@@ -95,7 +98,7 @@ def test_fact_script_quotes_paths_and_is_read_only():
     text = script(S)
     for verb in ("rm ", "mv ", "install ", "apt-get", "useradd", "ufw allow", "systemctl enable"):
         assert verb not in text
-    assert "/home/tom/hello-world/current" in text
+    assert "/srv/hello-world/current" in text
 
 
 def test_packages_installs_only_what_is_missing_and_refreshes_stale_lists():
@@ -134,19 +137,19 @@ def test_tls_packages_are_wanted_only_with_tls():
     assert "certbot" in wanted_packages(LETSENCRYPT)
 
 
-def test_layout_opens_only_traversal_of_the_home_and_fixes_what_differs():
+def test_layout_opens_only_traversal_of_the_tree_and_fixes_what_differs():
     f = parse(CONVERGED)
     lines = app.layout_script(S, f)
-    assert "chmod o+x /home/tom" in lines
+    assert "chmod o+x /srv" in lines
     assert not any("useradd" in line for line in lines)
-    assert "install -d -o root -g tom -m 750 /var/log/hello-world" in lines
-    assert "install -d -o root -g root -m 755 /home/tom/hello-world" not in lines
-    assert ancestors("/home/tom/hello-world") == ["/home", "/home/tom"]
+    assert "install -d -o root -g hello-world -m 750 /var/log/hello-world" in lines
+    assert "install -d -o root -g root -m 755 /srv/hello-world" not in lines
+    assert ancestors("/home/tom/shop") == ["/home", "/home/tom"]
 
 
 def test_release_switches_current_by_renaming_a_new_symlink():
     lines = switch.switch_script(S, "20260101T000000Z-abcd").splitlines()
-    assert lines[1] == "mv -Tf /home/tom/hello-world/current.fab-new /home/tom/hello-world/current"
+    assert lines[1] == "mv -Tf /srv/hello-world/current.fab-new /srv/hello-world/current"
     assert lines[2] == "supervisorctl restart hello-world >/dev/null"
 
 
@@ -154,23 +157,23 @@ def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
     unpack = app.unpack_tarball("/tmp/x.tgz")
     lines = app.release_script(S, unpack, "20260101T000000Z-abcd", "h", "v" * 16, False)
     assert lines[-1] == ("ln -sfn ../../venvs/vvvvvvvvvvvvvvvv "
-                         "/home/tom/hello-world/releases/20260101T000000Z-abcd/.venv")
+                         "/srv/hello-world/releases/20260101T000000Z-abcd/.venv")
     assert not any("pip install" in line for line in lines)
     with_venv = app.release_script(S, unpack, "r", "h", "v" * 16, True)
     assert any("pip install" in line for line in with_venv)
 
 
 def test_a_git_source_is_fetched_into_a_root_mirror_and_exported_by_commit():
-    g = for_host(Config(overrides={"app": {"source": "https://git.example.org/shop.git",
-                                           "ref": "v1.2"}}), "tom")
+    g = load(Config(overrides={"app": {"source": "https://git.example.org/shop.git",
+                                           "ref": "v1.2"}}))
     assert g.source_is_git and not S.source_is_git and "git" in wanted_packages(g)
     script = app.git_resolve_script(g)
     assert "git clone --quiet --mirror -- https://git.example.org/shop.git " \
-           "/home/tom/hello-world/repo.git.fab-new" in script
+           "/srv/hello-world/repo.git.fab-new" in script
     assert "rev-parse --verify --quiet 'v1.2^{commit}'" in script
     sha = "0123456789abcdef0123456789abcdef01234567"
     assert app.unpack_commit(g, sha) == [
-        f"git -C /home/tom/hello-world/repo.git archive --format=tar {sha} "
+        f"git -C /srv/hello-world/repo.git archive --format=tar {sha} "
         '| tar -x -C "$release" --no-same-owner']
     assert app.release_id(sha).endswith("-01234567")
 
@@ -202,11 +205,11 @@ def test_content_hash_and_tarball_are_deterministic(tmp_path):
 
 def test_supervisor_program_has_what_the_tutorial_asks_for():
     conf = supervisor.render_conf(S)
-    for line in ("[program:hello-world]", "user=tom", "autostart=true", "autorestart=true",
+    for line in ("[program:hello-world]", "user=hello-world", "autostart=true", "autorestart=true",
                  "stopasgroup=true", "killasgroup=true",
                  "stdout_logfile=/var/log/hello-world/app.log",
                  "stderr_logfile=/var/log/hello-world/error.log",
-                 "directory=/home/tom/hello-world/current"):
+                 "directory=/srv/hello-world/current"):
         assert line in conf.splitlines()
     assert "--workers 4 --bind 127.0.0.1:8000 app:app" in conf
 
@@ -219,7 +222,7 @@ def test_nginx_site_has_what_the_tutorial_asks_for():
                      "proxy_pass http://hello-world;", "proxy_redirect off;",
                      "proxy_set_header Host $host;", "proxy_set_header X-Real-IP $remote_addr;",
                      "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-                     "alias /home/tom/hello-world/current/static/;", "expires 30d;",
+                     "alias /srv/hello-world/current/static/;", "expires 30d;",
                      "access_log /var/log/nginx/hello-world.access.log;",
                      "error_log /var/log/nginx/hello-world.error.log;"):
         assert fragment in site
@@ -234,7 +237,7 @@ def test_with_tls_http_redirects_and_https_is_modern_with_hsts():
                      "ssl_protocols TLSv1.2 TLSv1.3;", "proxy_pass http://hello-world;",
                      'add_header Strict-Transport-Security "max-age=31536000" always;'):
         assert fragment in https
-    no_hsts = for_host(Config(overrides={"app": {"tls": "self-signed", "hsts_max_age": 0}}), "t")
+    no_hsts = load(Config(overrides={"app": {"tls": "self-signed", "hsts_max_age": 0}}))
     assert "Strict-Transport-Security" not in render_site(no_hsts)
     assert "Strict-Transport-Security" not in render_site(S) and "443" not in render_site(S)
 
@@ -269,8 +272,8 @@ def converged_facts(s=S):
     for path, content in wanted.items():
         f.files[path] = FileFact(sha256(content), "root", "root", "644")
     f.modes.update({s.conf_dir: ("root", "root", "755"), s.releases: ("root", "root", "755"),
-                    s.venvs: ("root", "root", "755"), s.log_dir: ("root", "tom", "750"),
-                    "/home": ("root", "root", "755"), "/home/tom": ("tom", "tom", "701")})
+                    s.venvs: ("root", "root", "755"), s.log_dir: ("root", "hello-world", "750"),
+                    "/srv": ("root", "root", "755")})
     f.ufw_rules = {"allow 2222/tcp", "allow 80/tcp"}
     return f
 
@@ -314,30 +317,89 @@ def test_app_plans_a_release_only_for_new_code_and_a_venv_only_for_new_requireme
 def test_app_restarts_the_live_app_covered_when_only_its_environment_changed(tmp_path):
     env = tmp_path / "prod.env"
     env.write_text("API_KEY=s3cret\n")
-    s = for_host(Config(overrides={"app": {"env_file": str(env)}}), "tom")
+    s = load(Config(overrides={"app": {"env_file": str(env)}}))
     plan = app.plan(s, converged_facts(s), app.Source("feedface", "0123456789abcdef"))
     upload, restart = plan.changes
     assert (upload.path, upload.owner, upload.group, upload.mode) == \
-        ("/etc/hello-world/env", "root", "tom", "0640")
+        ("/etc/hello-world/env", "root", "hello-world", "0640")
     assert upload.shown(upload.content) == "API_KEY=****\n"
     assert upload.said == "updated the app's environment" and restart.run is app.restart
 
 
-def test_a_fresh_server_gets_the_user_layout_and_a_first_release_of_a_git_source():
-    g = for_host(Config(overrides={"app": {"source": "https://git.example.org/shop.git"}}),
-                 "shop")
+def test_a_fresh_server_gets_system_accounts_and_a_first_release_of_a_git_source():
+    g = load(Config(overrides={"app": {"name": "shop",
+                                       "source": "https://git.example.org/shop.git"}}))
     plan = app.plan(g, Facts(), app.Source(None, None))
-    assert said(plan)[0] == "created user shop"
-    assert "useradd --create-home --shell /bin/bash shop" in plan.changes[0].script
+    assert said(plan)[0] == "created the app's account shop"
+    script = plan.changes[0].script
+    for account in ("shop", "fab-build"):
+        assert ("useradd --system --user-group --shell /usr/sbin/nologin --home-dir /nonexistent "
+                f"--no-create-home {account}") in script
+    assert "install -d -o root -g root -m 755 /srv/shop" in script
     assert said(plan)[-1].startswith("released <time>-<commit>")
+
+
+def test_a_tree_the_app_user_can_write_or_an_app_user_with_sudo_is_refused():
+    f = converged_facts()
+    f.modes["/srv"] = ("root", "hello-world", "775")
+    with pytest.raises(DeployError, match="/srv is writable by the app user hello-world "
+                                          r"\(root:hello-world 775\)"):
+        app.plan(S, f, app.Source("feedface", "0123456789abcdef"))
+    f.user_groups = {"hello-world"}
+    f.modes["/srv"] = ("root", "root", "1777")
+    with pytest.raises(DeployError, match="/srv is writable by the app user"):
+        app.plan(S, f, app.Source("feedface", "0123456789abcdef"))
+    tom = load(Config(overrides={"app": {"user": "tom"}}))
+    f = converged_facts(tom)
+    f.user_groups = {"tom", "sudo"}
+    with pytest.raises(DeployError, match="app.user=tom is in group sudo, so the app could "
+                                          "become root"):
+        app.plan(tom, f, app.Source("feedface", "0123456789abcdef"))
+
+
+def test_an_older_deployment_moves_to_the_apps_own_account_and_says_so():
+    f = converged_facts()
+    f.program_conf = {"user": "tom", "directory": "/home/tom/hello-world/current"}
+    f.current_hash = ""
+    (ship,) = app.plan(S, f, app.Source("c0ffee", "0123456789abcdef"), rid="r").changes
+    assert ship.said == ("released r, moved the app from user tom and /home/tom/hello-world to "
+                         "user hello-world and /srv/hello-world (the old tree stays, for you to "
+                         "remove: its logs are in /var/log/hello-world)")
+
+
+def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_follow_links():
+    lines = app.release_script(S, [], "r", "h", "v" * 16, True)
+    text = "\n".join(lines)
+    build = next(line for line in lines if line.startswith("build()"))
+    assert "systemd-run --quiet --wait --pipe --collect --uid=fab-build" in build
+    assert "-p RuntimeMaxSec=900" in build
+    venv = "/srv/hello-world/venvs/vvvvvvvvvvvvvvvv"
+    pip = lines.index(f"  build {venv}/bin/python \"$whl/pip\" install -q "
+                      "--disable-pip-version-check -r \"$release/requirements.txt\"")
+    assert lines.index('chown -hR fab-build:fab-build "$release"') < pip
+    assert pip < lines.index('chown -hR root:root "$release"')
+    for path in ('"$release"', venv):
+        assert f"chown -hR root:root {path}" in lines and f"chmod -R go-w,ug-s {path}" in lines
+    marker = 'rm -rf "$release/.fab-release" "$release/.venv"'
+    assert lines.index(marker) > lines.index(f"chown -hR root:root {venv}")
+    assert "printf" in lines[lines.index(marker) + 1]
+    assert " pip install" not in text.replace("build ", "").replace('"$whl/pip"', "")
+
+
+def test_a_git_password_reaches_git_only_through_its_credential_file():
+    g = load(Config(overrides={"app": {"source": "https://d:s3cr3t@git.example.org/x.git"}}))
+    script = app.git_resolve_script(g)
+    assert "s3cr3t" not in script
+    assert "credential.helper='store --file=/srv/hello-world/repo.git.credentials'" in script
+    assert "clone --quiet --mirror -- https://d@git.example.org/x.git" in script
 
 
 def test_supervisor_loads_a_changed_program_covered_only_while_serving():
     f = converged_facts()
     f.files[S.supervisor_conf] = f.files[S.supervisor_conf]._replace(sha256="old")
-    upload, load = supervisor.plan(S, f).changes
-    assert upload.said == "updated /etc/supervisor/conf.d/hello-world.conf"
-    assert isinstance(load, Call) and load.run is supervisor.apply_covered
+    (program,) = supervisor.plan(S, f).changes  # written only once its candidate is healthy
+    assert program.said == "updated /etc/supervisor/conf.d/hello-world.conf"
+    assert program.install is supervisor.load_covered
     f.program = Program("FATAL", 0)
     upload, load = supervisor.plan(S, f).changes
     assert isinstance(load, Command) and "supervisorctl update hello-world" in load.script
@@ -420,3 +482,23 @@ def test_every_fact_is_declared_with_its_shell_and_parser():
     for f in fields(Facts):
         assert f"echo @@{f.name}\n" in text and "fact" in f.metadata
     assert parse("") == Facts()  # every fact has a default
+
+
+def test_links_in_the_app_folder_stay_links_and_may_not_leave_it(tmp_path):
+    app_dir = tmp_path / "app"
+    (app_dir / "static").mkdir(parents=True)
+    (app_dir / "requirements.txt").write_text("flask\n")
+    (app_dir / "static" / "logo.png").write_bytes(b"png")
+    (app_dir / "static" / "alias.png").symlink_to("logo.png")
+    names = {m.name: m for m in tarfile.open(fileobj=io.BytesIO(app.tarball(app_dir)))}
+    assert names["static/alias.png"].issym() and names["static/alias.png"].linkname == "logo.png"
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    for target in (str(secret), "../../id_ed25519"):
+        (app_dir / "static" / "x.png").unlink(missing_ok=True)
+        (app_dir / "static" / "x.png").symlink_to(target)
+        with pytest.raises(DeployError, match=r"static/x.png links to .*outside the app folder"):
+            app.tarball(app_dir)
+        from tasks.settings import ConfigError, validate
+        with pytest.raises(ConfigError, match="outside the app folder"):
+            validate(Config(overrides={"app": {"source": str(app_dir)}}))

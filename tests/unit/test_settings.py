@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from invoke import Config
 
-from tasks.settings import DEFAULTS, ConfigError, for_host, problems_of, validate
+from tasks.settings import DEFAULTS, ConfigError, load, problems_of, validate
 
 
 def config(**app):
@@ -15,10 +15,10 @@ def config(**app):
 
 
 def test_defaults_are_the_tutorial_setup():
-    s = for_host(config(), "tom")
+    s = load(config())
     assert (s.name, s.user, s.dir, s.port, s.workers, s.server_name) == \
-        ("hello-world", "tom", "/home/tom/hello-world", 8000, 4, "_")
-    assert s.current == "/home/tom/hello-world/current"
+        ("hello-world", "hello-world", "/srv/hello-world", 8000, 4, "_")
+    assert s.current == "/srv/hello-world/current"
     assert s.supervisor_conf == "/etc/supervisor/conf.d/hello-world.conf"
 
 
@@ -66,13 +66,24 @@ def test_unknown_keys_are_refused():
 
 
 def test_env_var_strings_are_accepted_for_numbers():
-    assert for_host(config(workers="3", port="8001"), "tom").workers == 3
+    assert load(config(workers="3", port="8001")).workers == 3
 
 
-def test_root_is_never_the_app_user():
+def test_the_app_runs_as_its_own_account_never_root_nor_the_ssh_user():
+    assert (load(config()).user, load(config(name="shop")).user) == ("hello-world", "shop")
+    assert load(config(name="shop")).dir == "/srv/shop"
     with pytest.raises(ConfigError, match="would run as root"):
-        for_host(config(), "root")
-    assert for_host(config(user="tom"), "root").user == "tom"
+        load(config(user="root"))
+    assert load(config(user="tom")).user == "tom"  # refused on the server if it has sudo
+
+
+def test_a_password_in_a_git_url_is_kept_off_command_lines_and_masked_in_output():
+    s = load(config(source="https://deploy:s3cr3t@git.example.org/shop.git"))
+    assert s.git_url == "https://deploy@git.example.org/shop.git"
+    assert s.source_shown == "https://deploy:****@git.example.org/shop.git"
+    assert s.git_credentials == "https://deploy:s3cr3t@git.example.org/shop.git"
+    plain = load(config(source="https://git.example.org/shop.git"))
+    assert plain.git_url == plain.source_shown == plain.source and not plain.git_credentials
 
 
 def test_missing_app_folder_is_reported():
@@ -161,7 +172,7 @@ def test_bad_tls_settings_are_named(values, fragment):
 def test_a_certificate_must_be_readable_current_and_match_its_key(tmp_path):
     from tests.certs import make_certificate
     cert, key = make_certificate(tmp_path, "a.test")
-    s = for_host(config(tls="custom", tls_cert=str(cert), tls_key=str(key)), "tom")
+    s = load(config(tls="custom", tls_cert=str(cert), tls_key=str(key)))
     assert (s.tls, s.tls_cert, s.tls_cert_path) == \
         ("custom", str(cert), "/etc/hello-world/tls/fullchain.pem")
     _, other_key = make_certificate(tmp_path, "b.test")
@@ -175,7 +186,7 @@ def test_a_certificate_must_be_readable_current_and_match_its_key(tmp_path):
 
 
 def test_letsencrypt_certificates_live_where_certbot_puts_them():
-    s = for_host(config(tls="letsencrypt", server_name="example.org www.example.org",
-                        letsencrypt_email="ops@example.org"), "tom")
+    s = load(config(tls="letsencrypt", server_name="example.org www.example.org",
+                        letsencrypt_email="ops@example.org"))
     assert s.tls_cert_path == "/etc/letsencrypt/live/hello-world/fullchain.pem"
     assert s.site_url == "https://127.0.0.1"
