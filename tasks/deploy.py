@@ -4,27 +4,14 @@ How a release goes live without downtime is tasks/switch.py's job; these tasks a
 the steps around it: the whole stack converged first, the site's health after.
 """
 
-from invoke import Task, task
-from invoke.parser import Argument
+from invoke import task
 
 from tasks.core import DeployError, say
 from tasks.facts import gather
 from tasks.plan import Call, Plan, Probe, Step
-from tasks.provision import BREAK_LOCK, DRY_RUN, converge, open_host
+from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge, open_host
 from tasks.steps import PROVISION
 from tasks.switch import expect_healthy, switch_to
-
-
-class Rolling(Task):
-    """A task the executor runs on many hosts in batches: `--serial N` is the executor's
-    (tasks/executor.py), so the task's own function never sees it."""
-
-    SERIAL = Argument(names=("serial", "s"), kind=int, default=0,
-                      help="deploy N hosts at a time, stopping after a batch with a failure "
-                           "(default: all hosts at once)")
-
-    def get_arguments(self, ignore_unknown_help=None):
-        return [*super().get_arguments(ignore_unknown_help), self.SERIAL]
 
 
 def probe_site(h):
@@ -52,7 +39,10 @@ def rollback_plan(s, facts, to=None):
         raise DeployError(f"no release {target!r} on this server (see `fab releases`)")
     if target == current:
         return Plan(ok=f"{target} is already live")
-    return Plan([Call(f"{current} -> {target}", lambda h: switch_to(h, target, current),
+    said = f"{current} -> {target}" + (
+        f" (`{s.release_command}` is not run back: the data stays as the newer release left it)"
+        if s.release_command else "")
+    return Plan([Call(said, lambda h: switch_to(h, target, current),
                       f"switch {current} -> {target}")])
 
 

@@ -19,6 +19,7 @@ from invoke.exceptions import UncastableEnvVar
 from tasks.core import say
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
+from tasks.provision import Rolling
 from tasks.results import Skipped, Unreached, report
 from tasks.settings import ConfigError, raw, validate
 
@@ -87,12 +88,25 @@ class HostsExecutor(Executor):
                 print(f"config: {problem}", file=sys.stderr)
             raise Exit("config: fix the values above in fabric.yaml (or -f FILE)", code=2) from None
 
-    def run_batches(self, group, size):
-        """All hosts at once, or SIZE at a time, skipping the rest after a batch that failed."""
+    def batches(self, group, size):
+        """[(calls, whether their release phase already ran)]: all hosts at once, or SIZE at
+        a time. A deploy with a release command (migrations) runs it once: on the first host,
+        alone, before any other host moves."""
+        first = []
+        if len(group) > 1 and isinstance(group[0].task, Rolling) \
+                and raw(self.config)["release_command"]:
+            first, group = [(group[:1], False)], group[1:]
         size = size if size > 0 else len(group)
+        return first + [(group[start:start + size], bool(first))
+                        for start in range(0, len(group), size)]
+
+    def run_batches(self, group, size):
+        """Run the batches in turn, skipping the rest after a batch that failed."""
         results = {}
-        for start in range(0, len(group), size):
-            batch = [(call, self.context_for(call)) for call in group[start:start + size]]
+        for calls, release_phase_done in self.batches(group, size):
+            batch = [(call, self.context_for(call)) for call in calls]
+            for _, context in batch:  # read by tasks.steps.app.release_phase
+                context.release_phase_done = release_phase_done
             if any(r is not None and r.failed for r in results.values()):
                 results.update((context.original_host, Skipped()) for _, context in batch)
             else:

@@ -55,7 +55,7 @@ def managed_files(s):
 
 
 def managed_dirs(s):
-    return [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.log_dir, s.conf_dir]
+    return [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.shared, s.log_dir, s.conf_dir]
 
 
 def managed_links(s):
@@ -240,6 +240,9 @@ class Facts:
     ufw_rules: set[str] = fact(  # plain allow/deny port rules from anywhere: "allow 80/tcp"
         lambda s: "grep -hs '^### tuple ###' /etc/ufw/user.rules /etc/ufw/user6.rules",
         lambda lines: {rule for rule in map(ufw_rule, lines) if rule}, default_factory=set)
+    other_tls_sites: bool = fact(  # another enabled nginx site listens on 443
+        lambda s: "grep -lsE '^[[:space:]]*listen[^;]*443' /etc/nginx/sites-enabled/* | "
+                  f"grep -vxF {q(s.nginx_enabled)}", non_empty, False)
     ssh_port: int = fact(lambda s: 'echo "${FAB_SSH:-}"', ssh_port, 22)
 
     @property

@@ -8,14 +8,15 @@ from tasks.core import q
 
 PROBE = """\
 import ssl, sys, time, urllib.request, urllib.error
-url, want, wait = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
+url, want, wait, host = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), sys.argv[4]
+request = urllib.request.Request(url, headers={"Host": host} if host else {})
 deadline = time.monotonic() + wait
 # The server probes itself by address, which its certificate does not name.
 insecure = ssl._create_unverified_context()
 while True:
     start = time.monotonic()
     try:
-        r = urllib.request.urlopen(url, timeout=5, context=insecure)
+        r = urllib.request.urlopen(request, timeout=5, context=insecure)
         code, body = r.status, r.read()
     except urllib.error.HTTPError as e:
         code, body = e.code, e.read()
@@ -37,11 +38,12 @@ def app_url(port):
 
 
 def probe_command(s, base, wait):
-    """A command printing `ok code ms excerpt` for BASE<health_path>.
+    """A command printing `ok code ms excerpt` for BASE<health_path>, asking for the site's
+    first server_name (nginx serves another app's site to other names).
 
     It retries for up to WAIT seconds until the answer is 200 with the expected text."""
     url = f"{base}{s.health_path}"
-    return f"python3 -c {q(PROBE)} {q(url)} {q(s.health_text)} {q(wait)}"
+    return f"python3 -c {q(PROBE)} {q(url)} {q(s.health_text)} {q(wait)} {q(s.site_host)}"
 
 
 def parse_probe(text):

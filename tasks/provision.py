@@ -1,6 +1,7 @@
 """`provision`, one task per step, and the runner they share: converge a server to the stack."""
 
-from invoke import Exit, task
+from invoke import Exit, Task, task
+from invoke.parser import Argument
 
 from tasks.core import DeployError, Host
 from tasks.facts import gather
@@ -12,6 +13,19 @@ from tasks.steps import PROVISION
 
 DRY_RUN = "show what would change, with diffs, running only read-only commands"
 BREAK_LOCK = "take the deploy lock even if another run holds it (when that run is dead)"
+
+
+class Rolling(Task):
+    """A task the executor runs on many hosts in batches: `--serial N` is the executor's
+    (tasks/executor.py), so the task's own function never sees it. Its release command
+    (app.release_command) runs once, on the first host, before the others move."""
+
+    SERIAL = Argument(names=("serial", "s"), kind=int, default=0,
+                      help="N hosts at a time, stopping after a batch with a failure "
+                           "(default: all hosts at once)")
+
+    def get_arguments(self, ignore_unknown_help=None):
+        return [*super().get_arguments(ignore_unknown_help), self.SERIAL]
 
 
 def open_host(c, dry_run=False):
@@ -46,14 +60,14 @@ def converge(c, steps, dry_run=False, break_lock=False):
 
 def step_task(step):
     """`fab STEP`: converge that one step, e.g. `fab -H web1 nginx --dry-run`."""
-    @task(name=step.name, help={"dry-run": DRY_RUN})
+    @task(name=step.name, klass=Rolling, help={"dry-run": DRY_RUN})
     def one_step(c, dry_run=False):
         return converge(c, [step], dry_run)
     one_step.__doc__ = one_step.body.__doc__ = step.doc
     return one_step
 
 
-@task(help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
+@task(klass=Rolling, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def provision(c, dry_run=False, break_lock=False):
     """Set up the whole stack: packages, app + venv, supervisor, nginx, firewall."""
     return converge(c, PROVISION, dry_run, break_lock)

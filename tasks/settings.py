@@ -44,12 +44,21 @@ DEFAULTS = {
     "tls_key": None,  # tls: custom: its local private key (PEM, unencrypted)
     "hsts_max_age": 31536000,  # Strict-Transport-Security max-age with TLS on; 0 = no header
     "letsencrypt_email": "",  # the ACME account's contact address (tls: letsencrypt)
+    "packages": "",  # pip requirements beside requirements.txt, e.g. "pymysql cryptography"
+    "shared_paths": "",  # kept across releases in <dir>/shared: "logs/ instance/ app.db"
+    "build_command": "",  # run in each new release before it is sealed: "flask translate compile"
+    "release_command": "",  # run once per deploy before traffic moves: "flask db upgrade"
+    "release_timeout": 300,  # seconds the release command may take
+    "static_dir": "static",  # the app's static folder, relative to the release
+    "static_url": "/static/",  # the URL prefix nginx serves it under
+    "default_server": True,  # nginx's default site (exactly one app per server may be)
 }
 TLS_MODES = ("off", "self-signed", "letsencrypt", "custom")
 # The whole-number settings and their allowed ranges (env vars give them as strings).
 INT_RANGES = {"port": (1024, 65534), "workers": (1, 64), "keep_releases": (2, 100),
               "apt_cache_valid_time": (0, 10**8), "health_timeout": (1, 600),
-              "firewall_revert_after": (30, 3600), "hsts_max_age": (0, 10**9)}
+              "firewall_revert_after": (30, 3600), "hsts_max_age": (0, 10**9),
+              "release_timeout": (10, 3600)}
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -62,6 +71,12 @@ URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%-]*$")
 GIT_URL_RE = re.compile(r"^((https?|ssh|git|file)://(?!-)[A-Za-z0-9._~:/@%+-]+"
                         r"|(?!-)[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~/%-]+)$")
 GIT_REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+# A pip requirement: a name, extras, and one version clause; nothing a shell would expand.
+REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?"
+                            r"((==|>=|<=|~=|!=)[A-Za-z0-9.+!-]+)?$")
+# Shared paths are top-level names: linking one never walks through a folder of the release.
+SHARED_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*/?$")
+RELATIVE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*[A-Za-z0-9_]$|^[A-Za-z0-9_]$")
 SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
@@ -98,6 +113,14 @@ class Settings:
     tls_key: str
     hsts_max_age: int
     letsencrypt_email: str
+    packages: str  # space-separated pip requirements installed with requirements.txt
+    shared_paths: str  # space-separated paths in the release; a trailing / marks a folder
+    build_command: str
+    release_command: str
+    release_timeout: int
+    static_dir: str
+    static_url: str
+    default_server: bool
 
     @property
     def releases(self):
@@ -114,6 +137,16 @@ class Settings:
     @property
     def log_dir(self):
         return f"/var/log/{self.name}"
+
+    @property
+    def shared(self):
+        """State kept across releases, owned by the app user; never pruned or rolled back."""
+        return f"{self.dir}/shared"
+
+    @property
+    def shared_items(self):
+        """[(path in the release, whether it is a folder)] of app.shared_paths."""
+        return [(p.rstrip("/"), p.endswith("/")) for p in self.shared_paths.split()]
 
     @property
     def conf_dir(self):
@@ -157,6 +190,12 @@ class Settings:
     def site_url(self):
         """The site as the server itself reaches it through nginx."""
         return "http://127.0.0.1" if self.tls == "off" else "https://127.0.0.1"
+
+    @property
+    def site_host(self):
+        """The Host the site answers to: its first server_name ("" for `_`: any)."""
+        name = self.server_name.split()[0]
+        return "" if name == "_" else name.replace("*.", "fab-probe.", 1)
 
     @property
     def source_is_git(self):
@@ -298,6 +337,31 @@ def problems_of(values):
               all(n != "_" and not n.startswith("*.") and "." in n for n in names),
               f"app.tls=letsencrypt needs app.server_name to list the site's real domain "
               f"names (not {server_name!r})")
+    packages = values["packages"]
+    expect(isinstance(packages, str) and all(REQUIREMENT_RE.fullmatch(p) for p in packages.split()),
+           f"app.packages={packages!r}: must be pip requirements separated by spaces, like "
+           "'pymysql cryptography==44.0.0'")
+    shared = values["shared_paths"]
+    bad = [p for p in shared.split() if not SHARED_RE.fullmatch(p)] \
+        if isinstance(shared, str) else [shared]
+    expect(not bad, f"app.shared_paths: {bad[0]!r} must be a name at the top of the release, "
+                    "like 'logs/' (a folder) or 'app.db' (a file)" if bad else "")
+    for key in ("build_command", "release_command"):
+        command = values[key]
+        expect(isinstance(command, str) and SAFE_TEXT_RE.fullmatch(command),
+               f"app.{key}={command!r}: must be a shell command on one line")
+    static_dir = values["static_dir"]
+    expect(isinstance(static_dir, str) and RELATIVE_RE.fullmatch(static_dir)
+           and ".." not in static_dir.split("/") and "." not in static_dir.split("/"),
+           f"app.static_dir={static_dir!r}: must be a folder inside the app, like 'static' or "
+           "'app/static'")
+    static_url = values["static_url"]
+    expect(isinstance(static_url, str) and URL_PATH_RE.fullmatch(static_url)
+           and static_url.endswith("/") and static_url != "/",
+           f"app.static_url={static_url!r}: must be a URL path ending with '/', like '/static/'")
+    expect(isinstance(values["default_server"], bool),
+           f"app.default_server={values['default_server']!r}: must be true or false "
+           "(FABRIC_APP_DEFAULT_SERVER=0 for false)")
     path = values["health_path"]
     expect(isinstance(path, str) and URL_PATH_RE.fullmatch(path),
           f"app.health_path={path!r}: must be a URL path like '/' or '/health'")

@@ -15,6 +15,7 @@ A plain HUP is not enough: it keeps the master's old interpreter and virtualenv
 
 import re
 import uuid
+from contextlib import contextmanager
 
 from tasks.core import DeployError, q
 from tasks.health import app_url, parse_probe, probe_command
@@ -89,9 +90,10 @@ def live_release(h):
     return serving(h.settings, h.facts)
 
 
-def bridged(h, release, action, undo=None):
-    """Run ACTION (which restarts the main program) while a candidate of RELEASE covers
-    for it; afterwards the main program must be healthy, or UNDO runs and this raises."""
+@contextmanager
+def candidate(h, release):
+    """A candidate gunicorn of RELEASE on port+1, proven healthy before the block runs (or
+    this raises with its log: the app's own exception first), stopped after it."""
     s = h.settings
     unit = start_candidate(h, release)
     try:
@@ -100,6 +102,16 @@ def bridged(h, release, action, undo=None):
         except DeployError as e:
             raise DeployError(f"{e}; it was not switched in. Its log:\n"
                               + app_log_tail(h, unit)) from None
+        yield
+    finally:
+        stop_candidate(h, unit)
+
+
+def bridged(h, release, action, undo=None):
+    """Run ACTION (which restarts the main program) while a candidate of RELEASE covers
+    for it; afterwards the main program must be healthy, or UNDO runs and this raises."""
+    s = h.settings
+    with candidate(h, release):
         try:
             h.change(action)
             expect_healthy(h, app_url(s.port), "the app after the switch", s.health_timeout)
@@ -111,8 +123,6 @@ def bridged(h, release, action, undo=None):
                 expect_healthy(h, app_url(s.port), "the app after rolling back", s.health_timeout)
                 e = DeployError(f"{e}; rolled back. App log:\n{log}")
             raise e from None
-    finally:
-        stop_candidate(h, unit)
 
 
 def switch_to(h, rid, previous):

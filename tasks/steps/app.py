@@ -19,7 +19,14 @@ from pathlib import Path
 from tasks.core import DeployError, q, render
 from tasks.facts import ancestors
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
-from tasks.switch import bridged, link_current, live_release, serving, switch_to
+from tasks.switch import (
+    bridged,
+    candidate,
+    link_current,
+    live_release,
+    serving,
+    switch_to,
+)
 
 SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", "node_modules"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -67,8 +74,16 @@ def content_hash(root, files=None):
     return digest.hexdigest()
 
 
-def requirements_hash(root):
-    return hashlib.sha256((Path(root) / "requirements.txt").read_bytes()).hexdigest()[:16]
+def extras_line(s):
+    """What a venv holds beside requirements.txt, as a line its hash covers: app.packages and
+    the gunicorn the tool is tested with (installed only if requirements.txt lacks one)."""
+    return f"\n#fab {s.packages} {GUNICORN}".encode()
+
+
+def requirements_hash(root, s):
+    """The venv's identity: requirements.txt and the extras (`extras_line`)."""
+    data = (Path(root) / "requirements.txt").read_bytes() + extras_line(s)
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def tarball(root):
@@ -93,6 +108,7 @@ def release_id(tree_hash):
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + tree_hash[:8]
 
 
+GUNICORN = "gunicorn==23.0.0"  # what the tool is tested with, for apps that do not pin one
 BUILD_USER = "fab-build"  # builds virtualenvs: the app's packages never run code as root
 SUDO_GROUPS = {"sudo", "admin", "wheel", "root"}
 
@@ -131,7 +147,8 @@ def layout_script(s, facts):
     if not facts.build_user_exists:
         lines.append(system_account(BUILD_USER))
     wanted = [(s.dir, "root", "root", "755"), (s.releases, "root", "root", "755"),
-              (s.venvs, "root", "root", "755"), (s.log_dir, "root", s.user, "750")]
+              (s.venvs, "root", "root", "755"), (s.shared, s.user, s.user, "750"),
+              (s.log_dir, "root", s.user, "750")]
     for path, owner, group, mode in wanted:
         if facts.modes.get(path) != (owner, group, mode):
             lines.append(f"install -d -o {owner} -g {q(group)} -m {mode} {q(path)}")
@@ -193,16 +210,40 @@ sha=$(git -C {m} rev-parse --verify --quiet {q(s.ref + "^{commit}")}) || {{
   echo "no commit {s.ref} in {s.source_shown}" >&2; exit 1; }}
 git -C {m} cat-file -e "$sha:requirements.txt" 2>/dev/null || {{
   echo "no requirements.txt at {s.ref} ($sha) in {s.source_shown}" >&2; exit 1; }}
-echo "$sha $(git -C {m} show "$sha:requirements.txt" | sha256sum | cut -c1-16)"
+extras={q(extras_line(s).decode().lstrip(chr(10)))}
+echo "$sha $({{ git -C {m} show "$sha:requirements.txt"; printf '\\n%s' "$extras"; }} \\
+  | sha256sum | cut -c1-16)"
 """
 
 
-def build_command(release):
-    """A shell function `build CMD...`: run CMD as the build account in RELEASE, in a
-    transient systemd service, so nothing it starts outlives it (a process left behind
-    could still write the files after they are sealed), for 15 minutes at most."""
+def link_shared(s, base=None):
+    """The release_script lines that link app.shared_paths into "$release" (to BASE, by
+    default <dir>/shared). The first linking says `shared over: PATH` where the release had
+    its own. Shared paths are top-level names, so a link is only ever made in the release's
+    own folder; shared folders are made by the app user itself, so root never follows a
+    link the app left in its own state."""
+    lines = []
+    for path, is_dir in s.shared_items:
+        if base is None:
+            if is_dir:
+                lines.append(f"runuser -u {q(s.user)} -- mkdir -p {q(s.shared)}/{q(path)}")
+            lines += [f'if [ -e "$release"/{q(path)} ] || [ -L "$release"/{q(path)} ]; then',
+                      f"  echo 'shared over: {path}'",
+                      "fi"]
+        lines += [f'rm -rf "$release"/{q(path)}',
+                  f'ln -s {base or q(s.shared)}/{q(path)} "$release"/{q(path)}']
+    return lines
+
+
+def build_function(s, venv):
+    """A shell function `build CMD...`: run CMD as the build account in the release, with the
+    venv first on PATH and the app's environment (read by systemd, as the env file is not
+    the build account's to read), in a transient service: nothing it starts outlives it
+    (a process left behind could still write the files after they are sealed)."""
+    env = f"-p EnvironmentFile=-{q(s.env_path)} " if s.env_file else ""
     return (f"build() {{ systemd-run --quiet --wait --pipe --collect --uid={BUILD_USER} "
-            f'--gid={BUILD_USER} --working-directory="{release}" -p RuntimeMaxSec=900 '
+            f'--gid={BUILD_USER} --working-directory="$release" -p RuntimeMaxSec=900 {env}'
+            f"--setenv=PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin "
             '--setenv=HOME=/nonexistent --setenv=PIP_NO_CACHE_DIR=1 "$@"; }')
 
 
@@ -213,19 +254,28 @@ def seal(path):
 
 
 def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
-    """Unpack the app into releases/RID (UNPACK: lines filling "$release"), build what is new
-    as the build account (pip runs packages' build code, in the release, so local packages
-    build in place), then seal it all root's. Last, root writes the release's marker and
-    venv link, after removing whatever the source put there: never writing through a link."""
+    """Unpack the app into releases/RID (UNPACK: lines filling "$release") and link its
+    shared paths; then, as the build account, build its venv if new (pip runs packages'
+    build code, in the release, so local packages build in place) and run app.build_command,
+    while the shared paths point to scratch folders (a build needs no live data, and cannot
+    harm it); then seal it all root's. Last, root writes the release's marker and venv link,
+    after removing whatever the source put there: never writing through a link."""
     release = f"{s.releases}/{rid}"
     venv = q(f"{s.venvs}/{venv_hash}")
     lines = [f"release={q(release)}", 'rm -rf "$release"', 'install -d -m 0755 "$release"',
-             *unpack, build_command("$release")]
+             *unpack, *link_shared(s), build_function(s, venv)]
+    if not (build_venv or s.build_command):
+        return lines + markers(tree_hash, venv_hash, release)
+    lines += [f'chown -hR {BUILD_USER}:{BUILD_USER} "$release"']
     if build_venv:
         # Debian's pip wheel, run by the venv's python, installs into the venv: no pip is
         # copied into every venv (ensurepip alone takes ~4 s of a fresh provision).
-        pip = '-q --disable-pip-version-check -r "$release/requirements.txt"'
-        lines += [f'chown -hR {BUILD_USER}:{BUILD_USER} "$release"',
+        # gunicorn is the tool's: an app that pins its own keeps its pin.
+        pip = '-q --disable-pip-version-check -r "$release/requirements.txt" $extra'
+        lines += [f"extra={q(s.packages)}",
+                  """grep -qiE '^[[:space:]]*gunicorn([^A-Za-z0-9_.-]|$)' """
+                  f'"$release/requirements.txt" || extra="$extra {GUNICORN}"',
+                  "set -f  # $extra is split into requirements, never globbed",
                   f"rm -rf {venv}",
                   f"install -d -o {BUILD_USER} -g {BUILD_USER} -m 0755 {venv}",
                   "whl=$(ls /usr/share/python-wheels/pip-*.whl 2>/dev/null | tail -n1)",
@@ -236,12 +286,25 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
                   f"  build python3 -m venv {venv}",
                   f"  build {venv}/bin/pip install {pip}",
                   "fi",
-                  *seal('"$release"'), *seal(venv),
+                  *seal(venv),
                   f"touch {venv}/.fab-complete"]
-    lines += ['rm -rf "$release/.fab-release" "$release/.venv"',
-              f"printf '%s\\n' {q(tree_hash)} > \"$release/.fab-release\"",
-              f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv"]
-    return lines
+    if s.build_command:
+        scratch_dirs = " ".join(f'"$scratch"/{q(p)}' for p, is_dir in s.shared_items if is_dir)
+        lines += ["scratch=$(mktemp -d /tmp/fab-build.XXXXXXXX)",
+                  *([f"mkdir -p {scratch_dirs}"] if scratch_dirs else []),
+                  f'chown -R {BUILD_USER}:{BUILD_USER} "$scratch"',
+                  *link_shared(s, '"$scratch"'),
+                  f'build sh -c {q(s.build_command)} || {{ rc=$?; rm -rf "$scratch"; exit $rc; }}',
+                  'rm -rf "$scratch"',
+                  *link_shared(s, q(s.shared))]
+    return lines + seal('"$release"') + markers(tree_hash, venv_hash, release)
+
+
+def markers(tree_hash, venv_hash, release):
+    """The release's identity and venv link, written by root over whatever is there."""
+    return ['rm -rf "$release/.fab-release" "$release/.venv"',
+            f"printf '%s\\n' {q(tree_hash)} > \"$release/.fab-release\"",
+            f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv"]
 
 
 def prune_script(s, keep):
@@ -294,7 +357,7 @@ def resolve(h):
     s = h.settings
     if not s.source_is_git:
         files = source_files(s.source_path)
-        return Source(content_hash(s.source_path, files), requirements_hash(s.source_path),
+        return Source(content_hash(s.source_path, files), requirements_hash(s.source_path, s),
                       f"upload {len(files)} files")
     if h.dry_run:
         if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
@@ -332,18 +395,59 @@ def ship(h, source, rid=None):
     unpack = unpack_commit(s, source.identity) if s.source_is_git else \
         unpack_tarball(h.upload(tarball(s.source_path)))
     try:
-        h.change("\n".join(release_script(s, unpack, rid, source.identity, source.venv_hash,
-                                          build_venv)), timeout=900)
-        if live_release(h):
+        out = h.change("\n".join(release_script(s, unpack, rid, source.identity,
+                                                source.venv_hash, build_venv)), timeout=900)
+        ran = release_phase(h, f"{s.releases}/{rid}")
+        if live_release(h) or f.program_state:  # a program to restart, whatever its state
             switch_to(h, rid, previous)
-        else:  # nothing is serving yet: just point `current` at it
-            h.change(link_current(s, rid))
-    except DeployError:
-        if previous:  # the new release never stayed live: remove it
-            h.change(f"rm -rf {q(s.releases)}/{q(rid)}")
+        else:  # no program yet: prove the release healthy, then point `current` at it
+            with candidate(h, f"{s.releases}/{rid}"):
+                h.change(link_current(s, rid))
+    except DeployError:  # the new release never went live: remove it
+        h.change(f"rm -rf {q(s.releases)}/{q(rid)}")
         raise
     h.change(prune_script(s, [rid, previous]))
-    return released(rid, source.venv_hash if build_venv else None)
+    over = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("shared over: ")]
+    return released(rid, source.venv_hash if build_venv else None) + (
+        f" (the shared {', '.join(over)} replaced the release's own)" if over else "") + ran
+
+
+# Loads the app's environment exactly as gunicorn does (by running gunicorn's own config
+# file), then becomes the command.
+WITH_APP_ENV = ("import os, sys; exec(open(sys.argv[1]).read(), {}); "
+                "os.execvp(sys.argv[2], sys.argv[2:])")
+
+
+def as_the_app(s, release, command, timeout):
+    """A command running COMMAND (argv) in RELEASE as the app user, the way gunicorn runs:
+    its venv first on PATH, the app's environment, cwd the release (shared paths linked),
+    in a transient service, killed after TIMEOUT seconds (exit 124)."""
+    return (f"systemd-run --quiet --wait --pipe --collect --uid={q(s.user)} --gid={q(s.user)} "
+            f"--working-directory={q(release)} -p RuntimeMaxSec={timeout + 30} "
+            f"--setenv=PATH={q(release)}/.venv/bin:/usr/local/bin:/usr/bin:/bin "
+            f"{q(release)}/.venv/bin/python -c {q(WITH_APP_ENV)} {q(s.gunicorn_conf)} "
+            f"timeout -k 10 {timeout} {command}")
+
+
+def release_phase(h, release):
+    """Run app.release_command in the new RELEASE before any traffic reaches it; a failure
+    stops the deploy with the command's output. Returns what the step line adds."""
+    s = h.settings
+    if not s.release_command:
+        return ""
+    if getattr(h.c, "release_phase_done", False):
+        return " (its release command ran on the first host)"
+    result = h.script(as_the_app(s, release, f"sh -c {q(s.release_command)}",
+                                 s.release_timeout), timeout=s.release_timeout + 60)
+    if result.exited == 124:
+        raise DeployError(f"the release command timed out after {s.release_timeout} s "
+                          "(app.release_timeout); nothing was switched")
+    if result.exited != 0:
+        output = (result.stdout + result.stderr).strip().splitlines()[-8:]
+        raise DeployError(f"the release command `{s.release_command}` failed (exit "
+                          f"{result.exited}); nothing was switched. Its output:\n"
+                          + "\n".join("  | " + line for line in output))
+    return f", ran `{s.release_command}`"
 
 
 def restart(h):

@@ -15,10 +15,12 @@ def wanted_rules(s, facts):
 
 
 def rule_changes(s, facts):
-    """(rules to add, rules to delete, whether to enable ufw)."""
+    """(rules to add, rules to delete, whether to enable ufw). HTTPS is closed only when no
+    other app's site on the server still listens on 443."""
     wanted = wanted_rules(s, facts)
     missing = [rule for rule in wanted if rule not in facts.ufw_rules]
-    unwanted = [HTTPS] if HTTPS in facts.ufw_rules and HTTPS not in wanted else []
+    unwanted = [HTTPS] if HTTPS in facts.ufw_rules and HTTPS not in wanted \
+        and not facts.other_tls_sites else []
     return missing, unwanted, not facts.ufw_active
 
 

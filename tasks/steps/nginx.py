@@ -10,6 +10,8 @@ DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 def render_site(s, tls=None):
     """The site; TLS=False renders it without https (while Let's Encrypt is still to ask)."""
     return render("nginx-site.j2", name=s.name, server_name=s.server_name, current=s.current,
+                  static_dir=s.static_dir, static_url=s.static_url,
+                  default=" default_server" if s.default_server else "",
                   port=s.port, tls=s.tls != "off" if tls is None else tls,
                   tls_cert=s.tls_cert_path, tls_key=s.tls_key_path, hsts_max_age=s.hsts_max_age,
                   acme_webroot=tls_step.ACME_WEBROOT if s.tls == "letsencrypt" else "")

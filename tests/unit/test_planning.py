@@ -273,7 +273,7 @@ def converged_facts(s=S):
         f.files[path] = FileFact(sha256(content), "root", "root", "644")
     f.modes.update({s.conf_dir: ("root", "root", "755"), s.releases: ("root", "root", "755"),
                     s.venvs: ("root", "root", "755"), s.log_dir: ("root", "hello-world", "750"),
-                    "/srv": ("root", "root", "755")})
+                    "/srv": ("root", "root", "755"), s.shared: (s.user, s.user, "750")})
     f.ufw_rules = {"allow 2222/tcp", "allow 80/tcp"}
     return f
 
@@ -375,7 +375,7 @@ def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_fo
     assert "-p RuntimeMaxSec=900" in build
     venv = "/srv/hello-world/venvs/vvvvvvvvvvvvvvvv"
     pip = lines.index(f"  build {venv}/bin/python \"$whl/pip\" install -q "
-                      "--disable-pip-version-check -r \"$release/requirements.txt\"")
+                      "--disable-pip-version-check -r \"$release/requirements.txt\" $extra")
     assert lines.index('chown -hR fab-build:fab-build "$release"') < pip
     assert pip < lines.index('chown -hR root:root "$release"')
     for path in ('"$release"', venv):
@@ -502,3 +502,43 @@ def test_links_in_the_app_folder_stay_links_and_may_not_leave_it(tmp_path):
         from tasks.settings import ConfigError, validate
         with pytest.raises(ConfigError, match="outside the app folder"):
             validate(Config(overrides={"app": {"source": str(app_dir)}}))
+
+
+def test_static_anywhere_and_only_one_default_site_per_server():
+    shop = load(Config(overrides={"app": {"name": "shop", "static_dir": "shop/static",
+                                          "static_url": "/assets/", "default_server": False,
+                                          "server_name": "shop.example.org"}}))
+    site = render_site(shop)
+    assert "location /assets/ {\n        alias /srv/shop/current/shop/static/;" in site
+    assert "default_server" not in site and "listen 80;" in site
+    assert "listen 80 default_server;" in render_site(S)
+    assert (shop.site_host, S.site_host) == ("shop.example.org", "")
+
+
+def test_gunicorn_and_extra_packages_are_part_of_the_venv_and_its_hash(tmp_path):
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    drivers = load(Config(overrides={"app": {"packages": "pymysql cryptography"}}))
+    assert app.requirements_hash(tmp_path, S) != app.requirements_hash(tmp_path, drivers)
+    lines = app.release_script(drivers, [], "r", "h", "v" * 16, True)
+    assert "extra='pymysql cryptography'" in lines and "set -f" in "\n".join(lines)
+    assert any(line.endswith(f'|| extra="$extra {app.GUNICORN}"') for line in lines)
+
+
+def test_https_stays_open_while_another_apps_site_uses_it():
+    f = parse(CONVERGED)
+    f.ufw_rules.add("allow 443/tcp")
+    assert firewall.rule_changes(S, f)[1] == ["allow 443/tcp"]
+    f.other_tls_sites = True
+    assert firewall.rule_changes(S, f)[1] == []
+
+
+def test_shared_paths_are_linked_into_each_release_and_made_by_the_app_user():
+    s = load(Config(overrides={"app": {"shared_paths": "logs/ instance/ app.db"}}))
+    lines = app.link_shared(s)
+    assert "runuser -u hello-world -- mkdir -p /srv/hello-world/shared/logs" in lines
+    assert 'ln -s /srv/hello-world/shared/app.db "$release"/app.db' in lines
+    assert not any(line.startswith(("install", "chown", "mkdir -p /srv")) for line in lines)
+    script = app.release_script(s, ["UNPACK"], "r", "h", "v" * 16, True)
+    assert script.index("UNPACK") < script.index(lines[0]) < \
+        script.index('chown -hR fab-build:fab-build "$release"')
+    assert app.link_shared(S) == []
