@@ -235,6 +235,9 @@ class Facts:
                   '  e=$(systemctl is-enabled $u 2>/dev/null); '
                   'echo "$u ${e:-missing} $(systemctl is-active $u)"\ndone',
         lambda lines: words_by_first(lines, service), default_factory=dict)
+    programs: list[str] = fact(  # the supervisor programs in the app's file
+        lambda s: f"sed -n 's/^\\[program:\\(.*\\)\\]$/\\1/p' {q(s.supervisor_conf)} 2>/dev/null",
+        lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
     ufw_active: bool = fact(lambda s: "grep -qs '^ENABLED=yes' /etc/ufw/ufw.conf && echo yes",
                             non_empty, False)
     ufw_rules: set[str] = fact(  # plain allow/deny port rules from anywhere: "allow 80/tcp"

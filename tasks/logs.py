@@ -4,11 +4,12 @@ from invoke import Exit, Task, task
 
 from tasks.core import LinePrefixer, q, say
 from tasks.provision import open_host
-
-COMPONENTS = ("app", "access", "error", "supervisor", "all")
+from tasks.settings import COMPONENTS
 
 
 def log_files(s, component):
+    if component in s.processes:
+        return [f"{s.log_dir}/{component}.log"]
     files = {
         "app": [f"{s.log_dir}/app.log", f"{s.log_dir}/error.log"],
         "access": [f"/var/log/nginx/{s.name}.access.log"],
@@ -48,19 +49,21 @@ class LogsTask(Task):
 
 
 @task(klass=LogsTask, help={
-    "component": f"which log: {', '.join(COMPONENTS)} (default: app)",
+    "component": f"which log: {', '.join(COMPONENTS)}, or an extra process's name "
+                 "(default: app)",
     "lines": "how many lines to show (default 50)",
     "follow": "keep streaming new lines until Ctrl-C",
     "grep": "only lines matching this pattern (grep, on the server)",
 })
 def logs(c, component="app", lines=50, follow=False, grep=None):
-    """Show the app's log (or nginx's, supervisor's) from every host, prefixed by host."""
-    if component not in COMPONENTS:
-        raise Exit(f"logs: unknown component {component!r}; use one of {', '.join(COMPONENTS)}",
-                   code=2)
+    """Show the app's log (or nginx's, supervisor's, a process's) from every host, by host."""
     if not 0 < int(lines) <= 100000:
         raise Exit("logs: --lines must be from 1 to 100000", code=2)
     h = open_host(c)
+    known = [*COMPONENTS, *sorted(h.settings.processes)]
+    if component not in known:
+        raise Exit(f"logs: unknown component {component!r}; use one of {', '.join(known)}",
+                   code=2)
     script = logs_script(log_files(h.settings, component), int(lines), grep, follow)
     if follow:
         h.stream(script, LinePrefixer(h.name))

@@ -49,11 +49,13 @@ DEFAULTS = {
     "build_command": "",  # run in each new release before it is sealed: "flask translate compile"
     "release_command": "",  # run once per deploy before traffic moves: "flask db upgrade"
     "release_timeout": 300,  # seconds the release command may take
+    "processes": {},  # extra programs of each release, name: command ("worker": "rq worker")
     "static_dir": "static",  # the app's static folder, relative to the release
     "static_url": "/static/",  # the URL prefix nginx serves it under
     "default_server": True,  # nginx's default site (exactly one app per server may be)
 }
 TLS_MODES = ("off", "self-signed", "letsencrypt", "custom")
+COMPONENTS = ("app", "access", "error", "supervisor", "all")  # `fab logs -c`, with processes
 # The whole-number settings and their allowed ranges (env vars give them as strings).
 INT_RANGES = {"port": (1024, 65534), "workers": (1, 64), "keep_releases": (2, 100),
               "apt_cache_valid_time": (0, 10**8), "health_timeout": (1, 600),
@@ -118,6 +120,7 @@ class Settings:
     build_command: str
     release_command: str
     release_timeout: int
+    processes: dict  # name -> command, Procfile-style
     static_dir: str
     static_url: str
     default_server: bool
@@ -147,6 +150,11 @@ class Settings:
     def shared_items(self):
         """[(path in the release, whether it is a folder)] of app.shared_paths."""
         return [(p.rstrip("/"), p.endswith("/")) for p in self.shared_paths.split()]
+
+    @property
+    def programs(self):
+        """The supervisor programs of the app: gunicorn, then one per extra process."""
+        return [self.name] + [f"{self.name}-{proc}" for proc in sorted(self.processes)]
 
     @property
     def conf_dir(self):
@@ -346,6 +354,15 @@ def problems_of(values):
         if isinstance(shared, str) else [shared]
     expect(not bad, f"app.shared_paths: {bad[0]!r} must be a name at the top of the release, "
                     "like 'logs/' (a folder) or 'app.db' (a file)" if bad else "")
+    processes = values["processes"]
+    if not isinstance(processes, dict):
+        expect(False, f"app.processes={processes!r}: must be a mapping of names to commands")
+    for proc, command in (processes if isinstance(processes, dict) else {}).items():
+        expect(isinstance(proc, str) and NAME_RE.fullmatch(proc) and proc not in COMPONENTS,
+               f"app.processes: {proc!r} is not a process name (lowercase letters, digits, '-' "
+               f"and '_', starting with a letter; not one of {', '.join(COMPONENTS)})")
+        expect(isinstance(command, str) and command.strip() and SAFE_TEXT_RE.fullmatch(command),
+               f"app.processes.{proc}: must be a shell command on one line")
     for key in ("build_command", "release_command"):
         command = values[key]
         expect(isinstance(command, str) and SAFE_TEXT_RE.fullmatch(command),

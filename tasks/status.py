@@ -33,6 +33,7 @@ class Status:
     http_status: int = 0
     http_latency_ms: float = 0.0
     http_body_ok: bool = False
+    processes: dict = field(default_factory=dict)  # extra process -> {"state", "pid"}
     tls_expires: str = ""  # with TLS on: when the served certificate expires
     tls_days_left: int = None
     enabled: dict = field(default_factory=dict)
@@ -85,6 +86,8 @@ def status_script(s):
                 if s.tls != "off" else "")
     return f"""
 echo @@program; supervisorctl status {q(s.name)} 2>/dev/null
+echo @@processes; {f"supervisorctl status {' '.join(q(p) for p in s.programs[1:])} 2>/dev/null"
+                   if s.processes else ""}
 pid=$(supervisorctl pid {q(s.name)} 2>/dev/null)
 echo @@workers; case "$pid" in ''|0|*[!0-9]*) echo 0;; *) pgrep -c -P "$pid";; esac
 echo @@nginx; systemctl is-active nginx; out=$(nginx -t 2>&1); echo "$?"; echo "$out" | tail -n1
@@ -132,6 +135,13 @@ def parse_status(host, s, text):
         st.tls_expires = time.strftime("%Y-%m-%d", time.gmtime(end))
         st.tls_days_left = int((end - time.time()) // 86400)
 
+    for proc in sorted(s.processes):
+        line = next((ln.split() for ln in sec.get("processes", [])
+                     if ln.split()[:1] == [f"{s.name}-{proc}"]), [])
+        state = line[1] if len(line) > 1 else "MISSING"
+        pid = int(line[line.index("pid") + 1].rstrip(",")) if "pid" in line else 0
+        st.processes[proc] = {"state": state, "pid": pid}
+        expect(st, state == "RUNNING", f"process {proc} is {state}")
     expect(st, st.app_state == "RUNNING", f"app is {st.app_state}")
     expect(st, st.app_state != "RUNNING" or st.workers == s.workers,
           f"{st.workers} workers running, {s.workers} wanted")
@@ -160,7 +170,7 @@ def print_table(rows):
             return text
         return f"\033[31m{text}!\033[0m" if color else f"{text}!"
 
-    header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "NGINX", "UFW", "RELEASE",
+    header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "PROCESSES", "NGINX", "UFW", "RELEASE",
               "DEPLOYED", "HTTP", "TLS UNTIL", "BOOT"]
     table = [header]
     for r in rows:
@@ -169,6 +179,8 @@ def print_table(rows):
             r.host, cell(r.app_state or "-", r.app_state == "RUNNING"), str(r.app_pid or "-"),
             r.app_uptime or "-",
             cell(f"{r.workers}/{r.workers_wanted}", r.workers == r.workers_wanted),
+            cell(" ".join(f"{proc}:{p['state']}({p['pid']})" for proc, p in r.processes.items())
+                 or "-", all(p["state"] == "RUNNING" for p in r.processes.values())),
             cell(("active" if r.nginx_active else "inactive")
                  + ("" if r.nginx_config_ok else " (bad config)"),
                  r.nginx_active and r.nginx_config_ok),

@@ -75,9 +75,13 @@ def link_current(s, rid):
             f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
 
 
-def switch_script(s, rid):
-    """Make releases/RID current and restart the main program on it."""
-    return f"{link_current(s, rid)}\nsupervisorctl restart {q(s.name)} >/dev/null"
+def switch_script(s, rid, loaded=None):
+    """Make releases/RID current and restart the app's programs on it (gunicorn first).
+    LOADED: the programs supervisor has now; a new process starts when the supervisor
+    step loads its program."""
+    programs = [p for p in s.programs if loaded is None or p in loaded or p == s.name]
+    return (f"{link_current(s, rid)}\n"
+            f"supervisorctl restart {' '.join(q(p) for p in programs)} >/dev/null")
 
 
 def serving(s, facts):
@@ -128,5 +132,6 @@ def bridged(h, release, action, undo=None):
 def switch_to(h, rid, previous):
     """Make releases/RID live without downtime; roll back to PREVIOUS if it is unhealthy."""
     s = h.settings
-    undo = switch_script(s, previous) if previous else None
-    bridged(h, f"{s.releases}/{rid}", switch_script(s, rid), undo)
+    loaded = h.facts.programs
+    undo = switch_script(s, previous, loaded) if previous else None
+    bridged(h, f"{s.releases}/{rid}", switch_script(s, rid, loaded), undo)

@@ -2,18 +2,24 @@
 
 from tasks.core import DeployError, install_script, q, render
 from tasks.plan import Command, Plan, Step, upload
+from tasks.steps.app import WITH_APP_ENV
 from tasks.switch import bridged, live_release, serving
 
 
 def render_conf(s):
+    """gunicorn's program, then one per extra process: the same release (`current`), the
+    app user, the app's environment loaded the way gunicorn loads it."""
     return render("supervisor.conf.j2", name=s.name, current=s.current, workers=s.workers,
                   port=s.port, module=s.module, user=s.user, log_dir=s.log_dir,
-                  gunicorn_conf=s.gunicorn_conf)
+                  gunicorn_conf=s.gunicorn_conf, with_env=q(WITH_APP_ENV),
+                  processes=[(proc, q(cmd)) for proc, cmd in sorted(s.processes.items())])
 
 
-def update_script(s):
-    """Load the changed program, restarting only it (never `reload`: that restarts all)."""
-    return f"supervisorctl reread >/dev/null && supervisorctl update {q(s.name)} >/dev/null"
+def update_script(s, facts):
+    """Load the changed programs of this app (and drop the ones it no longer has),
+    restarting only them: never `reload`, which restarts every app's programs."""
+    names = " ".join(q(p) for p in sorted(set(s.programs) | set(facts.programs)))
+    return f"supervisorctl reread >/dev/null && supervisorctl update {names} >/dev/null"
 
 
 def load_covered(h, program):
@@ -23,7 +29,7 @@ def load_covered(h, program):
     tmp = h.upload(program.content)
     try:
         bridged(h, live_release(h),
-                install_script(tmp, program.path) + update_script(h.settings))
+                install_script(tmp, program.path) + update_script(h.settings, h.facts))
     except DeployError:
         h.script(f"rm -f {q(tmp)}", sudo=False)
         raise
@@ -39,7 +45,7 @@ def plan(s, facts):
     program = upload(facts, f"updated {s.supervisor_conf}", s.supervisor_conf, render_conf(s),
                      install=load_covered if live else None)
     if program:
-        changes += program if live else [*program, Command("", update_script(s))]
+        changes += program if live else [*program, Command("", update_script(s, facts))]
     elif facts.program_state != "RUNNING":
         changes.append(Command(f"started {s.name}",
                                f"supervisorctl start {q(s.name)} >/dev/null"))

@@ -5,6 +5,9 @@ sealed; the release command (like `flask db upgrade`) migrates the live data onc
 deploy, in the new release, with the app's environment, before any traffic moves.
 """
 
+import json
+import time
+
 import pytest
 
 from tests.conftest import boot, destroy, fab, http_get, on, recap
@@ -132,3 +135,51 @@ def test_a_rollback_says_it_does_not_run_the_release_command(site):
     assert "(`python migrate.py` is not run back: the data stays as the newer release left it)" \
         in proc.stdout
     assert http_get(s)[2] == "v1 compiled-hi schema=2"  # the data stays as v2 left it
+
+
+WORKER = '''\
+import os
+import time
+
+from app import VERSION
+
+while True:  # real work, as a queue worker would do it: in the shared state, with the env
+    with open("logs/worker.txt.new", "w") as f:
+        f.write(f"{VERSION} {os.environ['GREETING']}")
+    os.replace("logs/worker.txt.new", "logs/worker.txt")
+    print("worked", VERSION, flush=True)
+    time.sleep(0.5)
+'''
+
+
+def worker_says(s, text, seconds=30):
+    """Wait (bounded) until the worker's file says TEXT; return what it says last."""
+    deadline, said = time.monotonic() + seconds, ""
+    while time.monotonic() < deadline:
+        said = on(s, "cat /srv/hello-world/shared/logs/worker.txt 2>/dev/null || true").strip()
+        if said == text:
+            break
+        time.sleep(0.5)
+    return said
+
+
+def test_an_extra_process_runs_the_live_release_and_follows_switches(site, tmp_path):
+    s, apps, env = site
+    settings = tmp_path / "worker.yaml"
+    settings.write_text("app:\n  processes:\n    worker: python worker.py\n")
+    for version in ("v6", "v7"):
+        app = make(apps, version, migrations=2)
+        (app / "worker.py").write_text(WORKER)
+        proc = fab("-f", str(settings), "-H", s.name, "deploy",
+                   env={**env, "FABRIC_APP_SOURCE": str(app)})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert worker_says(s, f"{version} hi") == f"{version} hi"
+        status = json.loads(fab("-f", str(settings), "-H", s.name, "status", "--json",
+                                env=env, check=True).stdout)[0]
+        assert status["processes"]["worker"]["state"] == "RUNNING"
+        pid = status["processes"]["worker"]["pid"]
+        assert on(s, f"ps -o user= -p {pid}").strip() == "hello-world"
+    logs = fab("-f", str(settings), "-H", s.name, "logs", "-c", "worker", env=env, check=True)
+    assert "worked v7" in logs.stdout
+    assert fab("-f", str(settings), "-H", s.name, "rollback", env=env).returncode == 0
+    assert worker_says(s, "v6 hi") == "v6 hi"

@@ -542,3 +542,24 @@ def test_shared_paths_are_linked_into_each_release_and_made_by_the_app_user():
     assert script.index("UNPACK") < script.index(lines[0]) < \
         script.index('chown -hR fab-build:fab-build "$release"')
     assert app.link_shared(S) == []
+
+
+def test_extra_processes_are_programs_of_the_same_release_with_the_apps_environment():
+    s = load(Config(overrides={"app": {"processes": {"worker": "rq worker shop-tasks"}}}))
+    conf = supervisor.render_conf(s)
+    worker = conf.split("[program:hello-world-worker]")[1]
+    assert "directory=/srv/hello-world/current" in worker and "user=hello-world" in worker
+    assert "/etc/hello-world/gunicorn.conf.py sh -c 'rq worker shop-tasks'" in worker
+    assert "stdout_logfile=/var/log/hello-world/worker.log" in worker
+    lines = switch.switch_script(s, "r").splitlines()
+    assert lines[-1] == "supervisorctl restart hello-world hello-world-worker >/dev/null"
+    before_the_worker = switch.switch_script(s, "r", loaded=["hello-world"]).splitlines()
+    assert before_the_worker[-1] == "supervisorctl restart hello-world >/dev/null"
+    f = converged_facts(s)
+    f.programs = ["hello-world", "hello-world-old"]  # a process that was removed
+    assert supervisor.update_script(s, f).endswith(
+        "supervisorctl update hello-world hello-world-old hello-world-worker >/dev/null")
+    from tasks.settings import ConfigError, validate
+    for bad in ({"Worker!": "x"}, {"all": "x"}, {"worker": "two\nlines"}, "worker: x"):
+        with pytest.raises(ConfigError, match="app.processes"):
+            validate(Config(overrides={"app": {"processes": bad}}))

@@ -139,12 +139,14 @@ def test_every_setting_can_be_overridden_by_an_env_var(monkeypatch):
         if isinstance(default, bool):
             return "0", False
         return ("7", 7) if isinstance(default, int) else ("v", "v")
-    for key, default in DEFAULTS.items():
+    scalars = {key: default for key, default in DEFAULTS.items() if not isinstance(default, dict)}
+    for key, default in scalars.items():
         monkeypatch.setenv(f"FABRIC_APP_{key.upper()}", given(default)[0])
     config = Config()
     config.load_collection(namespace.configuration())
     config.load_shell_env()
-    assert raw(config) == {key: given(default)[1] for key, default in DEFAULTS.items()}
+    assert raw(config) == {**DEFAULTS, **{key: given(d)[1] for key, d in scalars.items()}}
+    assert set(DEFAULTS) - set(scalars) == {"processes"}  # a mapping: set in a file (-f)
 
 
 def test_env_file_lines_are_checked_without_echoing_values(tmp_path):
