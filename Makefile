@@ -8,7 +8,7 @@ LINTED := fabfile.py tasks sandbox tests hello_world $(wildcard bench/*.py) benc
 PEERS := bench/.peers
 HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl git
 
-.PHONY: demo test unit lint host-packages clean bench
+.PHONY: demo test test-slow unit lint host-packages clean bench
 
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
@@ -43,8 +43,13 @@ unit: $(VENV)/.dev
 # Two workers (each test file stays on one worker, its servers with it); the tests that tear
 # the whole sandbox down run afterwards, alone. REPORTS=DIR writes JUnit XML there.
 test: host-packages $(VENV)/.dev lint
-	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "not last" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "not last and not slow" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
 	$(BIN)/pytest -q -m last $(if $(REPORTS),--junitxml=$(REPORTS)/last.xml) tests
+
+# The long proofs (an upgrade from the previous version, a reboot with state, git links and
+# tokens, repeated sandbox boots): kept out of `make test`'s time budget; CI runs both.
+test-slow: host-packages $(VENV)/.dev
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "slow" $(if $(REPORTS),--junitxml=$(REPORTS)/slow.xml) tests
 
 # Ansible and pyinfra, for the bench only: never dependencies of the tool.
 $(PEERS)/.installed: bench/peers/requirements.txt

@@ -16,6 +16,7 @@ namespace = Collection(
     deploy.deploy,
     deploy.rollback,
     deploy.releases,
+    deploy.exec_,
     *provision.STEP_TASKS,
     logs.logs,
     status.status,

@@ -8,9 +8,12 @@ switch and the run's result so far. Steps read facts and return plans
 import difflib
 import hashlib
 import shlex
+import shutil
 import sys
 import threading
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -52,9 +55,53 @@ def say(host, text, stream=None):
     """Print whole lines, each prefixed with the host, without interleaving threads."""
     stream = stream or sys.stdout
     with _print_lock:
+        if _progress and stream.isatty():
+            stream.write("\r\033[K")  # the status line goes; the next tick draws it again
         for line in text.rstrip("\n").split("\n"):
             stream.write(f"[{host}] {line}\n")
         stream.flush()
+
+
+_progress = {}  # host -> (what it is doing, since when): the terminal's status line
+
+
+@contextmanager
+def progress(host, doing):
+    """On a terminal, a status line says what each host is doing and for how many seconds
+    (`[web1] app: released ... 12s`), drawn once a second, gone when the work ends. Piped
+    output never gets it."""
+    if not sys.stdout.isatty():
+        yield
+        return
+    with _print_lock:
+        _progress[host] = (doing, time.monotonic())
+        first = len(_progress) == 1
+    done = threading.Event()
+    ticker = threading.Thread(target=_tick, args=(done,), daemon=True) if first else None
+    if ticker:
+        ticker.start()
+    try:
+        yield
+    finally:
+        with _print_lock:
+            _progress.pop(host, None)
+            if not _progress:
+                sys.stdout.write("\r\033[K")
+                sys.stdout.flush()
+        if ticker:
+            done.set()
+            ticker.join()
+
+
+def _tick(done):
+    while not done.wait(1):
+        with _print_lock:
+            now = time.monotonic()
+            line = "  ".join(f"[{host}] {doing} {now - since:.0f}s"
+                             for host, (doing, since) in sorted(_progress.items()))
+            width = shutil.get_terminal_size().columns - 1
+            sys.stdout.write("\r\033[K" + line[:width])
+            sys.stdout.flush()
 
 
 @dataclass

@@ -4,13 +4,18 @@ How a release goes live without downtime is tasks/switch.py's job; these tasks a
 the steps around it: the whole stack converged first, the site's health after.
 """
 
-from invoke import task
+import sys
+from dataclasses import dataclass
 
-from tasks.core import DeployError, say
+from invoke import Exit, task
+
+from tasks.core import DeployError, LinePrefixer, q, say
 from tasks.facts import gather
 from tasks.plan import Call, Plan, Probe, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge, open_host
+from tasks.results import report
 from tasks.steps import PROVISION
+from tasks.steps.app import as_the_app
 from tasks.switch import expect_healthy, switch_to
 
 
@@ -61,6 +66,50 @@ def rollback(c, to=None, dry_run=False, break_lock=False):
     """Switch back to the previous release (or --to RELEASE), health-checked, no downtime."""
     step = Step("rollback", lambda h: rollback_plan(h.settings, h.facts, to))
     return converge(c, [step], dry_run, break_lock)
+
+
+@dataclass
+class Executed:
+    """The remote exit code of `fab exec` on one host."""
+
+    exit_code: int
+    changed = False
+
+    @property
+    def failed(self):
+        return self.exit_code != 0
+
+    def recap(self):
+        return f"exit code {self.exit_code}"
+
+    @staticmethod
+    def report(results):
+        """One host: nothing (its output is the command's); several: each one's exit code."""
+        if len(results) > 1:
+            report(results)
+
+
+@task(name="exec")
+def exec_(c):
+    """Run the command after `--` in the live release, as the app runs: fab exec -- flask shell.
+
+    As the app user, with its venv first on PATH and its environment, in the release folder;
+    on a terminal of its own when fab has one. fab exits with the command's exit code."""
+    command = getattr(c, "remainder", "")
+    if not command:
+        raise Exit("exec: give the command after --, like: fab -H web1 exec -- flask db current",
+                   code=2)
+    h = open_host(c)
+    if not gather(h).links.get(h.settings.current):
+        raise DeployError("no release is live yet: run `fab deploy` first")
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    line = as_the_app(h.settings, h.settings.current, f"sh -c {q(command)}", terminal=terminal)
+    if terminal:
+        result = h.script(line, pty=True, in_stream=sys.stdin, hide=False)
+    else:
+        result = h.script(line, out_stream=LinePrefixer(h.name), err_stream=LinePrefixer(h.name),
+                          hide=False)
+    return Executed(result.exited)
 
 
 @task

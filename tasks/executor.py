@@ -28,6 +28,12 @@ MAX_PARALLEL = 32
 
 class HostsExecutor(Executor):
     def execute(self, *tasks):
+        # `fab exec -- CMD`: the text after `--` is exec's command, not Fabric's anonymous
+        # task (which would run it as the SSH user).
+        remainder = ""
+        if self.core.remainder and any(getattr(t, "name", t) == "exec" for t in tasks):
+            remainder, self.core.remainder = self.core.remainder, ""
+        self.remainder = remainder
         calls = self.expand_calls(self.normalize(tasks))
         results, failed = {}, False
         for group in self.groups(calls):
@@ -43,7 +49,9 @@ class HostsExecutor(Executor):
             failed |= any(r.failed for r in by_host.values() if r is not None)
             results[group[0].task] = by_host
         if failed:
-            raise Exit(code=1)
+            codes = [getattr(r, "exit_code", 1) for group in results.values()
+                     if isinstance(group, dict) for r in group.values() if r and r.failed]
+            raise Exit(code=max(codes, default=1) or 1)
         return results
 
     @staticmethod
@@ -78,6 +86,7 @@ class HostsExecutor(Executor):
         context = call.make_context(self.config)
         if isinstance(call, ConnectionCall):
             secure(context, raw(self.config)["host_keys"])
+            context.remainder = self.remainder  # read by `fab exec`
         return context
 
     def validate_config(self):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from invoke.exceptions import UnexpectedExit
 
-from tasks.core import DeployError, explain_failure, q, say, sha256, unified_diff
+from tasks.core import DeployError, explain_failure, progress, q, say, sha256, unified_diff
 from tasks.results import CHANGED, FAILED, OK
 
 
@@ -130,14 +130,17 @@ def fingerprint(text):
     return f"(secret, sha256 {sha256(text)[:16]})\n" if text else ""
 
 
-def apply(h, plan):
-    """Run PLAN on host H (or show it, in a dry run); return (status, message)."""
+def apply(h, plan, step=""):
+    """Run PLAN on host H (or show it, in a dry run); return (status, message). On a
+    terminal, a status line shows what STEP is doing while a change runs."""
     said = []
     for change in plan.changes:
         if h.dry_run:
             change.preview(h)
             said.append(change.said)
-        else:
+            continue
+        doing = change.said or getattr(change, "would", "") or "working"
+        with progress(h.name, f"{step}: {doing if isinstance(doing, str) else 'working'}"):
             said.append(change.apply(h) or change.said)
     if plan.changes:
         return CHANGED, ", ".join(dict.fromkeys(s for s in said if s))
@@ -154,7 +157,7 @@ def run_step(h, step):
     """Plan STEP on H and apply the plan, recording ok/changed/failed; a failure stops
     this host's run (StepFailed)."""
     try:
-        status, message = apply(h, step.plan(h))
+        status, message = apply(h, step.plan(h), step.name)
     except DeployError as e:
         h.record(step.name, FAILED, str(e))
         raise StepFailed(step.name) from e

@@ -242,8 +242,7 @@ class Settings:
 
     @property
     def source_path(self):
-        path = Path(self.source)
-        return path if path.is_absolute() else PROJECT / path
+        return Path(self.source)
 
 
 def is_git_url(source):
@@ -271,14 +270,39 @@ def _int_problem(key, value, low, high):
     return None
 
 
+LOCAL_PATHS = ("source", "env_file", "tls_cert", "tls_key")
+
+
 def raw(config):
-    """The `app` section merged over the defaults (config is an Invoke/Fabric Config)."""
+    """The `app` section merged over the defaults (config is an Invoke/Fabric Config), its
+    local paths resolved."""
     section = config.get("app", {}) or {}
     unknown = sorted(set(section) - set(DEFAULTS))
     if unknown:
         raise ConfigError([f"app.{k}: unknown setting (known: {', '.join(DEFAULTS)})"
                            for k in unknown])
-    return {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
+    values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
+    for key in LOCAL_PATHS:
+        value = values[key]
+        if isinstance(value, str) and value and not is_git_url(value):
+            values[key] = str(base_of(config, key) / Path(value).expanduser())
+    return values
+
+
+def base_of(config, key):
+    """Where a relative path in setting KEY starts: the folder of the file that set it
+    (`-f FILE`, or the project's fabric.yaml), else the current folder (an environment
+    variable) or this project (the defaults)."""
+    def sets(level):
+        return key in ((getattr(config, level, None) or {}).get("app") or {})
+    runtime = getattr(config, "_runtime_path", None)
+    if sets("_overrides"):  # in Invoke's order: overrides, then -f FILE, then env vars
+        return Path.cwd()
+    if runtime and sets("_runtime"):
+        return Path(runtime).resolve().parent
+    if sets("_env"):
+        return Path.cwd()
+    return PROJECT
 
 
 def problems_of(values):

@@ -26,6 +26,8 @@ def pytest_collection_modifyitems(items):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "last: run after every other test")
+    config.addinivalue_line("markers", "slow: long proofs kept out of `make test` for its time "
+                                       "budget; `make test-slow` runs them (CI runs both)")
 
 
 def boot(sudo_password=None):

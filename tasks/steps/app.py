@@ -418,15 +418,17 @@ WITH_APP_ENV = ("import os, sys; exec(open(sys.argv[1]).read(), {}); "
                 "os.execvp(sys.argv[2], sys.argv[2:])")
 
 
-def as_the_app(s, release, command, timeout):
-    """A command running COMMAND (argv) in RELEASE as the app user, the way gunicorn runs:
-    its venv first on PATH, the app's environment, cwd the release (shared paths linked),
-    in a transient service, killed after TIMEOUT seconds (exit 124)."""
-    return (f"systemd-run --quiet --wait --pipe --collect --uid={q(s.user)} --gid={q(s.user)} "
-            f"--working-directory={q(release)} -p RuntimeMaxSec={timeout + 30} "
+def as_the_app(s, release, command, timeout=None, terminal=False):
+    """A command running COMMAND (shell words) in RELEASE as the app user, the way gunicorn
+    runs: its venv first on PATH, the app's environment, cwd the release (shared paths
+    linked), in a transient service, killed after TIMEOUT seconds (exit 124) if given, on a
+    terminal of its own if TERMINAL (`flask shell`)."""
+    limit = f"-p RuntimeMaxSec={timeout + 30} " if timeout else ""
+    return (f"systemd-run --quiet --wait {'--pty' if terminal else '--pipe'} --collect "
+            f"--uid={q(s.user)} --gid={q(s.user)} --working-directory={q(release)} {limit}"
             f"--setenv=PATH={q(release)}/.venv/bin:/usr/local/bin:/usr/bin:/bin "
             f"{q(release)}/.venv/bin/python -c {q(WITH_APP_ENV)} {q(s.gunicorn_conf)} "
-            f"timeout -k 10 {timeout} {command}")
+            + (f"timeout -k 10 {timeout} " if timeout else "") + command)
 
 
 def release_phase(h, release):

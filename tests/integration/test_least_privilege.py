@@ -149,6 +149,7 @@ def commit_all(work, message):
     subprocess.run([*git, "commit", "-qm", message], check=True)
 
 
+@pytest.mark.slow
 def test_a_committed_link_where_root_writes_a_marker_is_not_followed(hostile):
     s, apps = hostile
     work = apps / "linked"
@@ -209,6 +210,7 @@ exec /usr/bin/git "$@"
 """
 
 
+@pytest.mark.slow
 def test_a_token_in_a_git_url_reaches_no_command_line_and_no_output(hostile):
     s, apps = hostile
     work = apps / "tokened"

@@ -76,10 +76,21 @@ def test_a_first_release_that_cannot_start_never_goes_live(shop_server):
         "problems"]
 
 
+SHOP_SETTINGS = """\
+app:
+  source: .
+  module: "shop:create_app()"
+  packages: "six==1.17.0"
+  static_dir: shop/static
+  static_url: /assets/
+"""
+
+
 def test_a_package_app_without_gunicorn_serves_with_its_static_files_and_extras(shop_server):
     s, apps = shop_server
-    shop = write_app(apps / "shop", SHOP)
-    proc = fab("-H", s.name, "deploy", env={**SHOP_ENV, "FABRIC_APP_SOURCE": str(shop)})
+    # the settings live in the app's folder; `source: .` is that folder, whatever the cwd
+    shop = write_app(apps / "shop", {**SHOP, "deploy.yaml": SHOP_SETTINGS})
+    proc = fab("-f", str(shop / "deploy.yaml"), "-H", s.name, "deploy")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert get(s) == (200, "Hello from the shop")
     assert get(s, "/assets/shop.css") == (200, SHOP["shop/static/shop.css"])
@@ -96,8 +107,8 @@ def test_a_second_app_serves_beside_the_first_and_each_converges(shop_server):
     assert get(s) == (200, "Hello from the shop")  # still the default site
     assert get(s, "/assets/shop.css")[0] == 200 and get(s, "/static/style.css", "other.test")[0] \
         == 200
-    shop = {**SHOP_ENV, "FABRIC_APP_SOURCE": str(apps / "shop")}
-    assert recap(fab("-H", s.name, "deploy", env=shop), s.name) == "ok=6 changed=0 failed=0"
+    shop = str(apps / "shop" / "deploy.yaml")
+    assert recap(fab("-f", shop, "-H", s.name, "deploy"), s.name) == "ok=6 changed=0 failed=0"
     assert recap(fab("-H", s.name, "deploy", env=OTHER_ENV), s.name) == "ok=6 changed=0 failed=0"
     assert json.loads(fab("-H", s.name, "status", "--json", env=OTHER_ENV, check=True).stdout)[0][
         "http_status"] == 200

@@ -6,11 +6,15 @@ deploy, in the new release, with the app's environment, before any traffic moves
 """
 
 import json
+import os
+import shlex
+import subprocess
 import time
 
 import pytest
 
-from tests.conftest import boot, destroy, fab, http_get, on, recap
+import sandbox
+from tests.conftest import FAB, PROJECT, boot, destroy, fab, http_get, on, recap
 from tests.load import Load
 
 APP = '''\
@@ -183,3 +187,20 @@ def test_an_extra_process_runs_the_live_release_and_follows_switches(site, tmp_p
     assert "worked v7" in logs.stdout
     assert fab("-f", str(settings), "-H", s.name, "rollback", env=env).returncode == 0
     assert worker_says(s, "v6 hi") == "v6 hi"
+
+
+def test_exec_runs_a_command_in_the_live_release_as_the_app_and_returns_its_exit_code(site):
+    s, _, env = site
+    proc = fab("-H", s.name, "exec", "--", "id -un; echo $GREETING; ls app.db; exit 3", env=env)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [f"[{s.name}] hello-world", f"[{s.name}] hi",
+                                        f"[{s.name}] app.db"]
+    assert fab("-H", s.name, "exec", "--", "python -c 'import flask'", env=env).returncode == 0
+    # on a terminal (script(1) gives fab one), the command gets a terminal of its own
+    argv = " ".join(shlex.quote(a) for a in [FAB, "-S", str(sandbox.STATE / "ssh_config"),
+                                              "-H", s.name, "exec", "--", "tty"])
+    tty = subprocess.run(["script", "-qec", argv, "/dev/null"], cwd=PROJECT, text=True,
+                         capture_output=True, timeout=120, env={**os.environ, **env})
+    assert tty.returncode == 0 and "/dev/pts/" in tty.stdout, tty.stdout + tty.stderr
+    missing = fab("-H", s.name, "exec", env=env)
+    assert missing.returncode == 2 and "give the command after --" in missing.stderr

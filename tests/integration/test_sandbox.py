@@ -22,6 +22,7 @@ def test_two_servers_answer_ssh_as_tom_and_root_and_run_systemd(make_server):
         assert on(s, ". /etc/os-release; echo $VERSION_CODENAME").strip() == "bookworm"
 
 
+@pytest.mark.slow
 def test_servers_are_isolated_and_a_fresh_boot_forgets_everything(make_server):
     one, two = make_server(), make_server()
     on(one, "echo mark > /root/mark")

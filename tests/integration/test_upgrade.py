@@ -7,6 +7,8 @@ this version's `provision` moves it, under load, keeping its logs.
 
 import subprocess
 
+import pytest
+
 import sandbox
 from tests.conftest import FAB, PROJECT, fab, http_get, on, recap
 from tests.load import Load
@@ -14,6 +16,7 @@ from tests.load import Load
 PREVIOUS = "33fb154"  # the last commit whose app ran as the SSH user
 
 
+@pytest.mark.slow
 def test_a_deployment_by_the_previous_version_moves_without_downtime(server, tmp_path):
     old = tmp_path / "previous"
     old.mkdir()

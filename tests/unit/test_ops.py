@@ -114,3 +114,20 @@ def test_a_deploy_with_a_release_command_runs_it_on_the_first_host_alone_first()
     assert batches("flask db upgrade", 0, task=provision.provision) == [(1, False), (3, True)]
     assert batches("flask db upgrade", 0, task=provision.STEP_TASKS[1]) == [(1, False), (3, True)]
     assert batches("flask db upgrade", 0, task=deploy.releases) == [(4, False)]
+
+
+def test_long_work_shows_a_status_line_on_a_terminal_only(monkeypatch):
+    from tasks.core import progress, say
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stdout", stream)
+        with progress("web1", "app: building virtualenv"):
+            time.sleep(1.3)
+            say("web1", "a line in between")
+        out = stream.getvalue()
+        assert ("[web1] app: building virtualenv 1s" in out) is shown
+        assert "[web1] a line in between\n" in out
+        assert out.endswith("\r\033[K") is shown  # the status line is gone at the end

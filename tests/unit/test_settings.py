@@ -1,6 +1,7 @@
 """Config validation: every bad value is caught before any connection, one line each."""
 
 import shlex
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -134,7 +135,7 @@ def test_every_setting_can_be_overridden_by_an_env_var(monkeypatch):
     from fabric import Config
 
     from tasks import namespace
-    from tasks.settings import raw
+    from tasks.settings import LOCAL_PATHS, raw
     def given(default):  # what an env var says, and what the setting becomes
         if isinstance(default, bool):
             return "0", False
@@ -145,7 +146,8 @@ def test_every_setting_can_be_overridden_by_an_env_var(monkeypatch):
     config = Config()
     config.load_collection(namespace.configuration())
     config.load_shell_env()
-    assert raw(config) == {**DEFAULTS, **{key: given(d)[1] for key, d in scalars.items()}}
+    assert raw(config) == {**DEFAULTS, **{key: given(d)[1] for key, d in scalars.items()},
+                           **{key: str(Path.cwd() / "v") for key in LOCAL_PATHS}}
     assert set(DEFAULTS) - set(scalars) == {"processes"}  # a mapping: set in a file (-f)
 
 
@@ -195,3 +197,24 @@ def test_letsencrypt_certificates_live_where_certbot_puts_them():
                         letsencrypt_email="ops@example.org"))
     assert s.tls_cert_path == "/etc/letsencrypt/live/hello-world/fullchain.pem"
     assert s.site_url == "https://127.0.0.1"
+
+
+def test_relative_paths_resolve_against_the_file_that_sets_them(tmp_path, monkeypatch):
+    from fabric import Config as FabricConfig
+
+    from tasks.settings import PROJECT, raw
+    app = tmp_path / "shop"
+    app.mkdir()
+    (app / "deploy.yaml").write_text("app:\n  source: .\n  env_file: prod.env\n")
+    config = FabricConfig(runtime_path=str(app / "deploy.yaml"))
+    config.load_runtime()
+    values = raw(config)
+    assert (values["source"], values["env_file"]) == (str(app), str(app / "prod.env"))
+    assert raw(FabricConfig())["source"] == str(PROJECT / "hello_world")  # the default
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FABRIC_APP_TLS_CERT", "here.pem")
+    config.load_collection({"app": dict(DEFAULTS)})
+    config.load_shell_env()
+    assert raw(config)["tls_cert"] == str(tmp_path / "here.pem")  # an env var: the cwd
+    git = FabricConfig(overrides={"app": {"source": "git@example.org:shop.git"}})
+    assert raw(git)["source"] == "git@example.org:shop.git"
