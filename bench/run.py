@@ -198,6 +198,39 @@ class Bench:
                     str(failures["requirements"]))
         self.record("requests served during all those deploys", str(served))
 
+    def tutorial(self):
+        """The tutorial-shaped app (tests/apps/microblog): code-only deploys and deploys with
+        a migration (its release command), each under the same 20-client load."""
+        s = self.server()
+        work = Path(tempfile.mkdtemp(prefix="bench-microblog-"))
+        app = work / "microblog"
+        shutil.copytree(PROJECT / "tests/apps/microblog", app)
+        (app / "deploy.yaml").write_text(TUTORIAL_SETTINGS)
+        (app / "prod.env").write_text("SECRET_KEY=bench\nFLASK_APP=microblog.py\n")
+        settings = ["-f", str(app / "deploy.yaml")]
+        fab(*settings, "-H", s.name, "deploy")
+        code_only, migrating, failed = [], [], 0
+        routes = app / "app/routes.py"
+        for n in range(self.rounds):
+            for kind, times in (("code-only", code_only), ("migration", migrating)):
+                routes.write_text(routes.read_text() + f"\n# {kind} {n}\n")
+                if kind == "migration":
+                    (app / f"migrations/versions/b{n}.py").write_text(MIGRATION.format(
+                        n=n, down=f"b{n - 1}" if n else "0001"))
+                with Load(s.address, path="/health", clients=20, max_seconds=300) as load:
+                    time.sleep(0.3)
+                    elapsed, _ = fab(*settings, "-H", s.name, "deploy")
+                    time.sleep(0.3)
+                times.append(elapsed)
+                failed += sum(v for (code, _), v in load.results.items() if code != 200)
+        sandbox.destroy(s.name)
+        shutil.rmtree(work)
+        self.record("tutorial app: code-only deploy (build step, release command, worker)",
+                    summary(code_only))
+        self.record("tutorial app: deploy with a migration", summary(migrating))
+        self.record("tutorial app: failed requests during those deploys (20 clients)",
+                    str(failed))
+
     def served_stack(self):
         """nginx+gunicorn (4 workers) vs `flask run` on the same server, same load."""
         if shutil.which("wrk") is None:
@@ -255,6 +288,36 @@ class Bench:
         print(f"bench: wrote {out}")
 
 
+TUTORIAL_SETTINGS = """\
+app:
+  source: .
+  module: "microblog:app"
+  static_dir: app/static
+  shared_paths: "logs/ app.db"
+  env_file: prod.env
+  build_command: flask banner compile
+  release_command: flask db upgrade
+  processes:
+    worker: python worker.py
+  health_path: /health
+"""
+MIGRATION = '''\
+import sqlalchemy as sa
+from alembic import op
+
+revision = "b{n}"
+down_revision = "{down}"
+
+
+def upgrade():
+    op.create_table("bench{n}", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("bench{n}")
+'''
+
+
 def peer_versions():
     out = []
     for tool, argv in (("fab (Fabric)", [str(PROJECT / ".venv/bin/fab"), "--version"]),
@@ -269,7 +332,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(PROJECT / "bench/RESULTS.md"))
-    parser.add_argument("--only", choices=["peers", "peers-three", "deploys", "served"])
+    parser.add_argument("--only", choices=["peers", "peers-three", "deploys", "tutorial",
+                                           "served"])
     args = parser.parse_args()
     try:
         sandbox.require_root_linux()
@@ -277,8 +341,10 @@ def main():
         raise SystemExit(f"bench: {e}") from None
     bench, started = Bench(args.rounds), time.time()
     parts = {"peers": bench.peers_one_server, "peers-three": bench.peers_three_servers,
-             "deploys": bench.deploys, "served": bench.served_stack}
-    if not (PEER_BIN / "pyinfra").exists() or not (PEER_BIN / "ansible-playbook").exists():
+             "deploys": bench.deploys, "tutorial": bench.tutorial, "served": bench.served_stack}
+    peers_wanted = args.only in (None, "peers", "peers-three")
+    if peers_wanted and not ((PEER_BIN / "pyinfra").exists()
+                             and (PEER_BIN / "ansible-playbook").exists()):
         raise SystemExit("bench: the peers are not installed: run `make bench`")
     try:
         for name, part in parts.items():

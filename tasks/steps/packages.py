@@ -5,6 +5,7 @@ from tasks.facts import wanted_packages
 from tasks.plan import Command, Plan, Step
 
 APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 "
+       "-o Acquire::Retries=3 "
        "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
 
 
@@ -22,9 +23,13 @@ def plan(s, facts):
     absent, refresh = missing(s, facts)
     if not absent:
         return Plan(ok=f"{len(wanted_packages(s))} packages present")
+    install = f"{APT} install {' '.join(absent)} >/dev/null"
+    # A download that failed even after apt's retries (a mirror mid-sync, a dropped
+    # connection) gets one more try on fresh lists, as apt's own message advises.
     return Plan([Command(f"installed {', '.join(absent)}",
                          ("apt-get -q update >/dev/null\n" if refresh else "")
-                         + f"{APT} install {' '.join(absent)} >/dev/null", timeout=900)])
+                         + f"{install} || {{ apt-get -q update >/dev/null && {install}; }}",
+                         timeout=900)])
 
 
 STEP = Step("packages", lambda h: plan(h.settings, h.facts),
