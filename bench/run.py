@@ -205,7 +205,6 @@ class Bench:
         work = Path(tempfile.mkdtemp(prefix="bench-microblog-"))
         app = work / "microblog"
         shutil.copytree(PROJECT / "tests/apps/microblog", app)
-        (app / "deploy.yaml").write_text(TUTORIAL_SETTINGS)
         (app / "prod.env").write_text("SECRET_KEY=bench\nFLASK_APP=microblog.py\n")
         settings = ["-f", str(app / "deploy.yaml")]
         fab(*settings, "-H", s.name, "deploy")
@@ -288,19 +287,6 @@ class Bench:
         print(f"bench: wrote {out}")
 
 
-TUTORIAL_SETTINGS = """\
-app:
-  source: .
-  module: "microblog:app"
-  static_dir: app/static
-  shared_paths: "logs/ app.db"
-  env_file: prod.env
-  build_command: flask banner compile
-  release_command: flask db upgrade
-  processes:
-    worker: python worker.py
-  health_path: /health
-"""
 MIGRATION = '''\
 import sqlalchemy as sa
 from alembic import op

@@ -3,8 +3,8 @@
 Chosen in fabric.yaml with `tasks.executor_class`. Each host's result is kept in a
 `{host: result}` dict (like Fabric's GroupResult), every result with `.failed` and
 `.recap()` (tasks/results.py); one host failing does not stop the others, and the
-run exits non-zero if any host failed. A `Rolling` task (deploy) runs in batches of
-its `--serial N`.
+run exits non-zero if any host failed (with the command's own code for `fab exec`). A
+`Rolling` task (provision, deploy, each step) runs in batches of its `--serial N`.
 """
 
 import os

@@ -78,6 +78,14 @@ def make_server():
             destroy(s)
 
 
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory):
+    """One fresh server for a module's tests (which run in order), and a folder for the apps
+    they deploy to it: (server, folder)."""
+    with booted() as s:
+        yield s, tmp_path_factory.mktemp("apps")
+
+
 @pytest.fixture(scope="session")
 def session_server():
     """One fresh server shared by a whole session (for tests that only read)."""

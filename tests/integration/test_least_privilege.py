@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 import sandbox
-from tests.conftest import PROJECT, boot, destroy, fab, http_get, on, recap
+from tests.conftest import PROJECT, fab, http_get, on, recap
 
 HOSTILE = '''\
 import json, os, subprocess
@@ -82,21 +82,16 @@ def hostile_app(apps):
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory):
-    s = boot()
-    apps = tmp_path_factory.mktemp("apps")
-    try:
-        on(s, "install -d /srv/victim && touch /srv/victim/a /srv/victim/b")
-        env = apps / "other.env"
-        env.write_text("OTHER_SECRET=s3cr3t-of-other\n")
-        fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(hostile_app(apps))},
-            check=True)
-        # A second app's account, tree and env file: only its `app` step, no site.
-        fab("-H", s.name, "app", env={"FABRIC_APP_NAME": "other", "FABRIC_APP_PORT": "8100",
-                                      "FABRIC_APP_ENV_FILE": str(env)}, check=True)
-        yield s, apps
-    finally:
-        destroy(s)
+def hostile(module_server):
+    s, apps = module_server
+    on(s, "install -d /srv/victim && touch /srv/victim/a /srv/victim/b")
+    env = apps / "other.env"
+    env.write_text("OTHER_SECRET=s3cr3t-of-other\n")
+    fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(hostile_app(apps))}, check=True)
+    # A second app's account, tree and env file: only its `app` step, no site.
+    fab("-H", s.name, "app", env={"FABRIC_APP_NAME": "other", "FABRIC_APP_PORT": "8100",
+                                  "FABRIC_APP_ENV_FILE": str(env)}, check=True)
+    return s, apps
 
 
 def attack(s):

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import PROJECT, boot, destroy, fab, on, recap
+from tests.conftest import PROJECT, fab, on, recap
 
 SHOP = {
     "shop/__init__.py": '''\
@@ -53,13 +53,8 @@ def get(server, path="/", host=None):
 
 
 @pytest.fixture(scope="module")
-def shop_server(tmp_path_factory):
-    s = boot()
-    apps = tmp_path_factory.mktemp("apps")
-    try:
-        yield s, apps
-    finally:
-        destroy(s)
+def shop_server(module_server):
+    return module_server
 
 
 def test_a_first_release_that_cannot_start_never_goes_live(shop_server):

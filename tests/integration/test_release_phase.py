@@ -14,7 +14,7 @@ import time
 import pytest
 
 import sandbox
-from tests.conftest import FAB, PROJECT, boot, destroy, fab, http_get, on, recap
+from tests.conftest import FAB, PROJECT, fab, http_get, on, recap
 from tests.load import Load
 
 APP = '''\
@@ -73,15 +73,11 @@ def make(apps, version, migrations=1, extra=""):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    s = boot()
-    apps = tmp_path_factory.mktemp("apps")
+def site(module_server):
+    s, apps = module_server
     env_file = apps / "prod.env"
     env_file.write_text("GREETING=hi\n")
-    try:
-        yield s, apps, {**ENV, "FABRIC_APP_ENV_FILE": str(env_file)}
-    finally:
-        destroy(s)
+    return s, apps, {**ENV, "FABRIC_APP_ENV_FILE": str(env_file)}
 
 
 def deploy(s, app, env, **more):

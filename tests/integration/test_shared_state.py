@@ -7,7 +7,7 @@ import time
 import pytest
 
 import sandbox
-from tests.conftest import boot, destroy, fab, http_get, on
+from tests.conftest import fab, http_get, on
 
 NOTES = '''\
 import os
@@ -54,13 +54,8 @@ def notes_app(apps, version, extra=None):
 
 
 @pytest.fixture(scope="module")
-def notes(tmp_path_factory):
-    s = boot()
-    apps = tmp_path_factory.mktemp("apps")
-    try:
-        yield s, apps
-    finally:
-        destroy(s)
+def notes(module_server):
+    return module_server
 
 
 def deploy(s, app, *args):

@@ -3,7 +3,7 @@
 An app factory in a package, static files inside it, SQLAlchemy with Flask-Migrate and two
 migrations, a `flask` command run by the build step that writes into the release, a `logs/`
 folder in its working directory, SQLite in shared state, a worker process doing real work,
-and no gunicorn in its requirements. Its settings live in its own folder.
+and no gunicorn in its requirements. Its settings live in its own folder (deploy.yaml).
 """
 
 import json
@@ -12,25 +12,10 @@ import time
 
 import pytest
 
-from tests.conftest import PROJECT, boot, destroy, fab, http_get, on, recap
+from tests.conftest import PROJECT, fab, http_get, on, recap
 from tests.load import Load
 
 APPS = PROJECT / "tests/apps"
-SETTINGS = """\
-app:
-  source: .
-  module: "microblog:app"
-  static_dir: app/static
-  shared_paths: "logs/ app.db"
-  env_file: prod.env
-  build_command: flask banner compile
-  release_command: flask db upgrade
-  processes:
-    worker: python worker.py
-  health_path: /health
-"""
-
-
 def version_two(app):
     """The second version: a migration adding authors, and code that shows them."""
     shutil.copy(APPS / "0002_authors.py", app / "migrations/versions/0002_authors.py")
@@ -45,16 +30,12 @@ def version_two(app):
 
 
 @pytest.fixture(scope="module")
-def microblog(tmp_path_factory):
-    s = boot()
-    app = tmp_path_factory.mktemp("src") / "microblog"
+def microblog(module_server):
+    s, apps = module_server
+    app = apps / "microblog"
     shutil.copytree(APPS / "microblog", app)
-    (app / "deploy.yaml").write_text(SETTINGS)
     (app / "prod.env").write_text("SECRET_KEY=not-a-real-secret\nFLASK_APP=microblog.py\n")
-    try:
-        yield s, app
-    finally:
-        destroy(s)
+    return s, app
 
 
 def run(s, app, *args, **kwargs):
