@@ -1,5 +1,7 @@
 """Provision on many hosts at once, as root or a sudo user, and dry-run on a fresh server."""
 
+import pytest
+
 from tests.conftest import fab, on, recap
 
 # Logging in and using sudo leave these behind by themselves; anything else is a change.
@@ -28,6 +30,7 @@ def test_dry_run_on_a_fresh_server_changes_nothing_and_shows_diffs(server):
     assert recap(proc, server.name) == "ok=0 changed=5 failed=0"
 
 
+@pytest.mark.slow
 def test_a_sudo_password_is_asked_for_not_guessed(make_server):
     s = make_server(sudo_password="s3cret")
     proc = fab("-H", s.name, "provision", check=False)

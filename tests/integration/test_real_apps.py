@@ -57,6 +57,7 @@ def shop_server(module_server):
     return module_server
 
 
+@pytest.mark.slow
 def test_a_first_release_that_cannot_start_never_goes_live(shop_server):
     s, apps = shop_server
     broken = write_app(apps / "broken", {**SHOP, "shop/__init__.py": "import no_such_module\n"})

@@ -9,6 +9,7 @@ import sandbox
 from tests.conftest import boot, destroy, on
 
 
+@pytest.mark.slow
 def test_two_servers_answer_ssh_as_tom_and_root_and_run_systemd(make_server):
     servers = [make_server(), make_server()]
     assert servers[0].address != servers[1].address
@@ -40,6 +41,7 @@ def test_servers_have_their_own_host_keys_matching_known_hosts(make_server):
     assert all(k in known for k in keys)
 
 
+@pytest.mark.slow
 def test_reboot_brings_systemd_back_with_same_address_and_files(server):
     on(server, "echo kept > /root/kept")
     before = on(server, "cat /proc/sys/kernel/random/boot_id")
@@ -109,6 +111,7 @@ def leftovers(s):
     return found
 
 
+@pytest.mark.slow
 def test_destroy_leaves_nothing_behind():
     s = boot()
     assert on(s, "true") == ""
