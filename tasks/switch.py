@@ -75,13 +75,16 @@ def link_current(s, rid):
             f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
 
 
-def switch_script(s, rid, loaded=None):
-    """Make releases/RID current and restart the app's programs on it (gunicorn first).
-    LOADED: the programs supervisor has now; a new process starts when the supervisor
-    step loads its program."""
+def restart_script(s, loaded=None):
+    """Restart the app's programs (gunicorn first, then its extra processes). LOADED: the
+    programs supervisor has now; a new process starts when the supervisor step loads it."""
     programs = [p for p in s.programs if loaded is None or p in loaded or p == s.name]
-    return (f"{link_current(s, rid)}\n"
-            f"supervisorctl restart {' '.join(q(p) for p in programs)} >/dev/null")
+    return f"supervisorctl restart {' '.join(q(p) for p in programs)} >/dev/null"
+
+
+def switch_script(s, rid, loaded=None):
+    """Make releases/RID current and restart the app's programs on it."""
+    return f"{link_current(s, rid)}\n{restart_script(s, loaded)}"
 
 
 def serving(s, facts):

@@ -24,6 +24,7 @@ from tasks.switch import (
     candidate,
     link_current,
     live_release,
+    restart_script,
     serving,
     switch_to,
 )
@@ -453,8 +454,8 @@ def release_phase(h, release):
 
 
 def restart(h):
-    """Restart the live app the covered way (after its environment changed)."""
-    bridged(h, live_release(h), f"supervisorctl restart {q(h.settings.name)} >/dev/null")
+    """Restart the live app and its processes the covered way (its environment changed)."""
+    bridged(h, live_release(h), restart_script(h.settings, h.facts.programs))
 
 
 def plan(s, facts, source, rid=None):
