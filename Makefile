@@ -8,7 +8,7 @@ LINTED := fabfile.py tasks sandbox tests hello_world $(wildcard bench/*.py) benc
 PEERS := bench/.peers
 HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl git
 
-.PHONY: demo test test-slow unit lint host-packages clean bench
+.PHONY: demo test test-slow faults unit lint host-packages clean bench
 
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
@@ -43,7 +43,7 @@ unit: $(VENV)/.dev
 # Two workers (each test file stays on one worker, its servers with it); the tests that tear
 # the whole sandbox down run afterwards, alone. REPORTS=DIR writes JUnit XML there.
 test: host-packages $(VENV)/.dev lint
-	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "not last and not slow" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "not last and not slow and not faults" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
 	$(BIN)/pytest -q -m last $(if $(REPORTS),--junitxml=$(REPORTS)/last.xml) tests
 
 # The long proofs (an upgrade from the previous version, git links and tokens, a broken first
@@ -51,6 +51,14 @@ test: host-packages $(VENV)/.dev lint
 # 12-minute budget on 2 cores; CI runs both.
 test-slow: host-packages $(VENV)/.dev
 	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "slow" $(if $(REPORTS),--junitxml=$(REPORTS)/slow.xml) tests
+
+# The fault matrix: provision, deploys and rollback broken by SIGKILL, a cut link and a
+# reboot at a spread of moments, each followed by a plain re-run (about 30 minutes). Its
+# table is printed at the end (README: "Interrupted runs").
+faults: host-packages $(VENV)/.dev
+	rm -f .faults/results.jsonl
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m faults $(if $(REPORTS),--junitxml=$(REPORTS)/faults.xml) tests/faults
+	$(BIN)/python -m tests.faults.harness
 
 # Ansible and pyinfra, for the bench only: never dependencies of the tool.
 $(PEERS)/.installed: bench/peers/requirements.txt

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -176,9 +176,16 @@ class Host:
         data = content.encode() if isinstance(content, str) else content
         tmp = f"/tmp/.fab-{uuid.uuid4().hex}"
         self.run.round_trips += 1
-        with self.c.sftp().open(tmp, "wxb") as f:  # exclusive create: never follow a planted link
-            f.chmod(0o600)  # before the first byte: a secret never sits readable in /tmp
-            f.write(data)
+        sftp = self.c.sftp()
+        try:
+            with sftp.open(tmp, "wxb") as f:  # exclusive create: never follow a planted link
+                f.chmod(0o600)  # before the first byte: a secret never sits readable in /tmp
+                f.write(data)
+        except OSError as e:
+            with suppress(OSError):
+                sftp.remove(tmp)
+            raise DeployError(f"could not upload {len(data) // 1024} KB to the server's /tmp "
+                              f"({e.strerror or e}): is its disk full? (df -h /tmp)") from None
         return tmp
 
     def record(self, step, status, message=""):
@@ -197,6 +204,26 @@ def install_script(tmp, path, owner="root", group="root", mode="0644"):
     return (f"trap 'rm -f {q(tmp)} {q(staged)}' EXIT\n"
             f"install -D -o {q(owner)} -g {q(group)} -m {q(mode)} {q(tmp)} {q(staged)}\n"
             f"mv -f {q(staged)} {q(path)}\n")
+
+
+WORK_DIR = "/run/fab"  # root-only: the deploy lock, and the output of detached work
+
+
+def detached(unit, script, timeout):
+    """A command that runs SCRIPT (as root) in the transient systemd service UNIT, waits
+    for it and exits with its status, its output on stdout (on stderr if it failed).
+
+    The service is the server's, not the SSH session's: when the connection drops (a
+    laptop lid, a killed fab, a lost network), the work goes on to its end instead of dying
+    half-done; the next run waits for it (tasks.lock) before it looks at the server again."""
+    log = f"{WORK_DIR}/{unit}.log"
+    return (f"install -d -o root -g root -m 0700 {WORK_DIR}\n"
+            f"rc=0; systemd-run --quiet --wait --collect --unit={q(unit)} "
+            f"--description={q(unit + ' (detached work of fab)')} "
+            f"-p RuntimeMaxSec={timeout} -p StandardOutput=truncate:{log} "
+            f"-p StandardError=inherit sh -c {q(script)} || rc=$?\n"
+            f"if [ $rc = 0 ]; then cat {log}; else cat {log} >&2; fi\n"
+            f"rm -f {log}; exit $rc\n")
 
 
 class LinePrefixer:

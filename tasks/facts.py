@@ -34,6 +34,11 @@ class Ownership(NamedTuple):
     mode: str  # octal, as stat prints it: "755"
 
 
+class Disk(NamedTuple):
+    size_kb: int
+    free_kb: int
+
+
 class Service(NamedTuple):
     enabled: str  # systemctl is-enabled: enabled, disabled, masked, missing
     active: str  # systemctl is-active: active, inactive, failed
@@ -42,6 +47,7 @@ class Service(NamedTuple):
 class Program(NamedTuple):
     state: str  # supervisor's state name: RUNNING, STARTING, FATAL... ("" if unknown)
     pid: int
+    release: str = ""  # the folder it runs in (its cwd): the release it really serves
 
 
 def wanted_packages(s):
@@ -77,9 +83,11 @@ def quoted(paths):
 
 
 # supervisorctl (and ufw) are Python programs that take a quarter of a second to start;
-# asking supervisord over its socket and reading ufw's own files keeps facts fast.
+# asking supervisord over its socket and reading ufw's own files keeps facts fast. A
+# program's cwd is the release it was started in (`current` resolved at its start): after
+# an interrupted switch it can differ from what `current` points to now.
 PROGRAM_STATE = """\
-import http.client, socket, sys, xmlrpc.client
+import http.client, os, socket, sys, xmlrpc.client
 class Unix(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX)
@@ -88,8 +96,17 @@ class Transport(xmlrpc.client.Transport):
     def make_connection(self, host):
         return Unix("localhost")
 rpc = xmlrpc.client.ServerProxy("http://localhost", Transport())
-info = rpc.supervisor.getProcessInfo(sys.argv[1])
-print(info["statename"], info["pid"])
+for name in sys.argv[1:]:
+    try:
+        info = rpc.supervisor.getProcessInfo(name)
+    except xmlrpc.client.Fault:  # not loaded
+        print(name, "-", 0, "-")
+        continue
+    try:
+        cwd = os.readlink(f"/proc/{info['pid']}/cwd") if info["pid"] else "-"
+    except OSError:
+        cwd = "-"
+    print(name, info["statename"], info["pid"], cwd)
 """
 
 
@@ -143,11 +160,15 @@ def links(lines):
     return out
 
 
-def program(lines):
-    parts = " ".join(lines).split()
-    if len(parts) == 2 and parts[1].isdigit():
-        return Program(parts[0], int(parts[1]))
-    return Program("", 0)
+def programs_running(lines):
+    """{program: Program} from `name state pid cwd` lines."""
+    out = {}
+    for line in lines:
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2].isdigit():
+            state, cwd = ("" if part == "-" else part for part in (parts[1], parts[3]))
+            out[parts[0]] = Program(state, int(parts[2]), cwd)
+    return out
 
 
 def service(enabled="missing", active=""):
@@ -163,6 +184,12 @@ def ufw_rule(line):
         return None
     action, proto, port = parts[:3]
     return f"{action} {port}/{proto}" if proto != "any" else f"{action} {port}"
+
+
+def disk(lines):
+    parts = "".join(lines).split()
+    return Disk(int(parts[0]), int(parts[1])) if len(parts) == 2 and \
+        all(p.isdigit() for p in parts) else None
 
 
 def ssh_port(lines):
@@ -221,15 +248,34 @@ class Facts:
     current_hash: str = fact(  # the source identity of the live release
         lambda s: f"cat {q(s.current)}/.fab-release 2>/dev/null", lambda lines: "".join(
             lines).strip(), "")
-    releases: list[str] = fact(lambda s: f"ls -1 {q(s.releases)} 2>/dev/null",
-                               lambda lines: sorted(r.strip() for r in lines if r.strip()),
-                               default_factory=list)
-    venvs: set[str] = fact(  # requirements hashes with a complete virtualenv
-        lambda s: f'for v in {q(s.venvs)}/*/.fab-complete; do '
-                  '[ -f "$v" ] && basename "$(dirname "$v")"; done',
-        lambda lines: {v.strip() for v in lines if v.strip()}, default_factory=set)
-    program: Program = fact(lambda s: f"python3 -c {q(PROGRAM_STATE)} {q(s.name)} 2>/dev/null",
-                            program, Program("", 0))
+    releases: list[str] = fact(  # complete releases (their marker is written last)
+        lambda s: f'for r in {q(s.releases)}/*/.fab-release; do '
+                  '[ -f "$r" ] && r=${r%/.fab-release} && echo "${r##*/}"; done',
+        lambda lines: sorted(r.strip() for r in lines if r.strip()), default_factory=list)
+    venvs: dict[str, int] = fact(  # complete virtualenvs: requirements hash -> size in KB
+        lambda s: f'for v in {q(s.venvs)}/*/.fab-complete; do [ -f "$v" ] || continue; '
+                  'size=; read -r size < "$v"; v=${v%/.fab-complete}; echo "${v##*/} $size"; '
+                  'done',
+        lambda lines: {p[0]: int(p[1]) if p[1:] and p[1].isdigit() else 0
+                       for p in map(str.split, lines) if p}, default_factory=dict)
+    half_built: list[str] = fact(  # what an interrupted run left: "release ID", "venv HASH"
+        lambda s: f'for r in {q(s.releases)}/*; do [ -d "$r" ] && [ ! -L "$r" ] && '
+                  '[ ! -f "$r/.fab-release" ] && echo "release ${r##*/}"; done\n'
+                  f'for v in {q(s.venvs)}/*; do [ -d "$v" ] && [ ! -L "$v" ] && '
+                  '[ ! -f "$v/.fab-complete" ] && echo "venv ${v##*/}"; done',
+        lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
+    candidates: list[str] = fact(  # candidate units still loaded (a dead run's, if any)
+        lambda s: f"for u in /run/systemd/transient/{q(s.name)}-candidate-*.service; do "
+                  '[ -e "$u" ] && echo "${u##*/}"; done',
+        lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
+    disk: Disk | None = fact(  # the filesystem that holds (or will hold) the app's folder
+        lambda s: f'd={q(s.dir)}; while [ ! -d "$d" ]; do d=${{d%/*}}; d=${{d:-/}}; done\n'
+                  'df -Pk "$d" | awk \'NR == 2 {print $2, $4}\'', disk)
+    dpkg_interrupted: bool = fact(  # what apt refuses with "dpkg was interrupted"
+        lambda s: "ls -A /var/lib/dpkg/updates 2>/dev/null | head -n1", non_empty, False)
+    running: dict[str, Program] = fact(  # the app's programs, gunicorn's first
+        lambda s: f"python3 -c {q(PROGRAM_STATE)} {quoted(s.programs)} 2>/dev/null",
+        programs_running, default_factory=dict)
     services: dict[str, Service] = fact(
         lambda s: f"for u in {' '.join(SERVICES)}; do\n"
                   '  e=$(systemctl is-enabled $u 2>/dev/null); '
@@ -253,6 +299,11 @@ class Facts:
         return self.os_id in ("debian", "ubuntu") or "debian" in self.os_like.split()
 
     @property
+    def program(self):
+        """gunicorn's program (the first of `running`)."""
+        return next(iter(self.running.values()), Program("", 0))
+
+    @property
     def program_state(self):
         return self.program.state
 
@@ -262,6 +313,11 @@ class Facts:
 
     def service(self, unit):
         return self.services.get(unit, Service("missing", ""))
+
+
+def fact_of(name):
+    """The Fact (shell, parser) of the field NAME, for other scripts that read it too."""
+    return next(f.metadata["fact"] for f in fields(Facts) if f.name == name)
 
 
 def script(s):

@@ -12,7 +12,8 @@ from tasks.settings import load
 from tasks.steps import PROVISION
 
 DRY_RUN = "show what would change, with diffs, running only read-only commands"
-BREAK_LOCK = "take the deploy lock even if another run holds it (when that run is dead)"
+BREAK_LOCK = ("take the deploy lock from another run (a dead run's is taken over by itself "
+              "once its SSH session has ended; this is for the rest)")
 
 
 class Rolling(Task):
@@ -45,7 +46,8 @@ def converge(c, steps, dry_run=False, break_lock=False):
         gather(h)
         if not dry_run:
             stage = "lock"
-            acquire_lock(h, break_lock)
+            if acquire_lock(h, break_lock):
+                gather(h)
         for step in steps:
             if run_step(h, step) == CHANGED and not dry_run:
                 gather(h)

@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass, field
 from invoke import task
 
 from tasks.core import DeployError, q
-from tasks.facts import sections
+from tasks.facts import fact_of, sections
 from tasks.health import parse_probe, probe_command
 from tasks.provision import open_host
+from tasks.switch import stale_programs
 
 
 @dataclass
@@ -36,6 +37,8 @@ class Status:
     processes: dict = field(default_factory=dict)  # extra process -> {"state", "pid"}
     tls_expires: str = ""  # with TLS on: when the served certificate expires
     tls_days_left: int = None
+    disk_free_mb: int = None  # where the app lives
+    disk_free_pct: int = None
     enabled: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     as_json: bool = False
@@ -71,6 +74,8 @@ class Status:
 
 # certbot renews 30 days before expiry; under two weeks left, renewal has been failing.
 TLS_WARN_DAYS = 14
+# Low disk: a new release (code + perhaps a virtualenv) may soon not fit.
+DISK_LOW_PCT, DISK_LOW_MB = 10, 512
 
 
 def expect(st, ok, problem):
@@ -98,6 +103,8 @@ echo @@enabled
 for u in supervisor nginx ufw; do echo "$u $(systemctl is-enabled $u 2>/dev/null)"; done
 echo @@probe; {probe_command(s, s.site_url, 0)}
 echo @@tls; {tls_line}
+echo @@running; {fact_of("running").shell(s)}
+echo @@disk; {fact_of("disk").shell(s)}
 true
 """
 
@@ -135,6 +142,17 @@ def parse_status(host, s, text):
         st.tls_expires = time.strftime("%Y-%m-%d", time.gmtime(end))
         st.tls_days_left = int((end - time.time()) // 86400)
 
+    disk = fact_of("disk").parse(sec.get("disk", []))
+    if disk:
+        st.disk_free_mb = disk.free_kb // 1024
+        st.disk_free_pct = disk.free_kb * 100 // max(disk.size_kb, 1)
+        expect(st, st.disk_free_pct >= DISK_LOW_PCT or st.disk_free_mb >= DISK_LOW_MB,
+               f"the disk of {s.dir} is low: {st.disk_free_mb} MB free "
+               f"({st.disk_free_pct}%); a new release may not fit")
+    running = fact_of("running").parse(sec.get("running", []))
+    for name, rid in (stale_programs(s, running, st.release) if st.release else {}).items():
+        st.problems.append(f"{name} still runs release {rid}, not the current {st.release} "
+                           "(an interrupted switch): run `fab deploy` to restart it")
     for proc in sorted(s.processes):
         line = next((ln.split() for ln in sec.get("processes", [])
                      if ln.split()[:1] == [f"{s.name}-{proc}"]), [])
@@ -171,7 +189,7 @@ def print_table(rows):
         return f"\033[31m{text}!\033[0m" if color else f"{text}!"
 
     header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "PROCESSES", "NGINX", "UFW", "RELEASE",
-              "DEPLOYED", "HTTP", "TLS UNTIL", "BOOT"]
+              "DEPLOYED", "HTTP", "TLS UNTIL", "DISK FREE", "BOOT"]
     table = [header]
     for r in rows:
         boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
@@ -186,11 +204,15 @@ def print_table(rows):
                  r.nginx_active and r.nginx_config_ok),
             cell(("active " + " ".join(r.ufw_allowed)) if r.ufw_active else "inactive",
                  r.ufw_active),
-            cell(r.release or "-", bool(r.release)), r.deployed_at or "-",
+            cell(r.release or "-", bool(r.release) and not any("still runs release" in p
+                                                               for p in r.problems)),
+            r.deployed_at or "-",
             cell(f"{r.http_status} {r.http_latency_ms:.0f}ms" + ("" if r.http_body_ok else
                                                                   " (body?)"),
                  r.http_status == 200 and r.http_body_ok),
             cell(r.tls_expires or "-", not any("certificate" in p for p in r.problems)),
+            cell(f"{r.disk_free_mb} MB" if r.disk_free_mb is not None else "-",
+                 not any(p.startswith("the disk") for p in r.problems)),
             cell("ok" if not boot else f"off: {boot}", not boot),
         ])
     widths = [max(len(strip_ansi(row[i])) for row in table) for i in range(len(header))]

@@ -97,6 +97,27 @@ def live_release(h):
     return serving(h.settings, h.facts)
 
 
+def release_of(s, program):
+    """The release a running PROGRAM (a facts.Program) was started in, from its working
+    folder; None if it runs elsewhere (a process that changed folder) or not at all."""
+    prefix = f"{s.releases}/"
+    if program.state != "RUNNING" or not program.release.startswith(prefix):
+        return None
+    return program.release[len(prefix):].split("/")[0].removesuffix(" (deleted)")
+
+
+def stale_programs(s, running, current):
+    """{program: release} of the programs RUNNING (facts.running) on a release other than
+    CURRENT (the release `current` points to): a switch was interrupted before their
+    restart, or a release was switched by hand."""
+    out = {}
+    for name, program in running.items():
+        rid = release_of(s, program)
+        if rid is not None and rid != current:
+            out[name] = rid
+    return out
+
+
 @contextmanager
 def candidate(h, release):
     """A candidate gunicorn of RELEASE on port+1, proven healthy before the block runs (or

@@ -28,6 +28,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "last: run after every other test")
     config.addinivalue_line("markers", "slow: long proofs kept out of `make test` for its time "
                                        "budget; `make test-slow` runs them (CI runs both)")
+    config.addinivalue_line("markers", "faults: the fault-injection matrix (`make faults`)")
 
 
 def boot(sudo_password=None):

@@ -20,12 +20,16 @@ CLOSED_IDLE = ("RemoteDisconnected", "ConnectionResetError", "BrokenPipeError")
 
 
 class Load:
-    def __init__(self, host, port=80, path="/", clients=20, max_seconds=120, max_requests=20000):
+    def __init__(self, host, port=80, path="/", clients=20, max_seconds=120, max_requests=20000,
+                 pause_after_error=0.0):
         self.host, self.port, self.path = host, port, path
+        self.pause_after_error = pause_after_error  # a client's wait after a failed request
         self.clients, self.max_seconds, self.max_requests = clients, max_seconds, max_requests
         self.results = Counter()  # (status, body) -> count; status 0 = connection error
         self.retried = 0
         self.latencies = []
+        self.first_ok = None  # when the first 200 came (monotonic)
+        self.errors = []  # (when the request started, ended, answer) of every answer but a 200
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = []
@@ -47,6 +51,12 @@ class Load:
             with self._lock:
                 self.results[answer] += 1
                 self.latencies.append(time.monotonic() - start)
+                if answer[0] == 200 and self.first_ok is None:
+                    self.first_ok = start
+                elif answer[0] != 200:
+                    self.errors.append((start, time.monotonic(), answer))
+            if answer[0] != 200 and self.pause_after_error:
+                time.sleep(self.pause_after_error)
         conn.close()
 
     def _get(self, conn):

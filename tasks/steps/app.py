@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.core import DeployError, q, render
+from tasks.core import DeployError, detached, q, render
 from tasks.facts import ancestors
+from tasks.lock import work_unit
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
 from tasks.switch import (
     bridged,
@@ -26,6 +27,7 @@ from tasks.switch import (
     live_release,
     restart_script,
     serving,
+    stale_programs,
     switch_to,
 )
 
@@ -288,7 +290,7 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
                   f"  build {venv}/bin/pip install {pip}",
                   "fi",
                   *seal(venv),
-                  f"touch {venv}/.fab-complete"]
+                  f"du -sk {venv} | cut -f1 > {venv}/.fab-complete"]  # its size: tasks.space
     if s.build_command:
         scratch_dirs = " ".join(f'"$scratch"/{q(p)}' for p, is_dir in s.shared_items if is_dir)
         lines += ["scratch=$(mktemp -d /tmp/fab-build.XXXXXXXX)",
@@ -302,26 +304,29 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
 
 
 def markers(tree_hash, venv_hash, release):
-    """The release's identity and venv link, written by root over whatever is there."""
+    """The release's venv link and identity, written by root over whatever is there. The
+    identity goes last: a release without it is half-built (an interrupted run's)."""
     return ['rm -rf "$release/.fab-release" "$release/.venv"',
-            f"printf '%s\\n' {q(tree_hash)} > \"$release/.fab-release\"",
-            f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv"]
+            f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv",
+            f"printf '%s\\n' {q(tree_hash)} > \"$release/.fab-release\""]
 
 
 def prune_script(s, keep):
-    """Drop old releases (never those in KEEP) and virtualenvs no release uses."""
+    """Drop old releases (never those in KEEP) and virtualenvs no release uses. Each loses
+    its marker first: one removed half-way (a run killed here) is half-built, never a
+    release or venv that looks whole but lacks files."""
     keep_args = " ".join(q(k) for k in keep)
     return f"""
 cd {q(s.releases)}
 ls -1 | sort | head -n -{s.keep_releases} | while read -r r; do
   case " {keep_args} " in *" $r "*) continue;; esac
-  rm -rf -- "$r"
+  rm -f -- "$r/.fab-release"; rm -rf -- "$r"
 done
 cd {q(s.venvs)}
 for v in *; do
   [ -d "$v" ] || continue
   used=$(find {q(s.releases)} -mindepth 2 -maxdepth 2 -name .venv -lname "../../venvs/$v")
-  [ -n "$used" ] || rm -rf -- "$v"
+  [ -n "$used" ] || {{ rm -f -- "$v/.fab-complete"; rm -rf -- "$v"; }}
 done
 """
 
@@ -349,6 +354,7 @@ class Source:
     #                a git source not fetched yet, because the server has no layout yet)
     venv_hash: str  # hash of its requirements.txt (None: not known yet)
     action: str = ""  # what a dry run would do to get it ("upload 3 files")
+    size_kb: int = 0  # the code's size (0: not known before a git source is fetched)
 
 
 def resolve(h):
@@ -358,8 +364,9 @@ def resolve(h):
     s = h.settings
     if not s.source_is_git:
         files = source_files(s.source_path)
+        size = sum(f.lstat().st_size for f in files) // 1024 + 1
         return Source(content_hash(s.source_path, files), requirements_hash(s.source_path, s),
-                      f"upload {len(files)} files")
+                      f"upload {len(files)} files", size)
     if h.dry_run:
         if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
             return Source(s.ref, None, f"fetch {s.source_shown}")
@@ -395,17 +402,21 @@ def ship(h, source, rid=None):
     previous = f.links.get(s.current, "").rpartition("/")[2]
     unpack = unpack_commit(s, source.identity) if s.source_is_git else \
         unpack_tarball(h.upload(tarball(s.source_path)))
+    build = "\n".join(["set -e", *release_script(s, unpack, rid, source.identity,
+                                                  source.venv_hash, build_venv)])
     try:
-        out = h.change("\n".join(release_script(s, unpack, rid, source.identity,
-                                                source.venv_hash, build_venv)), timeout=900)
+        out = h.change(detached(work_unit(s, "build"), build, 900), timeout=960)
         ran = release_phase(h, f"{s.releases}/{rid}")
         if live_release(h) or f.program_state:  # a program to restart, whatever its state
             switch_to(h, rid, previous)
         else:  # no program yet: prove the release healthy, then point `current` at it
             with candidate(h, f"{s.releases}/{rid}"):
                 h.change(link_current(s, rid))
-    except DeployError:  # the new release never went live: remove it
-        h.change(f"rm -rf {q(s.releases)}/{q(rid)}")
+    except DeployError:  # the new release never went live: remove it (and a half-built venv)
+        venv = q(f"{s.venvs}/{source.venv_hash}")
+        release = q(f"{s.releases}/{rid}")
+        h.change(f"rm -f {release}/.fab-release; rm -rf {release}\n"
+                 + (f"[ -f {venv}/.fab-complete ] || rm -rf {venv}" if build_venv else ""))
         raise
     h.change(prune_script(s, [rid, previous]))
     over = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("shared over: ")]
@@ -440,8 +451,9 @@ def release_phase(h, release):
         return ""
     if getattr(h.c, "release_phase_done", False):
         return " (its release command ran on the first host)"
-    result = h.script(as_the_app(s, release, f"sh -c {q(s.release_command)}",
-                                 s.release_timeout), timeout=s.release_timeout + 60)
+    command = as_the_app(s, release, f"sh -c {q(s.release_command)}", s.release_timeout)
+    result = h.script(detached(work_unit(s, "release"), command, s.release_timeout + 60),
+                      timeout=s.release_timeout + 90)
     if result.exited == 124:
         raise DeployError(f"the release command timed out after {s.release_timeout} s "
                           "(app.release_timeout); nothing was switched")
@@ -458,6 +470,48 @@ def restart(h):
     bridged(h, live_release(h), restart_script(h.settings, h.facts.programs))
 
 
+def leftovers(s, facts):
+    """Stopping the candidate an interrupted run left running and removing what it left
+    half-built (a release without its marker, a virtualenv without its own), as changes.
+    Safe: this run holds the lock, and the work the dead run left going on the server has
+    ended (tasks.lock)."""
+    changes = []
+    if facts.candidates:
+        changes.append(Command(f"stopped {', '.join(facts.candidates)} (an interrupted run's)",
+                               "systemctl stop " + " ".join(q(u) for u in facts.candidates)))
+    if facts.half_built:
+        paths = [f"{s.releases}/{name[8:]}" if name.startswith("release ") else
+                 f"{s.venvs}/{name[5:]}" for name in facts.half_built]
+        changes.append(Command(f"removed what an interrupted run left half-built "
+                               f"({', '.join(facts.half_built)})",
+                               "rm -rf -- " + " ".join(q(p) for p in paths)))
+    return changes
+
+
+DEFAULT_VENV_KB = 100 * 1024  # a Flask app's virtualenv, when none was built here yet
+SPARE_KB = 32 * 1024  # for logs and the app's own files while the release goes live
+
+
+def mb(kb):
+    return f"{kb // 1024} MB"
+
+
+def check_space(s, facts, source, new_venv):
+    """Refuse a release that would not fit on the app's filesystem, before anything
+    changes: its code, plus a new virtualenv (as large as the largest built here)."""
+    if facts.disk is None:
+        return
+    venv_kb = (max(facts.venvs.values(), default=0) or DEFAULT_VENV_KB) if new_venv else 0
+    need = source.size_kb + venv_kb + SPARE_KB
+    if facts.disk.free_kb < need:
+        raise DeployError(
+            f"not enough disk space for a new release: {mb(facts.disk.free_kb)} free where "
+            f"{s.dir} lives, about {mb(need)} needed (the code {mb(source.size_kb)}"
+            + (f", a new virtualenv ~{mb(venv_kb)}" if venv_kb else "")
+            + f", {mb(SPARE_KB)} spare); free some space (`fab releases`; app.keep_releases "
+            "keeps fewer) and run again")
+
+
 def plan(s, facts, source, rid=None):
     """Layout, runtime files, then a new release if SOURCE differs from the live one."""
     refused = refusals(s, facts)
@@ -467,15 +521,22 @@ def plan(s, facts, source, rid=None):
     changes = [Command("prepared the app layout" if facts.user_exists
                        else f"created the app's account {s.user}", "\n".join(layout))] \
         if layout else []
+    changes += leftovers(s, facts)
+    live = facts.links.get(s.current, "").rpartition("/")[2]
     if source.identity is not None and source.identity == facts.current_hash:
         runtime = runtime_files(s, facts, "updated the app's environment")
-        if runtime and serving(s, facts):
+        stale = stale_programs(s, facts.running, live)
+        if stale and serving(s, facts):
+            was = ", ".join(sorted(set(stale.values())))
+            runtime.append(Call(f"restarted {', '.join(stale)} on the live release {live} "
+                                f"(they still ran {was}: a switch was interrupted)", restart))
+        elif runtime and serving(s, facts):
             runtime.append(Call("", restart))
-        return Plan(changes + runtime,
-                    ok=f"release {facts.links.get(s.current, '').rpartition('/')[2]} is live")
+        return Plan(changes + runtime, ok=f"release {live} is live")
     rid = rid or (release_id(source.identity) if source.identity else "<time>-<commit>")
     new_venv = source.venv_hash if source.venv_hash and source.venv_hash not in facts.venvs \
         else None
+    check_space(s, facts, source, new_venv or (source.venv_hash is None))
     would = f"{source.action} as release {rid}" + (
         f" and build virtualenv {new_venv}" if new_venv else "")
     move = moved(s, facts)

@@ -1,7 +1,12 @@
-"""Step 1: the system packages the stack needs, installed with apt."""
+"""Step 1: the system packages the stack needs, installed with apt.
 
-from tasks.core import DeployError
+apt runs detached on the server (tasks.core.detached): a connection lost mid-install
+no longer leaves dpkg half-done. One interrupted anyway (a reboot, a kill) is repaired
+first with `dpkg --configure -a`, as apt itself asks."""
+
+from tasks.core import DeployError, detached
 from tasks.facts import wanted_packages
+from tasks.lock import work_unit
 from tasks.plan import Command, Plan, Step
 
 APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 "
@@ -19,17 +24,28 @@ def missing(s, facts):
     return absent, bool(absent) and stale
 
 
+REPAIR = "dpkg --force-confdef --force-confold --configure -a >/dev/null"
+
+
 def plan(s, facts):
     absent, refresh = missing(s, facts)
-    if not absent:
+    repair = facts.dpkg_interrupted
+    if not absent and not repair:
         return Plan(ok=f"{len(wanted_packages(s))} packages present")
-    install = f"{APT} install {' '.join(absent)} >/dev/null"
-    # A download that failed even after apt's retries (a mirror mid-sync, a dropped
-    # connection) gets one more try on fresh lists, as apt's own message advises.
-    return Plan([Command(f"installed {', '.join(absent)}",
-                         ("apt-get -q update >/dev/null\n" if refresh else "")
-                         + f"{install} || {{ apt-get -q update >/dev/null && {install}; }}",
-                         timeout=900)])
+    said = ", ".join(filter(None, ["repaired an interrupted dpkg (dpkg --configure -a)"
+                                   if repair else "",
+                                   f"installed {', '.join(absent)}" if absent else ""]))
+    lines = ["set -e", "export DEBIAN_FRONTEND=noninteractive"]
+    if repair:
+        lines.append(REPAIR)
+    if absent:
+        install = f"{APT} install {' '.join(absent)} >/dev/null"
+        # A download that failed even after apt's retries (a mirror mid-sync, a dropped
+        # connection) gets one more try on fresh lists, as apt's own message advises.
+        lines += (["apt-get -q update >/dev/null"] if refresh else []) + \
+            [f"{install} || {{ apt-get -q update >/dev/null && {install}; }}"]
+    return Plan([Command(said, detached(work_unit(s, "apt"), "\n".join(lines), 900),
+                         timeout=960)])
 
 
 STEP = Step("packages", lambda h: plan(h.settings, h.facts),

@@ -159,7 +159,8 @@ def test_a_second_concurrent_deploy_fails_fast_naming_the_holder(live):
     assert http_get(s)[2] == "Hello four"
 
 
-def test_a_stale_lock_is_broken_only_when_asked(live):
+def test_a_lock_the_server_cannot_judge_is_broken_only_when_asked(live):
+    """A lock without the session that took it (an older version's, a hand-made one)."""
     s, apps = live
     on(s, "mkdir -p /run/fab/hello-world.lock && echo 'ghost@gone since long ago' "
           "> /run/fab/hello-world.lock/holder")

@@ -6,7 +6,7 @@ import tarfile
 import pytest
 from invoke import Config
 
-from tasks import deploy, switch
+from tasks import deploy, lock, switch
 from tasks.core import DeployError, sha256
 from tasks.facts import PACKAGES, Facts, Program, ancestors, parse, script, wanted_packages
 from tasks.health import parse_probe
@@ -54,8 +54,9 @@ feedface
 20260101T000000Z-aaaa
 @@venvs
 0123456789abcdef
-@@program
-RUNNING 4242
+@@running
+hello-world RUNNING 4242 /srv/hello-world/releases/20260101T000000Z-aaaa
+hello-world-worker - 0 -
 @@services
 nginx enabled active
 supervisor enabled active
@@ -79,16 +80,18 @@ def test_parse_reads_every_section():
     assert f.files["/etc/supervisor/conf.d/hello-world.conf"].sha256 == "abc123"
     assert f.modes["/srv"] == ("root", "root", "700")
     assert f.links["/srv/hello-world/current"] == "releases/20260101T000000Z-aaaa"
-    assert f.current_hash == "feedface" and f.venvs == {"0123456789abcdef"}
+    assert f.current_hash == "feedface" and set(f.venvs) == {"0123456789abcdef"}
     assert f.releases == ["20250101T000000Z-bbbb", "20260101T000000Z-aaaa"]
     assert (f.program_state, f.program_pid) == ("RUNNING", 4242)
+    assert f.program.release == "/srv/hello-world/releases/20260101T000000Z-aaaa"
+    assert f.running["hello-world-worker"] == ("", 0, "")  # not loaded
     assert f.services["ufw"] == ("enabled", "active")
     assert f.ufw_active and f.ufw_rules == {"allow 2222/tcp", "allow 80/tcp"}
     assert f.ssh_port == 2222
 
 
 def test_parse_of_a_fresh_server():
-    f = parse("@@os_id\ndebian\n@@os_like\n\n@@packages\n@@apt_age\n@@user_exists\n@@program\n"
+    f = parse("@@os_id\ndebian\n@@os_like\n\n@@packages\n@@apt_age\n@@user_exists\n@@running\n"
               "@@ufw_active\n@@ssh_port\n\n")
     assert f.packages == {} and f.apt_age is None and not f.user_exists
     assert f.program_state == "" and not f.ufw_active and f.ssh_port == 22
@@ -156,8 +159,9 @@ def test_release_switches_current_by_renaming_a_new_symlink():
 def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
     unpack = app.unpack_tarball("/tmp/x.tgz")
     lines = app.release_script(S, unpack, "20260101T000000Z-abcd", "h", "v" * 16, False)
-    assert lines[-1] == ("ln -sfn ../../venvs/vvvvvvvvvvvvvvvv "
-                         "/srv/hello-world/releases/20260101T000000Z-abcd/.venv")
+    assert lines[-2:] == ["ln -sfn ../../venvs/vvvvvvvvvvvvvvvv "
+                          "/srv/hello-world/releases/20260101T000000Z-abcd/.venv",
+                          "printf '%s\\n' h > \"$release/.fab-release\""]  # the marker last
     assert not any("pip install" in line for line in lines)
     with_venv = app.release_script(S, unpack, "r", "h", "v" * 16, True)
     assert any("pip install" in line for line in with_venv)
@@ -300,8 +304,25 @@ def test_packages_plan_one_apt_command_refreshing_stale_lists():
     plan = packages.plan(S, Facts(os_id="debian", packages={"nginx": True}, apt_age=None))
     (command,) = plan.changes
     assert command.said == "installed python3-venv, supervisor, ufw"
-    assert command.script.startswith("apt-get -q update") and "install python3-venv" in \
-        command.script
+    # apt runs in a systemd service of its own, so a lost connection cannot cut it short
+    assert "systemd-run --quiet --wait --collect --unit=fab-hello-world-apt" in command.script
+    inner = command.script.split(" sh -c ", 1)[1]
+    assert inner.index("apt-get -q update") < inner.index("install python3-venv")
+    assert "dpkg" not in inner
+
+
+def test_packages_repair_an_interrupted_dpkg_first_even_with_nothing_missing():
+    f = Facts(os_id="debian", packages=dict.fromkeys(PACKAGES, True), apt_age=5,
+              dpkg_interrupted=True)
+    (command,) = packages.plan(S, f).changes
+    assert command.said == "repaired an interrupted dpkg (dpkg --configure -a)"
+    assert "--configure -a" in command.script and "install" not in command.script.split(
+        " sh -c ", 1)[1].replace("install -d", "")
+    f.packages["nginx"] = False
+    (command,) = packages.plan(S, f).changes
+    assert command.said.endswith(", installed nginx")
+    inner = command.script.split(" sh -c ", 1)[1]
+    assert inner.index("--configure -a") < inner.index("install nginx")
 
 
 def test_app_plans_a_release_only_for_new_code_and_a_venv_only_for_new_requirements():
@@ -382,7 +403,7 @@ def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_fo
         assert f"chown -hR root:root {path}" in lines and f"chmod -R go-w,ug-s {path}" in lines
     marker = 'rm -rf "$release/.fab-release" "$release/.venv"'
     assert lines.index(marker) > lines.index(f"chown -hR root:root {venv}")
-    assert "printf" in lines[lines.index(marker) + 1]
+    assert "ln -sfn" in lines[lines.index(marker) + 1] and "printf" in lines[-1]
     assert " pip install" not in text.replace("build ", "").replace('"$whl/pip"', "")
 
 
@@ -400,11 +421,11 @@ def test_supervisor_loads_a_changed_program_covered_only_while_serving():
     (program,) = supervisor.plan(S, f).changes  # written only once its candidate is healthy
     assert program.said == "updated /etc/supervisor/conf.d/hello-world.conf"
     assert program.install is supervisor.load_covered
-    f.program = Program("FATAL", 0)
+    f.running = {"hello-world": Program("FATAL", 0)}
     upload, load = supervisor.plan(S, f).changes
     assert isinstance(load, Command) and "supervisorctl update hello-world" in load.script
     f = converged_facts()
-    f.program = Program("STOPPED", 0)
+    f.running = {"hello-world": Program("STOPPED", 0)}
     assert said(supervisor.plan(S, f)) == ["started hello-world"]
 
 
@@ -563,3 +584,69 @@ def test_extra_processes_are_programs_of_the_same_release_with_the_apps_environm
     for bad in ({"Worker!": "x"}, {"all": "x"}, {"worker": "two\nlines"}, "worker: x"):
         with pytest.raises(ConfigError, match="app.processes"):
             validate(Config(overrides={"app": {"processes": bad}}))
+
+
+def test_programs_left_on_another_release_are_restarted_covered_on_the_live_one():
+    f = converged_facts()
+    same = app.Source("feedface", "0123456789abcdef")
+    old = "/srv/hello-world/releases/20250101T000000Z-bbbb"
+    f.running["hello-world"] = f.running["hello-world"]._replace(release=old)
+    (restart,) = app.plan(S, f, same).changes
+    assert restart.run is app.restart
+    assert restart.said == ("restarted hello-world on the live release 20260101T000000Z-aaaa "
+                            "(they still ran 20250101T000000Z-bbbb: a switch was interrupted)")
+    # a process that changed folder on its own is not judged; a deleted release is
+    f.running["hello-world"] = f.running["hello-world"]._replace(release="/tmp")
+    assert app.plan(S, f, same).changes == []
+    f.running["hello-world"] = f.running["hello-world"]._replace(release=old + " (deleted)")
+    assert switch.stale_programs(S, f.running, "20260101T000000Z-aaaa") == {
+        "hello-world": "20250101T000000Z-bbbb"}
+
+
+def test_what_an_interrupted_run_half_built_is_removed_first():
+    f = converged_facts()
+    f.half_built = ["release 20270101T000000Z-cccc", "venv fedcba9876543210"]
+    (cleanup,) = app.plan(S, f, app.Source("feedface", "0123456789abcdef")).changes
+    assert cleanup.script == ("rm -rf -- /srv/hello-world/releases/20270101T000000Z-cccc "
+                              "/srv/hello-world/venvs/fedcba9876543210")
+    assert "interrupted run" in cleanup.said
+    assert parse("@@half_built\nrelease x\nvenv y\n").half_built == ["release x", "venv y"]
+
+
+def test_a_release_that_would_not_fit_is_refused_before_anything_changes():
+    from tasks.facts import Disk
+    f = converged_facts()
+    f.venvs = {"0123456789abcdef": 40 * 1024}
+    f.disk = Disk(1024 * 1024, 50 * 1024)  # 50 MB free
+    code_only = app.Source("new", "0123456789abcdef", size_kb=2048)
+    assert said(app.plan(S, f, code_only))[-1].startswith("released ")  # 2 + 32 MB fits
+    new_reqs = app.Source("new", "ffffffffffffffff", size_kb=2048)
+    with pytest.raises(DeployError) as e:
+        app.plan(S, f, new_reqs)
+    assert str(e.value).startswith("not enough disk space for a new release: 50 MB free where "
+                                   "/srv/hello-world lives, about 74 MB needed (the code 2 MB, "
+                                   "a new virtualenv ~40 MB, 32 MB spare)")
+    assert parse("@@disk\n1000 200\n").disk == (1000, 200) and parse("@@disk\n").disk is None
+
+
+def test_the_lock_takes_over_only_from_a_session_that_is_gone():
+    """The lock's shell logic, run here: a live process is alive; one that ended, the same
+    pid with another start time (a reused pid), or no pid at all is gone."""
+    import subprocess
+
+    from tasks.lock import SESSION
+    me = 'echo "$$:$(stat_of $$ | cut -d" " -f20)"'
+    ended = subprocess.run(["sh", "-c", SESSION + me], capture_output=True, text=True)
+    pid, start = ended.stdout.strip().split(":")
+    own = subprocess.run(["sh", "-c", SESSION + f'alive "$({me})" && echo alive'],
+                         capture_output=True, text=True).stdout
+    assert own.strip() == "alive" and start.isdigit()
+    check = SESSION + 'alive "$1" && echo alive || echo gone'
+    for session in (f"{pid}:{start}", f"1:{int(start) + 999999}", "4194000:1", ""):
+        out = subprocess.run(["sh", "-c", check, "sh", session], capture_output=True,
+                             text=True).stdout.strip()
+        assert out == "gone", session
+    script = lock.acquire_script(S, "tok", "tom@laptop")
+    assert script.index("flock") < script.index("took-over") < script.index("mkdir")
+    assert "systemctl is-active --quiet \"$u\" && echo \"busy $u\"" in script
+    assert "fab-hello-world-build" in script
