@@ -210,19 +210,23 @@ WORK_DIR = "/run/fab"  # root-only: the deploy lock, and the output of detached 
 
 
 def detached(unit, script, timeout):
-    """A command that runs SCRIPT (as root) in the transient systemd service UNIT, waits
-    for it and exits with its status, its output on stdout (on stderr if it failed).
+    """A command that runs SCRIPT (as root) in a transient systemd service named UNIT plus a
+    fresh suffix, waits for it and exits with its status, its output on stdout (on stderr if
+    it failed).
 
     The service is the server's, not the SSH session's: when the connection drops (a
     laptop lid, a killed fab, a lost network), the work goes on to its end instead of dying
-    half-done; the next run waits for it (tasks.lock) before it looks at the server again."""
+    half-done; the next run waits for it (tasks.lock) before it looks at the server again.
+    A fresh name per run: a finished unit can stay loaded a moment, and starting one of
+    the same name then fails."""
+    unit = f"{unit}-{uuid.uuid4().hex[:8]}"
     log = f"{WORK_DIR}/{unit}.log"
     return (f"install -d -o root -g root -m 0700 {WORK_DIR}\n"
             f"rc=0; systemd-run --quiet --wait --collect --unit={q(unit)} "
             f"--description={q(unit + ' (detached work of fab)')} "
             f"-p RuntimeMaxSec={timeout} -p StandardOutput=truncate:{log} "
             f"-p StandardError=inherit sh -c {q(script)} || rc=$?\n"
-            f"if [ $rc = 0 ]; then cat {log}; else cat {log} >&2; fi\n"
+            f"if [ $rc = 0 ]; then cat {log}; elif [ -f {log} ]; then cat {log} >&2; fi\n"
             f"rm -f {log}; exit $rc\n")
 
 

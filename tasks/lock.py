@@ -20,7 +20,6 @@ import uuid
 
 from tasks.core import WORK_DIR, DeployError, q, say
 
-WORK = ("apt", "build", "release")  # the long work that runs detached
 WORK_TIMEOUT = 1800  # longer than any detached work may run
 
 
@@ -29,8 +28,16 @@ def lock_path(s):
 
 
 def work_unit(s, what):
-    """The systemd unit of the app's detached WHAT (one of WORK)."""
-    return f"fab-{s.name}-{what}"
+    """The name (before its fresh suffix) of the unit of the app's detached WHAT: apt,
+    build or release. The dot keeps one app's pattern from matching another's units (app
+    names have no dots)."""
+    return f"fab-{s.name}.{what}"
+
+
+def work_units(s):
+    """The app's detached work still running (or stopping): prints one unit per line."""
+    return ("systemctl list-units --plain --no-legend --state=active,activating,deactivating "
+            f"{q(work_unit(s, '*'))} 2>/dev/null | cut -d' ' -f1")
 
 
 # This command's SSH session, as "pid:start time" of the nearest sshd ancestor (sshd-session
@@ -54,7 +61,6 @@ def acquire_script(s, token, who, break_lock=False):
     gone), or print `held <who holds it>`; then `busy <unit>` for detached work still
     running. Serialised by flock, so two runs never both take over one dead holder."""
     lock = q(lock_path(s))
-    units = " ".join(q(work_unit(s, w)) for w in WORK)
     return (f"install -d -o root -g root -m 0700 {WORK_DIR}\n{SESSION}"
             f"exec 9>{WORK_DIR}/.guard; flock -w 30 9\n" +
             ("rm -rf " + lock + "\n" if break_lock else "") +
@@ -67,14 +73,13 @@ def acquire_script(s, token, who, break_lock=False):
             f"  printf '%s\\n' {q(who)} > {lock}/holder\n"
             f"  session_of $$ > {lock}/session; echo acquired\n"
             f"else echo \"held $(cat {lock}/holder 2>/dev/null)\"; fi\n"
-            f"for u in {units}; do systemctl is-active --quiet \"$u\" && echo \"busy $u\"; done\n"
+            f"{work_units(s)} | sed 's/^/busy /'\n"
             "true")
 
 
-def wait_script(units):
+def wait_script(s):
     return (f"timeout {WORK_TIMEOUT} sh -c "
-            + q(f"while systemctl is-active --quiet {' '.join(q(u) for u in units)}; "
-                "do sleep 1; done"))
+            + q(f"while [ -n \"$({work_units(s)})\" ]; do sleep 1; done"))
 
 
 def release_script(s, token):
@@ -102,7 +107,7 @@ def acquire_lock(h, break_lock=False):
     if busy:
         say(h.name, f"{'lock':<11} {'note':<8} waiting for the work an interrupted run left "
                     f"going to finish ({', '.join(busy)})")
-        h.read(wait_script(busy), timeout=WORK_TIMEOUT + 60)
+        h.read(wait_script(h.settings), timeout=WORK_TIMEOUT + 60)
     return bool(busy)
 
 

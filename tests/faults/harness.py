@@ -136,7 +136,7 @@ for r in releases/*; do
 done
 for v in venvs/*; do [ -d "$v" ] && { [ -f "$v/.fab-complete" ] || echo "half-built $v"; }; done
 systemctl list-units --no-legend --plain --state=active,activating \
-  'fab-hello-world-*' 'hello-world-candidate-*' | cut -d' ' -f1 | sed 's/^/still running /'
+  'fab-hello-world.*' 'hello-world-candidate-*' | cut -d' ' -f1 | sed 's/^/still running /'
 true"""
 
 

@@ -305,7 +305,7 @@ def test_packages_plan_one_apt_command_refreshing_stale_lists():
     (command,) = plan.changes
     assert command.said == "installed python3-venv, supervisor, ufw"
     # apt runs in a systemd service of its own, so a lost connection cannot cut it short
-    assert "systemd-run --quiet --wait --collect --unit=fab-hello-world-apt" in command.script
+    assert "systemd-run --quiet --wait --collect --unit=fab-hello-world.apt-" in command.script
     inner = command.script.split(" sh -c ", 1)[1]
     assert inner.index("apt-get -q update") < inner.index("install python3-venv")
     assert "dpkg" not in inner
@@ -648,5 +648,5 @@ def test_the_lock_takes_over_only_from_a_session_that_is_gone():
         assert out == "gone", session
     script = lock.acquire_script(S, "tok", "tom@laptop")
     assert script.index("flock") < script.index("took-over") < script.index("mkdir")
-    assert "systemctl is-active --quiet \"$u\" && echo \"busy $u\"" in script
-    assert "fab-hello-world-build" in script
+    assert "--state=active,activating,deactivating 'fab-hello-world.*'" in script
+    assert script.index("acquired") < script.index("busy")
