@@ -15,7 +15,7 @@ from tasks.plan import Call, Plan, Probe, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge, open_host
 from tasks.results import report
 from tasks.steps import PROVISION
-from tasks.steps.app import as_the_app
+from tasks.steps.app import as_the_app, leftovers, restart_stale
 from tasks.switch import expect_healthy, switch_to
 
 
@@ -35,15 +35,20 @@ def previous_release(f, current):
 
 
 def rollback_plan(s, facts, to=None):
-    """Back to release TO, or the one before the live one."""
+    """Back to release TO, or the one before the live one. A switch an interrupted run left
+    unfinished (a candidate still running, programs on another release) is finished
+    instead: a plain re-run of `fab rollback` never goes back one release too far."""
     current = facts.links.get(s.current, "").rpartition("/")[2]
+    unfinished = leftovers(s, facts) + restart_stale(s, facts)
+    if unfinished and not to:
+        return Plan(unfinished)
     target = to or previous_release(facts, current)
     if not target:
         raise DeployError("there is no earlier release to roll back to (see `fab releases`)")
     if target not in facts.releases:
         raise DeployError(f"no release {target!r} on this server (see `fab releases`)")
     if target == current:
-        return Plan(ok=f"{target} is already live")
+        return Plan(unfinished, ok=f"{target} is already live")
     said = f"{current} -> {target}" + (
         f" (`{s.release_command}` is not run back: the data stays as the newer release left it)"
         if s.release_command else "")

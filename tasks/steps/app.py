@@ -470,6 +470,18 @@ def restart(h):
     bridged(h, live_release(h), restart_script(h.settings, h.facts.programs))
 
 
+def restart_stale(s, facts):
+    """[a covered restart of the programs still running another release than the live one
+    (a switch interrupted between the link and the restart)], or []."""
+    live = facts.links.get(s.current, "").rpartition("/")[2]
+    stale = stale_programs(s, facts.running, live)
+    if not (stale and serving(s, facts)):
+        return []
+    was = ", ".join(sorted(set(stale.values())))
+    return [Call(f"restarted {', '.join(stale)} on the live release {live} "
+                 f"(they still ran {was}: a switch was interrupted)", restart)]
+
+
 def leftovers(s, facts):
     """Stopping the candidate an interrupted run left running and removing what it left
     half-built (a release without its marker, a virtualenv without its own), as changes.
@@ -525,14 +537,10 @@ def plan(s, facts, source, rid=None):
     live = facts.links.get(s.current, "").rpartition("/")[2]
     if source.identity is not None and source.identity == facts.current_hash:
         runtime = runtime_files(s, facts, "updated the app's environment")
-        stale = stale_programs(s, facts.running, live)
-        if stale and serving(s, facts):
-            was = ", ".join(sorted(set(stale.values())))
-            runtime.append(Call(f"restarted {', '.join(stale)} on the live release {live} "
-                                f"(they still ran {was}: a switch was interrupted)", restart))
-        elif runtime and serving(s, facts):
-            runtime.append(Call("", restart))
-        return Plan(changes + runtime, ok=f"release {live} is live")
+        restarts = restart_stale(s, facts)
+        if not restarts and runtime and serving(s, facts):
+            restarts = [Call("", restart)]
+        return Plan(changes + runtime + restarts, ok=f"release {live} is live")
     rid = rid or (release_id(source.identity) if source.identity else "<time>-<commit>")
     new_venv = source.venv_hash if source.venv_hash and source.venv_hash not in facts.venvs \
         else None

@@ -650,3 +650,17 @@ def test_the_lock_takes_over_only_from_a_session_that_is_gone():
     assert script.index("flock") < script.index("took-over") < script.index("mkdir")
     assert "--state=active,activating,deactivating 'fab-hello-world.*'" in script
     assert script.index("acquired") < script.index("busy")
+
+
+def test_a_rollback_finishes_what_an_interrupted_one_left_instead_of_going_further_back():
+    f = converged_facts()
+    f.candidates = ["hello-world-candidate-0123abcd.service"]
+    plan = deploy.rollback_plan(S, f)
+    assert [c.said for c in plan.changes] == [
+        "stopped hello-world-candidate-0123abcd.service (an interrupted run's)"]
+    f.candidates = []
+    f.running["hello-world"] = f.running["hello-world"]._replace(
+        release="/srv/hello-world/releases/20250101T000000Z-bbbb")
+    (restart,) = deploy.rollback_plan(S, f).changes
+    assert restart.run is app.restart
+    assert deploy.rollback_plan(S, f, to="20260101T000000Z-aaaa").ok.endswith("already live")
