@@ -8,7 +8,7 @@ overrides it.
 from invoke import Collection
 
 import sandbox.commands
-from tasks import deploy, harden, logs, provision, status
+from tasks import db, deploy, harden, logs, provision, status
 from tasks.settings import DEFAULTS
 
 namespace = Collection(
@@ -22,5 +22,6 @@ namespace = Collection(
     status.status,
     harden.harden,
 )
+namespace.add_collection(Collection(db.backup, db.restore, db.shell), name="db")
 namespace.add_collection(Collection.from_module(sandbox.commands, name="sandbox"))
 namespace.configure({"app": dict(DEFAULTS)})

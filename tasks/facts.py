@@ -18,6 +18,14 @@ PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
 TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
                 "letsencrypt": ("openssl", "certbot")}
 SERVICES = ("nginx", "supervisor", "ufw")
+# app.database and app.redis: their Debian package, systemd unit, and Python driver (the
+# SQLAlchemy URL scheme names it; sqlite needs none, its package is the shell's client).
+ENGINES = {"postgresql": ("postgresql", "postgresql", "psycopg2-binary==2.9.10"),
+           "mysql": ("mariadb-server", "mariadb", "PyMySQL==1.1.1"),
+           "sqlite": ("sqlite3", None, None)}
+REDIS = ("redis-server", "redis-server")
+# postgresql@.service has no Restart=: a killed server would stay down.
+PG_RESTART = "/etc/systemd/system/postgresql@.service.d/fab-restart.conf"
 ANYWHERE = ("0.0.0.0/0", "::/0")
 
 
@@ -51,13 +59,45 @@ class Program(NamedTuple):
 
 
 def wanted_packages(s):
-    return PACKAGES + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ())
+    return (PACKAGES + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ())
+            + ((ENGINES[s.managed_database][0],) if s.managed_database in ENGINES else ())
+            + ((REDIS[0],) if s.redis else ()))
+
+
+def data_services(s):
+    """The database and Redis servers' systemd units, when the app has them."""
+    engine = ENGINES.get(s.managed_database, (None, None))[1]
+    return ((engine,) if engine else ()) + ((REDIS[1],) if s.redis else ())
+
+
+def services_of(s):
+    """The systemd units the stack needs on and running."""
+    return SERVICES + data_services(s)
+
+
+def database_script(s):
+    """Prints `role` and `db` for the app's role and database that exist (nothing when the
+    engine is not installed): a query over the server's own socket, as its superuser."""
+    name = s.database_name  # validated: a plain identifier, safe inside the quotes
+    if s.managed_database == "postgresql":
+        return ("command -v psql >/dev/null && (cd / && runuser -u postgres -- psql -XtAq -c "
+                f"\"SELECT 'role' FROM pg_roles WHERE rolname = '{name}' UNION ALL "
+                f"SELECT 'db' FROM pg_database WHERE datname = '{name}'\" 2>/dev/null)")
+    if s.managed_database == "mysql":
+        return ("command -v mysql >/dev/null && mysql -NB -e "
+                f"\"SELECT 'role' FROM mysql.user WHERE user = '{name}' LIMIT 1; "
+                f"SELECT 'db' FROM information_schema.schemata WHERE schema_name = '{name}'\" "
+                "2>/dev/null")
+    if s.managed_database == "sqlite":
+        return f"[ -f {q(s.sqlite_path)} ] && echo db"
+    return ""
 
 
 def managed_files(s):
     tls = [s.tls_cert_path, s.tls_key_path] if s.tls != "off" else []
     git = [s.git_credentials_path] if s.source_is_git and s.git_credentials else []
-    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls, *git]
+    pg = [PG_RESTART] if s.managed_database == "postgresql" else []
+    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls, *git, *pg]
 
 
 def managed_dirs(s):
@@ -276,8 +316,19 @@ class Facts:
     running: dict[str, Program] = fact(  # the app's programs, gunicorn's first
         lambda s: f"python3 -c {q(PROGRAM_STATE)} {quoted(s.programs)} 2>/dev/null",
         programs_running, default_factory=dict)
+    database: set[str] = fact(  # "role", "db": what exists of the app's database
+        database_script, lambda lines: {line.strip() for line in lines if line.strip()},
+        default_factory=set)
+    database_env: dict[str, str] = fact(  # the keys of database.env; DATABASE_URL's scheme
+        lambda s: r"sed -n 's/^DATABASE_URL=\([a-z0-9+]*\):.*/DATABASE_URL \1/p; "
+                  rf"s/^REDIS_URL=.*/REDIS_URL/p' {q(s.database_env_path)} 2>/dev/null",
+        lambda lines: {p[0]: (p[1] if len(p) > 1 else "") for p in map(str.split, lines) if p},
+        default_factory=dict)
+    redis_configured: bool = fact(  # redis-server reads its password from fab's file
+        lambda s: "grep -qsx 'include /etc/redis/fab.conf' /etc/redis/redis.conf && "
+                  "grep -qs '^requirepass ' /etc/redis/fab.conf && echo yes", non_empty, False)
     services: dict[str, Service] = fact(
-        lambda s: f"for u in {' '.join(SERVICES)}; do\n"
+        lambda s: f"for u in {' '.join(services_of(s))}; do\n"
                   '  e=$(systemctl is-enabled $u 2>/dev/null); '
                   'echo "$u ${e:-missing} $(systemctl is-active $u)"\ndone',
         lambda lines: words_by_first(lines, service), default_factory=dict)

@@ -6,6 +6,11 @@ from tasks.core import LinePrefixer, q, say
 from tasks.provision import open_host
 from tasks.settings import COMPONENTS
 
+# MariaDB logs to the journal (Debian's default); PostgreSQL and Redis to files.
+DATA_LOGS = {"postgresql": "/var/log/postgresql/postgresql-*-main.log",  # * : the version
+             "redis": "/var/log/redis/redis-server.log"}
+JOURNALS = {"mysql": "mariadb"}
+
 
 def log_files(s, component):
     if component in s.processes:
@@ -15,6 +20,8 @@ def log_files(s, component):
         "access": [f"/var/log/nginx/{s.name}.access.log"],
         "error": [f"/var/log/nginx/{s.name}.error.log"],
         "supervisor": ["/var/log/supervisor/supervisord.log"],
+        "database": [DATA_LOGS.get(s.managed_database, f"/var/log/{s.name}/no-database")],
+        "redis": [DATA_LOGS["redis"]],
     }
     if component == "all":
         return [f for key in ("app", "access", "error", "supervisor") for f in files[key]]
@@ -23,7 +30,7 @@ def log_files(s, component):
 
 def logs_script(files, lines, grep, follow):
     """Show the last LINES lines of FILES (matching GREP), and follow them if asked."""
-    quoted = " ".join(q(f) for f in files)
+    quoted = " ".join(q(f).replace("*", "'*'") for f in files)  # a * stays a glob
     missing = (f"for f in {quoted}; do [ -e \"$f\" ] || "
                "echo \"($f does not exist yet: nothing logged there so far)\"; done\n")
     present = f"set -- ; for f in {quoted}; do [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done\n"
@@ -36,6 +43,15 @@ def logs_script(files, lines, grep, follow):
         return missing + present + (f"[ $# -gt 0 ] || exit 0\n"
                                     f"grep -h -e {q(grep)} \"$@\" | tail -n {lines}; true")
     return missing + present + f"[ $# -gt 0 ] || exit 0\ntail -n {lines} {header}\"$@\""
+
+
+def journal_script(unit, lines, grep, follow):
+    """The same, from UNIT's journal."""
+    filt = f" | grep --line-buffered -e {q(grep)}" if grep else ""
+    return (f"journalctl -u {q(unit)} --no-pager -o short-iso "
+            + (f"-f -n {lines}{filt}" if follow else
+               (f"{filt.replace(' --line-buffered', '')} | tail -n {lines}" if grep
+                else f"-n {lines}")))
 
 
 class LogsTask(Task):
@@ -64,7 +80,9 @@ def logs(c, component="app", lines=50, follow=False, grep=None):
     if component not in known:
         raise Exit(f"logs: unknown component {component!r}; use one of {', '.join(known)}",
                    code=2)
-    script = logs_script(log_files(h.settings, component), int(lines), grep, follow)
+    unit = JOURNALS.get(h.settings.managed_database) if component == "database" else None
+    script = journal_script(unit, int(lines), grep, follow) if unit else \
+        logs_script(log_files(h.settings, component), int(lines), grep, follow)
     if follow:
         h.stream(script, LinePrefixer(h.name))
         return None

@@ -170,8 +170,11 @@ def run_step(h, step):
 
 @dataclass(frozen=True)
 class Step:
-    """A named part of the stack: PLAN(host) -> Plan. DOC is its task's one-line help."""
+    """A named part of the stack: PLAN(host) -> Plan. DOC is its task's one-line help.
+    APPLIES(host), when given, says whether the host's stack has this part at all (a step
+    that does not apply says nothing)."""
 
     name: str
     plan: Callable
     doc: str = ""
+    applies: Callable = None

@@ -49,6 +49,8 @@ def converge(c, steps, dry_run=False, break_lock=False):
             if acquire_lock(h, break_lock):
                 gather(h)
         for step in steps:
+            if step.applies and not step.applies(h):
+                continue
             if run_step(h, step) == CHANGED and not dry_run:
                 gather(h)
     except StepFailed:

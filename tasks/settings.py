@@ -53,14 +53,20 @@ DEFAULTS = {
     "static_dir": "static",  # the app's static folder, relative to the release
     "static_url": "/static/",  # the URL prefix nginx serves it under
     "default_server": True,  # nginx's default site (exactly one app per server may be)
+    "database": "none",  # or "postgresql", "mysql" (Debian's MariaDB), "sqlite" (in shared/)
+    "database_name": None,  # the database and its role: <name> with '-' as '_'
+    "redis": False,  # a password-protected redis-server on localhost, as REDIS_URL
+    "keep_backups": 10,  # database backups kept in <dir>/backups
 }
+DATABASES = ("none", "postgresql", "mysql", "sqlite")
 TLS_MODES = ("off", "self-signed", "letsencrypt", "custom")
-COMPONENTS = ("app", "access", "error", "supervisor", "all")  # `fab logs -c`, with processes
+# `fab logs -c`, and the extra processes' names
+COMPONENTS = ("app", "access", "error", "supervisor", "database", "redis", "all")
 # The whole-number settings and their allowed ranges (env vars give them as strings).
 INT_RANGES = {"port": (1024, 65534), "workers": (1, 64), "keep_releases": (2, 100),
               "apt_cache_valid_time": (0, 10**8), "health_timeout": (1, 600),
               "firewall_revert_after": (30, 3600), "hsts_max_age": (0, 10**9),
-              "release_timeout": (10, 3600)}
+              "release_timeout": (10, 3600), "keep_backups": (1, 1000)}
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -79,6 +85,7 @@ REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?
 # Shared paths are top-level names: linking one never walks through a folder of the release.
 SHARED_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*/?$")
 RELATIVE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*[A-Za-z0-9_]$|^[A-Za-z0-9_]$")
+DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")  # a name every engine takes unquoted
 SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
@@ -124,6 +131,10 @@ class Settings:
     static_dir: str
     static_url: str
     default_server: bool
+    database: str  # none, postgresql, mysql or sqlite
+    database_name: str
+    redis: bool
+    keep_backups: int
 
     @property
     def releases(self):
@@ -163,6 +174,34 @@ class Settings:
     @property
     def env_path(self):
         return f"{self.conf_dir}/env"
+
+    @property
+    def env_keys(self):
+        """The keys the local env_file sets (validated before any connection)."""
+        if not self.env_file:
+            return set()
+        lines = Path(self.env_file).expanduser().read_text().splitlines()
+        return {line.split("=", 1)[0].strip() for line in lines
+                if "=" in line and not line.strip().startswith("#")}
+
+    @property
+    def managed_database(self):
+        """The engine this tool runs for the app: app.database, unless the app's env_file
+        sets DATABASE_URL itself (an external database wins): then none."""
+        return "none" if "DATABASE_URL" in self.env_keys else self.database
+
+    @property
+    def database_env_path(self):
+        """DATABASE_URL and REDIS_URL, written on the server (their passwords never leave it)."""
+        return f"{self.conf_dir}/database.env"
+
+    @property
+    def backups(self):
+        return f"{self.dir}/backups"
+
+    @property
+    def sqlite_path(self):
+        return f"{self.shared}/{self.database_name}.sqlite3"
 
     @property
     def gunicorn_conf(self):
@@ -403,6 +442,14 @@ def problems_of(values):
     expect(isinstance(values["default_server"], bool),
            f"app.default_server={values['default_server']!r}: must be true or false "
            "(FABRIC_APP_DEFAULT_SERVER=0 for false)")
+    expect(values["database"] in DATABASES,
+           f"app.database={values['database']!r}: must be one of {', '.join(DATABASES)}")
+    db_name = values["database_name"]
+    expect(db_name is None or (isinstance(db_name, str) and DB_NAME_RE.fullmatch(db_name)),
+           f"app.database_name={db_name!r}: must be 1-32 lowercase letters, digits and '_', "
+           "not starting with a digit")
+    expect(isinstance(values["redis"], bool),
+           f"app.redis={values['redis']!r}: must be true or false (FABRIC_APP_REDIS=1 for true)")
     path = values["health_path"]
     expect(isinstance(path, str) and URL_PATH_RE.fullmatch(path),
           f"app.health_path={path!r}: must be a URL path like '/' or '/health'")
@@ -483,6 +530,7 @@ def finish(values):
         raise ConfigError(["app.user='root': the app would run as root; leave app.user unset "
                            "(the app gets its own account, named after it)"])
     values["dir"] = values["dir"] or f"/srv/{values['name']}"
+    values["database_name"] = values["database_name"] or values["name"].replace("-", "_")
     for key in INT_RANGES:
         values[key] = int(values[key])
     return {f.name: values[f.name] for f in fields(Settings)}

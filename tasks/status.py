@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from invoke import task
 
+from tasks.backups import size_script
 from tasks.core import DeployError, q
 from tasks.facts import fact_of, sections
 from tasks.health import parse_probe, probe_command
@@ -39,6 +40,8 @@ class Status:
     tls_days_left: int = None
     disk_free_mb: int = None  # where the app lives
     disk_free_pct: int = None
+    database: dict = field(default_factory=dict)  # {"engine", "up", "size_kb"}, if it has one
+    redis: dict = field(default_factory=dict)  # {"up", "memory"}, with app.redis
     enabled: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     as_json: bool = False
@@ -74,6 +77,10 @@ class Status:
 
 # certbot renews 30 days before expiry; under two weeks left, renewal has been failing.
 TLS_WARN_DAYS = 14
+# Redis's memory, asked with the password in the environment (never in argv).
+REDIS_MEMORY = ("REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /etc/redis/fab.conf 2>/dev/null)\" "
+                "redis-cli -h 127.0.0.1 --no-auth-warning info memory 2>/dev/null "
+                "| sed -n 's/^used_memory_human://p'")
 # Low disk: a new release (code + perhaps a virtualenv) may soon not fit.
 DISK_LOW_PCT, DISK_LOW_MB = 10, 512
 
@@ -104,6 +111,8 @@ for u in supervisor nginx ufw; do echo "$u $(systemctl is-enabled $u 2>/dev/null
 echo @@probe; {probe_command(s, s.site_url, 0)}
 echo @@tls; {tls_line}
 echo @@running; {fact_of("running").shell(s)}
+echo @@database; {size_script(s)}
+echo @@redis; {REDIS_MEMORY if s.redis else ""}
 echo @@disk; {fact_of("disk").shell(s)}
 true
 """
@@ -149,6 +158,16 @@ def parse_status(host, s, text):
         expect(st, st.disk_free_pct >= DISK_LOW_PCT or st.disk_free_mb >= DISK_LOW_MB,
                f"the disk of {s.dir} is low: {st.disk_free_mb} MB free "
                f"({st.disk_free_pct}%); a new release may not fit")
+    if s.managed_database != "none":
+        size = "".join(sec.get("database", [])).strip()
+        st.database = {"engine": s.managed_database, "up": size.isdigit(),
+                       "size_kb": int(size) if size.isdigit() else None}
+        expect(st, size.isdigit() or s.managed_database == "sqlite",
+               f"the {s.managed_database} database {s.database_name} does not answer")
+    if s.redis:
+        memory = "".join(sec.get("redis", [])).strip()
+        st.redis = {"up": bool(memory), "memory": memory}
+        expect(st, bool(memory), "redis does not answer")
     running = fact_of("running").parse(sec.get("running", []))
     for name, rid in (stale_programs(s, running, st.release) if st.release else {}).items():
         st.problems.append(f"{name} still runs release {rid}, not the current {st.release} "
@@ -189,7 +208,7 @@ def print_table(rows):
         return f"\033[31m{text}!\033[0m" if color else f"{text}!"
 
     header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "PROCESSES", "NGINX", "UFW", "RELEASE",
-              "DEPLOYED", "HTTP", "TLS UNTIL", "DISK FREE", "BOOT"]
+              "DEPLOYED", "HTTP", "TLS UNTIL", "DATA", "DISK FREE", "BOOT"]
     table = [header]
     for r in rows:
         boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
@@ -211,6 +230,8 @@ def print_table(rows):
                                                                   " (body?)"),
                  r.http_status == 200 and r.http_body_ok),
             cell(r.tls_expires or "-", not any("certificate" in p for p in r.problems)),
+            cell(data_cell(r), (not r.database or r.database["up"] or
+                                r.database["engine"] == "sqlite") and r.redis.get("up", True)),
             cell(f"{r.disk_free_mb} MB" if r.disk_free_mb is not None else "-",
                  not any(p.startswith("the disk") for p in r.problems)),
             cell("ok" if not boot else f"off: {boot}", not boot),
@@ -222,6 +243,18 @@ def print_table(rows):
     for r in rows:
         for problem in r.problems:
             print(f"{r.host}: {problem}")
+
+
+def data_cell(r):
+    """`postgresql 7 MB, redis 1.02M`; `-` for an app without either."""
+    parts = []
+    if r.database:
+        size = r.database["size_kb"]
+        parts.append(f"{r.database['engine']} " + (f"{size // 1024} MB" if size is not None
+                                                   else "down"))
+    if r.redis:
+        parts.append(f"redis {r.redis['memory'] or 'down'}")
+    return ", ".join(parts) or "-"
 
 
 def strip_ansi(text):

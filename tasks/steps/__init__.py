@@ -5,6 +5,6 @@ Each step module holds a pure planner, `plan(settings, facts, ...) -> Plan`, and
 applies plans; tasks/provision.py runs the steps.
 """
 
-from tasks.steps import app, firewall, nginx, packages, supervisor
+from tasks.steps import app, database, firewall, nginx, packages, supervisor
 
-PROVISION = [packages.STEP, app.STEP, supervisor.STEP, nginx.STEP, firewall.STEP]
+PROVISION = [packages.STEP, database.STEP, app.STEP, supervisor.STEP, nginx.STEP, firewall.STEP]

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.backups import backup_script
 from tasks.core import DeployError, detached, q, render
-from tasks.facts import ancestors
+from tasks.facts import ENGINES, ancestors
 from tasks.lock import work_unit
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
 from tasks.switch import (
@@ -77,10 +78,24 @@ def content_hash(root, files=None):
     return digest.hexdigest()
 
 
+def driver(s):
+    """The database driver the app's DATABASE_URL names (PyPI requirement), or ""."""
+    return ENGINES.get(s.managed_database, (None, None, None))[2] or ""
+
+
+def unless_listed(s):
+    """[(requirement, the name requirements.txt lists it by, as an ERE)] of what the tool
+    adds to a venv only when the app's own requirements do not pin it."""
+    names = {"postgresql": "psycopg2(-binary)?", "mysql": "pymysql"}
+    return [(GUNICORN, "gunicorn")] + (
+        [(driver(s), names[s.managed_database])] if driver(s) else [])
+
+
 def extras_line(s):
-    """What a venv holds beside requirements.txt, as a line its hash covers: app.packages and
-    the gunicorn the tool is tested with (installed only if requirements.txt lacks one)."""
-    return f"\n#fab {s.packages} {GUNICORN}".encode()
+    """What a venv holds beside requirements.txt, as a line its hash covers: app.packages,
+    the gunicorn the tool is tested with and the database driver (each installed only if
+    requirements.txt lacks it)."""
+    return f"\n#fab {s.packages} {GUNICORN} {driver(s)}".rstrip().encode()
 
 
 def requirements_hash(root, s):
@@ -276,8 +291,9 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
         # gunicorn is the tool's: an app that pins its own keeps its pin.
         pip = '-q --disable-pip-version-check -r "$release/requirements.txt" $extra'
         lines += [f"extra={q(s.packages)}",
-                  """grep -qiE '^[[:space:]]*gunicorn([^A-Za-z0-9_.-]|$)' """
-                  f'"$release/requirements.txt" || extra="$extra {GUNICORN}"',
+                  *[f"grep -qiE '^[[:space:]]*{name}([^A-Za-z0-9_.-]|$)' "
+                    f'"$release/requirements.txt" || extra="$extra {pin}"'
+                    for pin, name in unless_listed(s)],
                   "set -f  # $extra is split into requirements, never globbed",
                   f"rm -rf {venv}",
                   f"install -d -o {BUILD_USER} -g {BUILD_USER} -m 0755 {venv}",
@@ -331,13 +347,17 @@ done
 """
 
 
+def gunicorn_conf(s):
+    return render("gunicorn.conf.py.j2", env_path=s.env_path,
+                  database_env_path=s.database_env_path, user=s.user)
+
+
 def runtime_files(s, facts, said):
     """gunicorn's config and the app's environment file, as changes (SAID by each)."""
     changes = []
     if s.conf_dir not in facts.modes:
         changes.append(Command("", f"install -d -o root -g root -m 0755 {q(s.conf_dir)}"))
-    changes += upload(facts, said, s.gunicorn_conf,
-                      render("gunicorn.conf.py.j2", env_path=s.env_path, user=s.user))
+    changes += upload(facts, said, s.gunicorn_conf, gunicorn_conf(s))
     if s.env_file:
         env = Path(s.env_file).expanduser().read_text()
         changes += upload(facts, said, s.env_path, env, "root", s.user, "0640", shown=mask)
@@ -451,18 +471,24 @@ def release_phase(h, release):
         return ""
     if getattr(h.c, "release_phase_done", False):
         return " (its release command ran on the first host)"
+    backup, undo = "", ""
+    if s.managed_database != "none" and "db" in h.facts.database:
+        # A migration is the one change a rollback cannot undo: keep the data before it.
+        backup = h.change(backup_script(s), timeout=3600).strip().splitlines()[-1]
+        undo = f"; the data before it is backed up: fab db.restore --from {backup}"
     command = as_the_app(s, release, f"sh -c {q(s.release_command)}", s.release_timeout)
     result = h.script(detached(work_unit(s, "release"), command, s.release_timeout + 60),
                       timeout=s.release_timeout + 90)
     if result.exited == 124:
         raise DeployError(f"the release command timed out after {s.release_timeout} s "
-                          "(app.release_timeout); nothing was switched")
+                          f"(app.release_timeout); nothing was switched{undo}")
     if result.exited != 0:
         output = (result.stdout + result.stderr).strip().splitlines()[-8:]
         raise DeployError(f"the release command `{s.release_command}` failed (exit "
-                          f"{result.exited}); nothing was switched. Its output:\n"
+                          f"{result.exited}); nothing was switched{undo}. Its output:\n"
                           + "\n".join("  | " + line for line in output))
-    return f", ran `{s.release_command}`"
+    return (f", backed up the database to {backup}" if backup else "") + \
+        f", ran `{s.release_command}`"
 
 
 def restart(h):

@@ -47,6 +47,11 @@ def test_defaults_are_the_tutorial_setup():
     ("source", "ssh://-oProxyCommand/x", "not a git URL"),
     ("ref", "--upload-pack=id", "branch, tag or commit"),
     ("ref", "main..evil", "branch, tag or commit"),
+    ("database", "oracle", "one of none, postgresql, mysql, sqlite"),
+    ("database_name", "shop; DROP DATABASE x", "lowercase letters, digits and '_'"),
+    ("database_name", "1shop", "not starting with a digit"),
+    ("redis", "yes", "true or false"),
+    ("keep_backups", 0, "from 1 to 1000"),
 ])
 def test_bad_values_are_named_with_the_fix(key, value, fragment):
     with pytest.raises(ConfigError) as e:
