@@ -195,3 +195,23 @@ def test_the_passwords_appear_in_no_output_log_or_command_line(site):
         for proc in outputs:
             assert password not in proc.stdout + proc.stderr
         assert password not in logs
+
+
+def test_status_and_logs_show_the_database_and_redis_and_a_run_starts_them_again(site):
+    s, app, env, engine, outputs = site
+    if engine == "sqlite":
+        assert "sqlite" in run(s, app, env, "status").stdout
+        return
+    ready = {"postgresql": "database system is ready to accept connections",
+             "mysql": "ready for connections"}[engine]
+    assert ready in run(s, app, env, "logs", "-c", "database", "-n", "200").stdout
+    assert "Ready to accept connections" in run(s, app, env, "logs", "-c", "redis").stdout
+    on(s, "systemctl stop redis-server postgresql mariadb 2>/dev/null; true")
+    down = run(s, app, env, "status")
+    assert down.returncode == 1
+    assert f"the {engine} database hello_world does not answer" in down.stdout
+    assert "redis does not answer" in down.stdout
+    again = run(s, app, env, "provision")
+    outputs.append(again)
+    assert again.returncode == 0 and "database    changed  started " in again.stdout
+    wait_healthy(s, app, env)
