@@ -230,6 +230,28 @@ class Bench:
         self.record("tutorial app: failed requests during those deploys (20 clients)",
                     str(failed))
 
+    def databases(self):
+        """Fresh provision with each app.database (and none), engines taking turns on fresh
+        servers; then the converged re-run with that database configured."""
+        engines = ("none", "postgresql", "mysql", "sqlite")
+        fresh, converged = ({e: [] for e in engines} for _ in range(2))
+        trips = {}
+        for _ in range(self.rounds):
+            for engine in engines:
+                env = {"FABRIC_APP_DATABASE": engine}
+                s = self.server()
+                elapsed, _ = fab("-H", s.name, "provision", env=env)
+                fresh[engine].append(elapsed)
+                elapsed, proc = fab("-H", s.name, "provision", env=env)
+                converged[engine].append(elapsed)
+                trips[engine] = round_trips(proc)[0]
+                sandbox.destroy(s.name)
+        for engine in engines:
+            self.record(f"fresh provision, app.database={engine}", summary(fresh[engine]))
+        for engine in engines:
+            self.record(f"converged re-run, app.database={engine}",
+                        f"{summary(converged[engine])}; {trips[engine]} SSH round trips")
+
     def served_stack(self):
         """nginx+gunicorn (4 workers) vs `flask run` on the same server, same load."""
         if shutil.which("wrk") is None:
@@ -319,7 +341,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(PROJECT / "bench/RESULTS.md"))
     parser.add_argument("--only", choices=["peers", "peers-three", "deploys", "tutorial",
-                                           "served"])
+                                           "databases", "served"])
     args = parser.parse_args()
     try:
         sandbox.require_root_linux()
@@ -327,7 +349,8 @@ def main():
         raise SystemExit(f"bench: {e}") from None
     bench, started = Bench(args.rounds), time.time()
     parts = {"peers": bench.peers_one_server, "peers-three": bench.peers_three_servers,
-             "deploys": bench.deploys, "tutorial": bench.tutorial, "served": bench.served_stack}
+             "deploys": bench.deploys, "tutorial": bench.tutorial,
+             "databases": bench.databases, "served": bench.served_stack}
     peers_wanted = args.only in (None, "peers", "peers-three")
     if peers_wanted and not ((PEER_BIN / "pyinfra").exists()
                              and (PEER_BIN / "ansible-playbook").exists()):
