@@ -8,7 +8,6 @@ The module's tests share one server and run in order, the first on it fresh.
 
 import shlex
 import subprocess
-import time
 
 import pytest
 from invoke import Config
@@ -26,22 +25,13 @@ def server(module_server):
     return module_server
 
 
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_apt_outlives_a_killed_provision_and_the_rerun_waits_for_it(server):
     s, _ = server
     proc = subprocess.Popen(
         [FAB, "-S", str(sandbox.STATE / "ssh_config"), "-H", s.name, "provision"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
         start_new_session=True)
-    wait_until(lambda: on(s, "pgrep -x dpkg >/dev/null && echo yes", check=False).strip(),
+    sandbox.wait_for(lambda: on(s, "pgrep -x dpkg >/dev/null && echo yes", check=False).strip(),
                120, "dpkg to run")
     proc.kill()  # SIGKILL: the connection ends with fab
     proc.wait()
@@ -60,10 +50,10 @@ def test_an_interrupted_dpkg_is_repaired_and_said_so(server):
     # dpkg killed in the middle of an install, as a lost connection used to leave it
     on(s, "nohup sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q git "
           ">/tmp/apt.log 2>&1' >/dev/null 2>&1 &")
-    wait_until(lambda: on(s, "pgrep -x dpkg >/dev/null && echo yes", check=False).strip(),
+    sandbox.wait_for(lambda: on(s, "pgrep -x dpkg >/dev/null && echo yes", check=False).strip(),
                180, "dpkg to run")
     on(s, "pkill -9 -x dpkg; pkill -9 -x apt-get; true")
-    wait_until(lambda: not on(s, "pgrep -x dpkg || true").strip(), 10, "dpkg to die")
+    sandbox.wait_for(lambda: not on(s, "pgrep -x dpkg || true").strip(), 10, "dpkg to die")
     assert on(s, "ls -A /var/lib/dpkg/updates").strip(), "dpkg was not caught mid-way"
     proc = fab("-H", s.name, "provision", check=True)
     assert "repaired an interrupted dpkg (dpkg --configure -a)" in proc.stdout
@@ -103,7 +93,7 @@ def test_a_live_holder_keeps_the_lock_and_a_gone_one_loses_it(server):
         [*sandbox.ssh_argv(s, "tom"), f"sudo sh -c {shlex.quote(acquire)} && sleep 120"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: on(s, "cat /run/fab/hello-world.lock/holder 2>/dev/null || true")
+        sandbox.wait_for(lambda: on(s, "cat /run/fab/hello-world.lock/holder 2>/dev/null || true")
                    .strip() == "ann@laptop since 9", 20, "the lock")
         env = {"FABRIC_APP_SOURCE": str(make_app(root, "v-c"))}
         blocked = fab("-H", s.name, "deploy", env=env)
@@ -114,7 +104,7 @@ def test_a_live_holder_keeps_the_lock_and_a_gone_one_loses_it(server):
         holder.wait()
     session = on(s, "cat /run/fab/hello-world.lock/session").strip()  # pid:start time
     assert session.partition(":")[2].isdigit()
-    wait_until(lambda: not on(s, f"[ -d /proc/{session.partition(':')[0]} ] && echo yes "
+    sandbox.wait_for(lambda: not on(s, f"[ -d /proc/{session.partition(':')[0]} ] && echo yes "
                                  "|| true").strip(), 20, "its sshd session to end")
     proc = fab("-H", s.name, "deploy", env=env, check=True)
     assert ("lock        note     took over the lock of a run that is gone "
