@@ -49,7 +49,7 @@ def backup_script(s):
         f"rel=$(readlink {q(s.current)} 2>/dev/null || true); rel=${{rel##*/}}",
         f'name="$(date -u +%Y%m%dT%H%M%SZ)-${{rel:-none}}.{kind}"',
         f'tmp={backups}/".$name.tmp"',
-        "trap 'rm -f \"$tmp\" \"$tmp.raw\"' EXIT",
+        "trap 'rm -f \"$tmp\"' EXIT",
         *dump_lines(s, '"$tmp"'),
         f'mv -f "$tmp" {backups}/"$name"',
         f"ls -1 {backups} | grep -E '{NAME_RE.pattern}' | sort | head -n -{s.keep_backups} "

@@ -66,7 +66,11 @@ def restore_plan(h, name):
 
     def run(h):
         safety = take_backup(h)
-        h.change(restore_script(s, name), timeout=3600)
+        try:
+            h.change(restore_script(s, name), timeout=3600)
+        except DeployError as e:
+            raise DeployError(f"{e}; the data from before is in backup {safety} "
+                              f"(fab db.restore --from {safety})") from None
         return (f"restored {name} over {replaced}; the data it replaced is backed up as "
                 f"{safety}")
     return Plan([Call("", run, f"replace {replaced} with {name} "
