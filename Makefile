@@ -47,13 +47,14 @@ test: host-packages $(VENV)/.dev lint
 	$(BIN)/pytest -q -m last $(if $(REPORTS),--junitxml=$(REPORTS)/last.xml) tests
 
 # The long proofs (an upgrade from the previous version, git links and tokens, a broken first
-# release, a sudo password prompt, sandbox boots and a reboot): kept out of `make test`'s
-# 12-minute budget on 2 cores; CI runs both.
+# release, a sudo password prompt, sandbox boots and a reboot, shared state through pruning,
+# MariaDB and SQLite, a killed database server): kept out of `make test`'s 12-minute budget
+# on 2 cores; CI runs both.
 test-slow: host-packages $(VENV)/.dev
 	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "slow" $(if $(REPORTS),--junitxml=$(REPORTS)/slow.xml) tests
 
 # The fault matrix: provision, deploys and rollback broken by SIGKILL, a cut link and a
-# reboot at a spread of moments, each followed by a plain re-run (about 30 minutes). Its
+# reboot at a spread of moments, each followed by a plain re-run (about 35 minutes). Its
 # table is printed at the end (README: "Interrupted runs").
 faults: host-packages $(VENV)/.dev
 	rm -f .faults/results.jsonl

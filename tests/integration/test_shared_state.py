@@ -9,6 +9,9 @@ import pytest
 import sandbox
 from tests.conftest import fab, http_get, on
 
+# make test keeps shared state through the tutorial app (tests/integration/test_tutorial_app.py)
+pytestmark = pytest.mark.slow
+
 NOTES = '''\
 import os
 import sqlite3
