@@ -13,7 +13,9 @@ from tasks.core import q
 KINDS = {"postgresql": "pgdump", "mysql": "sql.gz", "sqlite": "sqlite3.gz"}
 # The same pattern for Python and grep -E (which has no \d).
 NAME_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]+\.(pgdump|sql\.gz|sqlite3\.gz)$")
-PSQL = "(cd / && runuser -u postgres -- psql -Xq -v ON_ERROR_STOP=1)"
+# PostgreSQL's superuser, from a folder it may enter (root's cwd is not).
+AS_POSTGRES = "cd / && runuser -u postgres --"
+PSQL = f"({AS_POSTGRES} psql -Xq -v ON_ERROR_STOP=1)"
 SQLITE_COPY = ("import sqlite3, sys; src = sqlite3.connect(sys.argv[1]); "
                "dst = sqlite3.connect(sys.argv[2]); src.backup(dst); dst.close(); src.close()")
 
@@ -22,7 +24,7 @@ def dump_lines(s, out):
     """Shell lines that write a dump of the app's database to OUT (a quoted path)."""
     n = s.database_name
     if s.managed_database == "postgresql":
-        return [f"(cd / && runuser -u postgres -- pg_dump -Fc -d {n}) > {out}"]
+        return [f"({AS_POSTGRES} pg_dump -Fc -d {n}) > {out}"]
     if s.managed_database == "mysql":
         return [f"{{ mysqldump --single-transaction --quick --routines {n} || "
                 f"touch {out}.failed; }} | gzip > {out}",
@@ -72,7 +74,7 @@ def restore_lines(s, path):
                 f"DROP DATABASE IF EXISTS {n} WITH (FORCE);",
                 f"CREATE DATABASE {n} OWNER {n};",
                 "SQL",
-                f"(cd / && runuser -u postgres -- pg_restore --no-owner --role={n} -d {n}) "
+                f"({AS_POSTGRES} pg_restore --no-owner --role={n} -d {n}) "
                 f"< {path}"]
     if s.managed_database == "mysql":
         return [f"gzip -t {path}",
@@ -103,7 +105,7 @@ def size_script(s):
     is down, or nothing is there yet)."""
     n = s.database_name
     if s.managed_database == "postgresql":
-        return (f"(cd / && runuser -u postgres -- psql -XtAq -c "
+        return (f"({AS_POSTGRES} psql -XtAq -c "
                 f"\"SELECT pg_database_size('{n}') / 1024\" 2>/dev/null)")
     if s.managed_database == "mysql":
         return (f"mysql -NB -e \"SELECT COALESCE(SUM(data_length + index_length), 0) DIV 1024 "

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
+from tasks.backups import AS_POSTGRES
 from tasks.core import DeployError, explain_failure, q
 
 PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
@@ -80,7 +81,7 @@ def database_script(s):
     engine is not installed): a query over the server's own socket, as its superuser."""
     name = s.database_name  # validated: a plain identifier, safe inside the quotes
     if s.managed_database == "postgresql":
-        return ("command -v psql >/dev/null && (cd / && runuser -u postgres -- psql -XtAq -c "
+        return (f"command -v psql >/dev/null && ({AS_POSTGRES} psql -XtAq -c "
                 f"\"SELECT 'role' FROM pg_roles WHERE rolname = '{name}' UNION ALL "
                 f"SELECT 'db' FROM pg_database WHERE datname = '{name}'\" 2>/dev/null)")
     if s.managed_database == "mysql":
