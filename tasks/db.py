@@ -8,7 +8,6 @@ from invoke import task
 from tasks.backups import NAME_RE, backup_script, list_script, restore_script, size_script
 from tasks.core import DeployError, LinePrefixer, q
 from tasks.deploy import Executed
-from tasks.facts import gather
 from tasks.plan import Call, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge, open_host
 
@@ -123,7 +122,6 @@ def shell(c):
     """Open the database's client as the app's role (SQL on stdin works too)."""
     h = open_host(c)
     managed(h.settings)
-    gather(h)
     script = shell_script(h.settings)
     if sys.stdin.isatty() and sys.stdout.isatty():
         result = h.script(script, pty=True, in_stream=sys.stdin, hide=False)
