@@ -117,8 +117,9 @@ def infra(server):
                               ssh_config=str(sandbox.STATE / "ssh_config"))
 
 
-def http_get(server, path="/", port=80, timeout=5):
+def http_get(server, path="/", port=80, timeout=20):
     """GET http://<server><path> from this machine; (status, headers, body) or raise."""
+    # 20 s: a request that writes (SQLite's fsync) took over 5 s on a loaded 2-core CI run
     import urllib.request
     with urllib.request.urlopen(f"http://{server.address}:{port}{path}", timeout=timeout) as r:
         return r.status, dict(r.headers), r.read().decode()
