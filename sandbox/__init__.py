@@ -3,19 +3,21 @@
 Tooling, not the product: users try the tool on these servers before a real one, and the
 integration tests and the bench run against them. `fab sandbox.*` (sandbox/commands.py)
 drives it; sandbox/servers.py boots each server with `systemd-nspawn -b` from an overlay of
-one cached base root filesystem, in its own network namespace, reaching Debian and PyPI only
-through a proxy on this machine. Needs Linux and root.
+a cached base root filesystem (one per Debian release), in its own network namespace,
+reaching Debian and PyPI only through a proxy on this machine. Needs Linux and root.
 """
 
 from sandbox.servers import (  # the API the tests and the bench use
-    BASE,
     BRIDGE,
+    DEFAULT_SUITE,
     GATEWAY,
     PROXY,
     SERVER_CA,
     STATE,
+    SUITES,
     USER,
     SandboxError,
+    base,
     boot,
     destroy,
     down_all,
@@ -31,6 +33,7 @@ from sandbox.servers import (  # the API the tests and the bench use
     wait_for,
 )
 
-__all__ = ["BASE", "BRIDGE", "GATEWAY", "PROXY", "SERVER_CA", "STATE", "USER", "SandboxError",
-           "boot", "destroy", "down_all", "port_open", "proxy_pid", "reboot_server",
-           "require_root_linux", "sandbox_proxies", "servers", "sh", "ssh", "ssh_argv", "wait_for"]
+__all__ = ["BRIDGE", "DEFAULT_SUITE", "GATEWAY", "PROXY", "SERVER_CA", "STATE", "SUITES", "USER",
+           "SandboxError", "base", "boot", "destroy", "down_all", "port_open", "proxy_pid",
+           "reboot_server", "require_root_linux", "sandbox_proxies", "servers", "sh", "ssh",
+           "ssh_argv", "wait_for"]

@@ -5,7 +5,9 @@ import time
 from invoke import Exit, task
 
 from sandbox.servers import (
+    DEFAULT_SUITE,
     STATE,
+    SUITES,
     SandboxError,
     boot,
     down_all,
@@ -22,7 +24,7 @@ def usage(server):
 
 def describe(server):
     state = "running" if running(server) else "stopped"
-    return f"{server.name:<12} {server.address:<14} {state:<8} {usage(server)}"
+    return f"{server.name:<12} {server.address:<14} {server.suite:<9} {state:<8} {usage(server)}"
 
 
 def guarded(fn):
@@ -36,12 +38,14 @@ def guarded(fn):
 @task(help={
     "count": "how many servers to boot (default 1)",
     "sudo-password": "give user tom this sudo password (default: passwordless sudo)",
+    "suite": f"the Debian release: {' or '.join(f'{k} ({v})' for k, v in SUITES.items())}; "
+             f"default {DEFAULT_SUITE}",
 })
-def up(c, count=1, sudo_password=None):
-    """Boot N fresh Debian 12 servers (sandbox-1..N) and print how to reach them."""
+def up(c, count=1, sudo_password=None, suite=DEFAULT_SUITE):
+    """Boot N fresh Debian 13 servers (--suite bookworm: 12), sandbox-1..N; show how to reach."""
     def run():
         started = time.monotonic()
-        booted = [boot(f"sandbox-{i}", sudo_password) for i in range(1, count + 1)]
+        booted = [boot(f"sandbox-{i}", sudo_password, suite) for i in range(1, count + 1)]
         print(f"sandbox: {len(booted)} server(s) up in {time.monotonic() - started:.1f}s")
         for server in booted:
             print(describe(server))

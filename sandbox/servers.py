@@ -1,7 +1,8 @@
-"""Booting, reaching and removing sandbox servers: throwaway Debian 12 machines with systemd.
+"""Booting, reaching and removing sandbox servers: throwaway Debian 13 or 12 machines with
+systemd.
 
 Each server is a ``systemd-nspawn -b`` container booted from an overlay of one
-cached base root filesystem, in its own network namespace on a private
+cached base root filesystem per Debian release, in its own network namespace on a private
 bridge. The servers reach Debian and PyPI only through a tinyproxy the sandbox
 runs on the bridge address; there is no NAT. Needs Linux and root.
 """
@@ -23,7 +24,8 @@ from pathlib import Path
 # The checkout's .sandbox/ (sandbox/ sits beside tasks/), unless FAB_SANDBOX_DIR says otherwise.
 STATE = Path(os.environ.get("FAB_SANDBOX_DIR", Path(__file__).resolve().parents[1] / ".sandbox"))
 CACHE = Path(os.environ.get("FAB_SANDBOX_CACHE", "/var/cache/fab-sandbox"))
-SUITE = "bookworm"
+SUITES = {"trixie": "Debian 13", "bookworm": "Debian 12"}
+DEFAULT_SUITE = os.environ.get("FAB_SANDBOX_SUITE", "trixie")
 PACKAGES = "openssh-server,python3,sudo,iproute2,systemd-sysv,dbus,libpam-systemd"
 HOST_PACKAGES = ["debootstrap", "systemd-container", "tinyproxy", "iproute2", "openssh-client"]
 BRIDGE = "fsb0"
@@ -51,8 +53,12 @@ systemctl mask systemd-timesyncd.service getty@tty1.service >/dev/null 2>&1 || t
 echo 'UseDNS no' > /etc/ssh/sshd_config.d/sandbox.conf
 sed -i '/pam_systemd.so/d' /etc/pam.d/common-session
 """
-# The cache is keyed by what builds it, so a change here builds a new base.
-BASE = CACHE / f"{SUITE}-base-{hashlib.sha256((PACKAGES + BASE_SETUP).encode()).hexdigest()[:8]}"
+
+
+def base(suite):
+    """The cached base of SUITE, keyed by what builds it: a change here builds a new one."""
+    digest = hashlib.sha256((PACKAGES + BASE_SETUP).encode()).hexdigest()[:8]
+    return CACHE / f"{suite}-base-{digest}"
 
 
 class SandboxError(Exception):
@@ -63,6 +69,7 @@ class SandboxError(Exception):
 class Server:
     name: str
     index: int
+    suite: str = DEFAULT_SUITE
 
     @property
     def address(self):
@@ -145,26 +152,44 @@ def mirror_hosts():
 PYPI_HOSTS = ["pypi.org", "files.pythonhosted.org"]
 
 
-def ensure_base():
-    """Build the clean base root filesystem once; later calls reuse the cache."""
-    if (BASE / ".complete").exists():
-        return BASE
+def check_suite(suite):
+    if suite not in SUITES:
+        raise SandboxError(f"unknown suite {suite!r}: use one of {', '.join(SUITES)}")
+
+
+def ensure_base(suite=DEFAULT_SUITE):
+    """Build SUITE's clean base root filesystem once; later calls reuse the cache."""
+    check_suite(suite)
+    done = base(suite)
+    if (done / ".complete").exists():
+        return done
     mirror, deb822 = host_sources()
-    tmp = BASE.with_name(BASE.name + ".tmp")
+    tmp = done.with_name(done.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"sandbox: building the {SUITE} base from {mirror} (once, about a minute)...", flush=True)
-    sh("debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tmp), mirror)
-    if deb822:
+    print(f"sandbox: building the {SUITES[suite]} ({suite}) base from {mirror} "
+          "(once, about a minute)...", flush=True)
+    sh("debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(tmp), mirror)
+    # The host's deb822 sources name its own release: keep the mirror, not the suites.
+    sources = deb822 and suite_sources(deb822, suite)
+    if sources:
         (tmp / "etc/apt/sources.list").unlink(missing_ok=True)
-        (tmp / "etc/apt/sources.list.d/debian.sources").write_text(deb822)
+        (tmp / "etc/apt/sources.list.d/debian.sources").write_text(sources)
     sh("chroot", str(tmp), "sh", "-c", BASE_SETUP)
     (tmp / ".complete").touch()
-    tmp.rename(BASE)
-    for old in CACHE.glob(f"{SUITE}-base*"):  # bases of earlier versions of this file
-        if old != BASE and not old.name.endswith(".tmp"):
+    tmp.rename(done)
+    for old in CACHE.glob(f"{suite}-base*"):  # bases of earlier versions of this file
+        if old != done and not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)
-    return BASE
+    return done
+
+
+def suite_sources(deb822, suite):
+    """The host's deb822 sources with its release's name replaced by SUITE's."""
+    host = re.search(r"^Suites:\s*([a-z]+)", deb822, re.M)
+    if host is None:
+        return None
+    return re.sub(rf"\b{host.group(1)}(?=(-updates|-security|-backports)?\b)", suite, deb822)
 
 
 def ensure_bridge():
@@ -247,8 +272,10 @@ def servers():
     """The servers this sandbox knows about, in index order."""
     found = []
     for path in sorted((STATE / "servers").glob("*/index")):
+        suite = path.with_name("suite")
         try:
-            found.append(Server(path.parent.name, int(path.read_text())))
+            found.append(Server(path.parent.name, int(path.read_text()),
+                                suite.read_text().strip() if suite.exists() else "bookworm"))
         except ValueError:
             continue
     return sorted(found, key=lambda s: s.index)
@@ -310,15 +337,16 @@ def seed_upper(server, upper, sudo_password):
                f"http_proxy={PROXY}\nhttps_proxy={PROXY}\nno_proxy=localhost,127.0.0.1\n")
 
 
-def allocate(name):
+def allocate(name, suite):
     """The lowest free index: free here, and its link name free on this machine (another
     checkout's sandbox may share the bridge)."""
     taken = sh("ip", "-o", "link", "show", check=False).stdout + "\n" + \
         sh("ip", "netns", "list", check=False).stdout
     used = {s.index for s in servers()} | {int(i) for i in re.findall(r"\bfsb(\d+)\b", taken)}
     index = next(i for i in range(1, 240) if i not in used)
-    server = Server(name, index)
+    server = Server(name, index, suite)
     server.dir.mkdir(parents=True, exist_ok=True)
+    (server.dir / "suite").write_text(suite)
     (server.dir / "index").write_text(str(index))
     return server
 
@@ -336,8 +364,9 @@ def setup_network(server):
 
 def start(server):
     """Boot the container under a loop that boots it again when it reboots (exit 133)."""
+    root = base(server.suite)
     nspawn = [
-        "systemd-nspawn", "-D", str(BASE), f"--overlay={BASE}:{server.dir / 'upper'}:/",
+        "systemd-nspawn", "-D", str(root), f"--overlay={root}:{server.dir / 'upper'}:/",
         "-b", "--register=no", f"--network-namespace-path=/run/netns/{server.netns}",
         "-M", server.name, "--console=pipe", "--keep-unit",
         "--capability=CAP_NET_ADMIN,CAP_NET_RAW",
@@ -391,19 +420,20 @@ def write_ssh_config():
     (STATE / "ssh_config").write_text("".join(entries))
 
 
-def boot(name, sudo_password=None):
-    """Boot one fresh server called NAME (replacing any server of that name)."""
+def boot(name, sudo_password=None, suite=DEFAULT_SUITE):
+    """Boot one fresh server called NAME (replacing any server of that name) running SUITE."""
     if not NAME_RE.fullmatch(name):
         raise SandboxError(f"bad server name {name!r}: use lowercase letters, digits and '-'")
+    check_suite(suite)
     require_root_linux()
     with locked():
-        ensure_base()
+        ensure_base(suite)
         ensure_key()
         ensure_bridge()
         ensure_proxy()
         if (STATE / "servers" / name).exists():
             destroy(name)
-        server = allocate(name)
+        server = allocate(name, suite)
         upper = server.dir / "upper"
         upper.mkdir()
         seed_upper(server, upper, sudo_password)

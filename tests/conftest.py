@@ -31,10 +31,10 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "faults: the fault-injection matrix (`make faults`)")
 
 
-def boot(sudo_password=None):
+def boot(sudo_password=None, suite=sandbox.DEFAULT_SUITE):
     name = f"t{os.getpid() % 100000}-{next(_names)}"
     _booted.add(name)
-    return sandbox.boot(name, sudo_password)
+    return sandbox.boot(name, sudo_password, suite)
 
 
 def destroy(server):
@@ -105,9 +105,9 @@ def fab(*args, cwd=PROJECT, env=None, timeout=600, check=None):
     return proc
 
 
-def on(server, command, user="root", check=True):
+def on(server, command, user="root", check=True, timeout=60):
     """Run a shell command on a sandbox server over plain ssh; return stdout."""
-    return sandbox.ssh(server, command, user=user, check=check).stdout
+    return sandbox.ssh(server, command, user=user, check=check, timeout=timeout).stdout
 
 
 def infra(server):
