@@ -8,7 +8,7 @@ overrides it.
 from invoke import Collection
 
 import sandbox.commands
-from tasks import db, deploy, harden, logs, provision, status
+from tasks import db, deploy, harden, history, logs, provision, status
 from tasks.settings import DEFAULTS
 
 namespace = Collection(
@@ -16,6 +16,7 @@ namespace = Collection(
     deploy.deploy,
     deploy.rollback,
     deploy.releases,
+    history.history,
     deploy.exec_,
     *provision.STEP_TASKS,
     logs.logs,

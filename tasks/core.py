@@ -16,10 +16,11 @@ import uuid
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
+from invoke import Exit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from tasks.results import Outcome, Run
-from tasks.settings import PROJECT
+from tasks.settings import PROJECT, load
 
 _print_lock = threading.Lock()
 _templates = Environment(loader=FileSystemLoader(str(PROJECT / "templates")),
@@ -117,6 +118,7 @@ class Host:
     facts: object = None  # tasks.facts.Facts, once gathered
     run: Run = None
     lock_token: str = None
+    source: object = None  # tasks.steps.app.Source, once resolved
 
     def __post_init__(self):
         self.run = self.run or Run(self.name)
@@ -198,12 +200,25 @@ class Host:
             say(self.name, "\n".join("    " + line for line in diff.rstrip("\n").split("\n")))
 
 
+def open_host(c, dry_run=False):
+    """The Host of connection C, with its validated settings."""
+    if not hasattr(c, "host"):
+        raise Exit("no host given: run it as `fab -H user@server TASK`", code=2)
+    return Host(c, load(c.config), dry_run)
+
+
 def install_script(tmp, path, owner="root", group="root", mode="0644"):
     """Move the uploaded TMP to PATH atomically (install beside it, then rename)."""
     staged = f"{path}.fab-new"
     return (f"trap 'rm -f {q(tmp)} {q(staged)}' EXIT\n"
             f"install -D -o {q(owner)} -g {q(group)} -m {q(mode)} {q(tmp)} {q(staged)}\n"
             f"mv -f {q(staged)} {q(path)}\n")
+
+
+def for_systemd(text):
+    """TEXT as a word of a systemd-run command line: systemd expands $NAME and ${NAME} there
+    (a script's ${1:-x} would reach the shell mangled), and $$ is its literal $."""
+    return text.replace("$", "$$")
 
 
 WORK_DIR = "/run/fab"  # root-only: the deploy lock, and the output of detached work
@@ -225,7 +240,7 @@ def detached(unit, script, timeout):
             f"rc=0; systemd-run --quiet --wait --collect --unit={q(unit)} "
             f"--description={q(unit + ' (detached work of fab)')} "
             f"-p RuntimeMaxSec={timeout} -p StandardOutput=truncate:{log} "
-            f"-p StandardError=inherit sh -c {q(script)} || rc=$?\n"
+            f"-p StandardError=inherit sh -c {q(for_systemd(script))} || rc=$?\n"
             f"if [ $rc = 0 ]; then cat {log}; elif [ -f {log} ]; then cat {log} >&2; fi\n"
             f"rm -f {log}; exit $rc\n")
 

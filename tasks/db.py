@@ -6,10 +6,10 @@ import sys
 from invoke import task
 
 from tasks.backups import NAME_RE, backup_script, list_script, restore_script, size_script
-from tasks.core import DeployError, LinePrefixer, q
+from tasks.core import DeployError, LinePrefixer, open_host, q
 from tasks.deploy import Executed
 from tasks.plan import Call, Plan, Step
-from tasks.provision import BREAK_LOCK, DRY_RUN, converge, open_host
+from tasks.provision import BREAK_LOCK, DRY_RUN, converge
 
 
 def managed(s):
@@ -81,7 +81,7 @@ def restore_plan(h, name):
 def backup(c, dry_run=False, break_lock=False):
     """Back up the app's database into <dir>/backups on the server (root-only)."""
     step = Step("backup", lambda h: backup_plan(h.settings))
-    return converge(c, [step], dry_run, break_lock)
+    return converge(c, "db.backup", [step], dry_run, break_lock)
 
 
 @task(name="restore", help={"from": "the backup to restore (see the list without it)",
@@ -91,7 +91,7 @@ def restore(c, from_=None, dry_run=False, break_lock=False):
 
     The app's programs stop meanwhile. Without --from, lists the backups."""
     step = Step("restore", lambda h: restore_plan(h, from_))
-    return converge(c, [step], dry_run, break_lock)
+    return converge(c, "db.restore", [step], dry_run, break_lock)
 
 
 SHELL_LOGIN = {  # a client file with the app's credentials, from database.env, root-only

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from invoke import Exit, task
 
-from tasks.core import DeployError, LinePrefixer, q, say
+from tasks.core import DeployError, LinePrefixer, open_host, q, say
 from tasks.facts import gather
 from tasks.plan import Call, Plan, Probe, Step
-from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge, open_host
+from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge
 from tasks.results import report
 from tasks.steps import PROVISION
 from tasks.steps.app import as_the_app, leftovers, restart_stale
@@ -62,7 +62,7 @@ def deploy(c, dry_run=False, break_lock=False):
 
     Runs provision's steps first (they do nothing when converged), then checks the
     site's health through nginx."""
-    return converge(c, [*PROVISION, HEALTH], dry_run, break_lock)
+    return converge(c, "deploy", [*PROVISION, HEALTH], dry_run, break_lock)
 
 
 @task(help={"to": "the release to return to (default: the one before the live one)",
@@ -70,7 +70,7 @@ def deploy(c, dry_run=False, break_lock=False):
 def rollback(c, to=None, dry_run=False, break_lock=False):
     """Switch back to the previous release (or --to RELEASE), health-checked, no downtime."""
     step = Step("rollback", lambda h: rollback_plan(h.settings, h.facts, to))
-    return converge(c, [step], dry_run, break_lock)
+    return converge(c, "rollback", [step], dry_run, break_lock)
 
 
 @dataclass

@@ -45,7 +45,10 @@ class HostsExecutor(Executor):
                 continue
             self.validate_config()
             by_host = self.run_batches(group, self.batch_size(group))
-            self.report(by_host)
+            try:
+                self.report(by_host)
+            except BrokenPipeError:  # `fab status --json | head`: the reader has had enough
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             failed |= any(r.failed for r in by_host.values() if r is not None)
             results[group[0].task] = by_host
         if failed:

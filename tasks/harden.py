@@ -1,22 +1,25 @@
-"""`fab harden`: SSH by key only and no root login (the step: tasks/steps/harden.py)."""
+"""`fab harden`: SSH by key only and no root login (tasks/steps/harden.py), and security
+updates installed daily (tasks/steps/updates.py)."""
 
 from invoke import task
 
-from tasks.core import DeployError
+from tasks.core import DeployError, open_host
 from tasks.plan import StepFailed, run_step
-from tasks.provision import open_host
-from tasks.steps.harden import STEP
+from tasks.steps import harden as ssh_step
+from tasks.steps import updates
 
 
 @task(help={"dry-run": "show what would change, running only read-only commands"})
 def harden(c, dry_run=False):
-    """Turn off SSH password and root login, once key login and sudo are proven to work."""
+    """Turn off SSH password and root login (once key login and sudo are proven to work);
+    install security updates daily."""
     if c.user == "root":
         raise DeployError("connect as the sudo user who keeps access (fab -H tom@host harden): "
                           "root login is what this turns off")
     h = open_host(c, dry_run)
     try:
-        run_step(h, STEP)
+        for step in (ssh_step.STEP, updates.STEP):
+            run_step(h, step)
     except StepFailed:
         pass
     return h.run

@@ -82,10 +82,11 @@ def wait_script(s):
             + q(f"while [ -n \"$({work_units(s)})\" ]; do sleep 1; done"))
 
 
-def release_script(s, token):
-    """Give the lock back if TOKEN still holds it."""
+def release_script(s, token, first=""):
+    """Give the lock back if TOKEN still holds it, after running FIRST (while holding it)."""
     lock = q(lock_path(s))
-    return f'[ "$(cat {lock}/token 2>/dev/null)" = {q(token)} ] && rm -rf {lock}; true'
+    return (f'if [ "$(cat {lock}/token 2>/dev/null)" = {q(token)} ]; then\n'
+            f'  {first or "true"}\n  rm -rf {lock}\nfi; true')
 
 
 def acquire_lock(h, break_lock=False):
@@ -111,8 +112,8 @@ def acquire_lock(h, break_lock=False):
     return bool(busy)
 
 
-def release_lock(h):
-    """Give the lock back, only if it is still ours."""
+def release_lock(h, first=""):
+    """Give the lock back, only if it is still ours (after the script FIRST, if given)."""
     if h.lock_token:
-        h.script(release_script(h.settings, h.lock_token))
+        h.script(release_script(h.settings, h.lock_token, first))
         h.lock_token = None

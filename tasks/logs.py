@@ -2,8 +2,7 @@
 
 from invoke import Exit, Task, task
 
-from tasks.core import LinePrefixer, q, say
-from tasks.provision import open_host
+from tasks.core import LinePrefixer, open_host, q, say
 from tasks.settings import COMPONENTS
 
 # MariaDB logs to the journal (Debian's default); PostgreSQL and Redis to files.

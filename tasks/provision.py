@@ -1,14 +1,14 @@
 """`provision`, one task per step, and the runner they share: converge a server to the stack."""
 
-from invoke import Exit, Task, task
+from invoke import Task, task
 from invoke.parser import Argument
 
-from tasks.core import DeployError, Host
+from tasks.core import DeployError, open_host
 from tasks.facts import gather
+from tasks.history import record_script
 from tasks.lock import acquire_lock, release_lock
 from tasks.plan import StepFailed, run_step
 from tasks.results import CHANGED, FAILED
-from tasks.settings import load
 from tasks.steps import PROVISION
 
 DRY_RUN = "show what would change, with diffs, running only read-only commands"
@@ -29,17 +29,10 @@ class Rolling(Task):
         return [*super().get_arguments(ignore_unknown_help), self.SERIAL]
 
 
-def open_host(c, dry_run=False):
-    """The Host of connection C, with its validated settings."""
-    if not hasattr(c, "host"):
-        raise Exit("no host given: run it as `fab -H user@server TASK`", code=2)
-    return Host(c, load(c.config), dry_run)
-
-
-def converge(c, steps, dry_run=False, break_lock=False):
+def converge(c, action, steps, dry_run=False, break_lock=False):
     """Run STEPS in order on one host, holding its deploy lock (not in a dry run, which
-    changes nothing); gather facts again after any step that changed something.
-    Returns the host's Run."""
+    changes nothing); gather facts again after any step that changed something. The run
+    goes in the server's deploy log as ACTION (the task's name). Returns the host's Run."""
     h = open_host(c, dry_run)
     stage = "facts"
     try:
@@ -58,7 +51,7 @@ def converge(c, steps, dry_run=False, break_lock=False):
     except DeployError as e:
         h.record(stage, FAILED, str(e))
     finally:
-        release_lock(h)
+        release_lock(h, h.lock_token and record_script(h, action))
     return h.run
 
 
@@ -66,7 +59,7 @@ def step_task(step):
     """`fab STEP`: converge that one step, e.g. `fab -H web1 nginx --dry-run`."""
     @task(name=step.name, klass=Rolling, help={"dry-run": DRY_RUN})
     def one_step(c, dry_run=False):
-        return converge(c, [step], dry_run)
+        return converge(c, step.name, [step], dry_run)
     one_step.__doc__ = one_step.body.__doc__ = step.doc
     return one_step
 
@@ -74,7 +67,7 @@ def step_task(step):
 @task(klass=Rolling, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def provision(c, dry_run=False, break_lock=False):
     """Set up the whole stack: packages, app + venv, supervisor, nginx, firewall."""
-    return converge(c, PROVISION, dry_run, break_lock)
+    return converge(c, "provision", PROVISION, dry_run, break_lock)
 
 
 STEP_TASKS = [step_task(step) for step in PROVISION]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.backups import backup_script
-from tasks.core import DeployError, detached, q, render
+from tasks.core import DeployError, detached, for_systemd, q, render
 from tasks.facts import ENGINES, ancestors
 from tasks.lock import work_unit
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
@@ -313,7 +313,8 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
                   *([f"mkdir -p {scratch_dirs}"] if scratch_dirs else []),
                   f'chown -R {BUILD_USER}:{BUILD_USER} "$scratch"',
                   *link_shared(s, '"$scratch"'),
-                  f'build sh -c {q(s.build_command)} || {{ rc=$?; rm -rf "$scratch"; exit $rc; }}',
+                  f"build sh -c {q(for_systemd(s.build_command))} "
+                  '|| { rc=$?; rm -rf "$scratch"; exit $rc; }',
                   'rm -rf "$scratch"',
                   *link_shared(s, q(s.shared))]
     return lines + seal('"$release"') + markers(tree_hash, venv_hash, release)
@@ -416,7 +417,7 @@ def ship(h, source, rid=None):
     serving); a release that fails on the way is removed. Then prune. Returns what it did."""
     s, f = h.settings, h.facts
     if source.identity is None:
-        source = fetch(h)
+        source = h.source = fetch(h)
     rid = rid or release_id(source.identity)
     build_venv = source.venv_hash not in f.venvs
     previous = f.links.get(s.current, "").rpartition("/")[2]
@@ -460,7 +461,7 @@ def as_the_app(s, release, command, timeout=None, terminal=False):
             f"--uid={q(s.user)} --gid={q(s.user)} --working-directory={q(release)} {limit}"
             f"--setenv=PATH={q(release)}/.venv/bin:/usr/local/bin:/usr/bin:/bin "
             f"{q(release)}/.venv/bin/python -c {q(WITH_APP_ENV)} {q(s.gunicorn_conf)} "
-            + (f"timeout -k 10 {timeout} " if timeout else "") + command)
+            + (f"timeout -k 10 {timeout} " if timeout else "") + for_systemd(command))
 
 
 def release_phase(h, release):
@@ -581,5 +582,10 @@ def plan(s, facts, source, rid=None):
     return Plan(changes + runtime_files(s, facts, "") + [Call(said, ship_it, would)])
 
 
-STEP = Step("app", lambda h: plan(h.settings, h.facts, resolve(h)),
+def app_plan(h):
+    h.source = resolve(h)  # kept for the deploy log's revision
+    return plan(h.settings, h.facts, h.source)
+
+
+STEP = Step("app", app_plan,
             "Create the app user and upload the app as a release with its virtualenv.")

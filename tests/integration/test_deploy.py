@@ -3,6 +3,7 @@
 The module's tests share one server and run in order; each leaves it serving a known text.
 """
 
+import json
 import shutil
 import subprocess
 import time
@@ -134,6 +135,30 @@ def test_rollback_restores_the_previous_release_without_downtime(live):
     assert http_get(s)[2] == "Hello two"
     back = fab("-H", s.name, "rollback", "--to", "nonexistent")
     assert back.returncode == 1 and "no release 'nonexistent'" in back.stdout
+
+
+def test_history_lists_every_run_newest_first_and_only_root_writes_it(live):
+    s, _ = live
+    entries = json.loads(fab("-H", s.name, "history", "--json", check=True).stdout)
+    said = [(e["action"], e["result"]) for e in entries]
+    assert said[:3] == [("rollback", "failed"), ("rollback", "changed"), ("deploy", "failed")]
+    assert said[-1] == ("deploy", "changed") and len(said) >= 6
+    assert "no release 'nonexistent'" in entries[0]["failure"]
+    assert entries[1]["release"] == live_release(s)
+    assert all(e["host"] == s.name and e["by"].startswith("tom for ") for e in entries)
+    times = [e["time"] for e in entries]
+    assert times == sorted(times, reverse=True) and all(t.endswith("Z") for t in times)
+    # the first deploy shipped the project's own hello_world: its git commit
+    head = subprocess.run(["git", "-C", str(PROJECT), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    assert entries[-1]["revision"].startswith(head)
+    assert all(e["revision"] for e in entries if e["action"] == "deploy")
+    table = fab("-H", s.name, "history", "--limit", "2", check=True).stdout.splitlines()
+    assert len(table) == 2 and table[0].startswith(f"[{s.name}] ") and "rollback" in table[0]
+    log = "/var/log/fab/hello-world.jsonl"
+    assert on(s, f"stat -c '%U:%G %a' {log}").strip() == "root:adm 640"
+    assert "Permission denied" in on(s, f"runuser -u hello-world -- sh -c 'echo x >> {log}' 2>&1",
+                                     check=False)
 
 
 def test_a_second_concurrent_deploy_fails_fast_naming_the_holder(live):

@@ -1,0 +1,124 @@
+"""The deploy log: every converging run (provision, deploy, rollback, one step) appends one
+JSON line to /var/log/fab/<app>.jsonl on each server as it gives the lock back (the same
+round trip); `fab history` reads it. Root writes it, so the app's account cannot forge it.
+"""
+
+import getpass
+import json
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from invoke import task
+
+from tasks.core import open_host, q, say
+from tasks.results import CHANGED, FAILED, OK
+
+HISTORY_DIR = "/var/log/fab"
+FIELDS = ("time", "action", "result", "release", "revision", "by")
+
+
+def history_path(s):
+    return f"{HISTORY_DIR}/{s.name}.jsonl"
+
+
+def local_revision(path):
+    """The git commit of a local source folder (with `+changes` when its files differ from
+    it), or None when the folder is not in a git work tree."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
+                              timeout=10)
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".").stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+changes" if dirty else "")
+
+
+def revision(h):
+    """Where the shipped code came from: the git commit (the source's, or the local folder's),
+    else the content hash of the folder."""
+    s = h.settings
+    source = getattr(h, "source", None)
+    if s.source_is_git:
+        return source.identity[:12] if source and source.identity else s.ref
+    return local_revision(s.source_path) or (
+        f"content {source.identity[:12]}" if source and source.identity else None)
+
+
+def entry(h, action):
+    """This run's line (without its time: the server's clock stamps it)."""
+    run = h.run
+    result = FAILED if run.failed else CHANGED if run.changed else OK
+    failure = next((f"{o.step}: {o.message}" for o in run.outcomes if o.status == FAILED), None)
+    release = (h.facts.links.get(h.settings.current, "").rpartition("/")[2] or None
+               if h.facts else None)
+    return {"action": action, "result": result, "release": release,
+            "revision": revision(h) if h.source else None,  # the app step ran
+            "by": f"{h.c.user} for {getpass.getuser()}@{socket.gethostname()}",
+            "changed": run.count(CHANGED), **({"failure": failure} if failure else {})}
+
+
+def append_script(s, line):
+    """Append LINE (a JSON object without its first brace) stamped with the server's time."""
+    path = q(history_path(s))
+    return (f"install -d -o root -g adm -m 0750 {HISTORY_DIR} && "
+            f"{{ [ -f {path} ] || install -o root -g adm -m 0640 /dev/null {path}; }} && "
+            f"printf '{{\"time\": \"%s\", %s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" "
+            f"{q(line)} >> {path}")
+
+
+def record_script(h, action):
+    return append_script(h.settings, json.dumps(entry(h, action))[1:])
+
+
+@dataclass
+class History:
+    """One host's entries, newest first."""
+
+    entries: list
+    as_json: bool = False
+    failed = False
+    changed = False
+
+    def recap(self):
+        return f"{len(self.entries)} entries"
+
+    @staticmethod
+    def report(results):
+        """All hosts' entries merged, newest first: a table, or one JSON array."""
+        rows = sorted(({"host": host, **e} for host, r in results.items() if r is not None
+                       for e in r.entries), key=lambda e: e.get("time", ""), reverse=True)
+        if any(r.as_json for r in results.values() if r is not None):
+            json.dump(rows, sys.stdout, indent=1)
+            print()
+            return
+        for e in rows:
+            line = "  ".join(f"{str(e.get(k) or '-'):<{w}}" for k, w in
+                             zip(FIELDS, (20, 9, 7, 27, 19, 0), strict=True))
+            say(e["host"], line.rstrip() + (f"  ({e['failure']})" if e.get("failure") else ""))
+        if not rows:
+            print("history: no runs recorded yet on these hosts")
+
+
+def parse(text):
+    entries = []
+    for line in text.splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short (a full disk): skip it, keep the rest
+    return entries
+
+
+@task(name="history", help={"json": "print one JSON array (every host, newest first)",
+                            "limit": "entries per host (default 20)"})
+def history(c, json_=False, limit=20):
+    """Show who deployed, rolled back or provisioned what and when on each host, newest first."""
+    h = open_host(c)
+    out = h.read(f"tail -n {int(limit)} {q(history_path(h.settings))} 2>/dev/null || true")
+    return History(parse(out)[::-1], json_)
