@@ -57,6 +57,7 @@ DEFAULTS = {
     "database_name": None,  # the database and its role: <name> with '-' as '_'
     "redis": False,  # a password-protected redis-server on localhost, as REDIS_URL
     "keep_backups": 10,  # database backups kept in <dir>/backups
+    "auto_reboot_at": "",  # fab harden's security updates reboot at this time ("04:30") if needed
 }
 DATABASES = ("none", "postgresql", "mysql", "sqlite")
 TLS_MODES = ("off", "self-signed", "letsencrypt", "custom")
@@ -87,6 +88,7 @@ SHARED_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*/?$")
 RELATIVE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*[A-Za-z0-9_]$|^[A-Za-z0-9_]$")
 DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")  # a name every engine takes unquoted
 SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
+TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
@@ -135,6 +137,7 @@ class Settings:
     database_name: str
     redis: bool
     keep_backups: int
+    auto_reboot_at: str  # "" (never) or HH:MM
 
     @property
     def releases(self):
@@ -450,6 +453,9 @@ def problems_of(values):
            "not starting with a digit")
     expect(isinstance(values["redis"], bool),
            f"app.redis={values['redis']!r}: must be true or false (FABRIC_APP_REDIS=1 for true)")
+    reboot_at = values["auto_reboot_at"]
+    expect(isinstance(reboot_at, str) and (not reboot_at or TIME_RE.fullmatch(reboot_at)),
+           f"app.auto_reboot_at={reboot_at!r}: must be a time like '04:30' (or empty: never)")
     path = values["health_path"]
     expect(isinstance(path, str) and URL_PATH_RE.fullmatch(path),
           f"app.health_path={path!r}: must be a URL path like '/' or '/health'")

@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass, field
 from invoke import task
 
 from tasks.backups import size_script
-from tasks.core import DeployError, q
+from tasks.core import DeployError, open_host, q
 from tasks.facts import fact_of, sections
 from tasks.health import parse_probe, probe_command
-from tasks.provision import open_host
 from tasks.switch import stale_programs
 
 
@@ -42,8 +41,11 @@ class Status:
     disk_free_pct: int = None
     database: dict = field(default_factory=dict)  # {"engine", "up", "size_kb"}, if it has one
     redis: dict = field(default_factory=dict)  # {"up", "memory"}, with app.redis
+    security_updates: int = None  # pending, as of the server's last apt list refresh
+    reboot_required: list = None  # the packages asking for it, when one is pending
     enabled: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # worth knowing, not unhealthy
     as_json: bool = False
 
     @property
@@ -81,6 +83,17 @@ TLS_WARN_DAYS = 14
 REDIS_MEMORY = ("REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /etc/redis/fab.conf 2>/dev/null)\" "
                 "redis-cli -h 127.0.0.1 --no-auth-warning info memory 2>/dev/null "
                 "| sed -n 's/^used_memory_human://p'")
+# Upgrades apt would install now from a security archive, by its lists as they are (the
+# daily timer refreshes them): a simulation, no lock, nothing changes. It takes apt a second,
+# so the count is kept until the lists or the installed packages change.
+PENDING_SECURITY = """c=/var/cache/fab/security-updates
+if ! [ "$c" -nt /var/lib/apt/lists ] || ! [ "$c" -nt /var/lib/dpkg/status ]; then
+  install -d -m 0755 /var/cache/fab
+  apt-get -s -o Debug::NoLocking=1 upgrade 2>/dev/null | grep -cE '^Inst .*[-]security' \
+    > "$c.new"; mv -f "$c.new" "$c"
+fi
+cat "$c"
+"""
 # Low disk: a new release (code + perhaps a virtualenv) may soon not fit.
 DISK_LOW_PCT, DISK_LOW_MB = 10, 512
 
@@ -114,6 +127,9 @@ echo @@running; {fact_of("running").shell(s)}
 echo @@database; {size_script(s)}
 echo @@redis; {REDIS_MEMORY if s.redis else ""}
 echo @@disk; {fact_of("disk").shell(s)}
+echo @@updates; {PENDING_SECURITY}
+echo @@reboot; [ -f /run/reboot-required ] && echo "reboot $(sort -u /run/reboot-required.pkgs \
+  2>/dev/null | tr '\n' ' ')"
 true
 """
 
@@ -158,6 +174,16 @@ def parse_status(host, s, text):
         expect(st, st.disk_free_pct >= DISK_LOW_PCT or st.disk_free_mb >= DISK_LOW_MB,
                f"the disk of {s.dir} is low: {st.disk_free_mb} MB free "
                f"({st.disk_free_pct}%); a new release may not fit")
+    pending = "".join(sec.get("updates", [])).strip()
+    st.security_updates = int(pending) if pending.isdigit() else None
+    if st.security_updates:
+        st.notes.append(f"{st.security_updates} security update(s) pending (`fab harden` "
+                        "installs them daily, unattended)")
+    reboot = " ".join(sec.get("reboot", [])).split()
+    if reboot:
+        st.reboot_required = reboot[1:]
+        st.notes.append("a reboot is pending" + (f" (for {', '.join(reboot[1:])})"
+                                                 if reboot[1:] else ""))
     if s.managed_database != "none":
         size = "".join(sec.get("database", [])).strip()
         st.database = {"engine": s.managed_database, "up": size.isdigit(),
@@ -208,7 +234,7 @@ def print_table(rows):
         return f"\033[31m{text}!\033[0m" if color else f"{text}!"
 
     header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "PROCESSES", "NGINX", "UFW", "RELEASE",
-              "DEPLOYED", "HTTP", "TLS UNTIL", "DATA", "DISK FREE", "BOOT"]
+              "DEPLOYED", "HTTP", "TLS UNTIL", "DATA", "DISK FREE", "UPDATES", "BOOT"]
     table = [header]
     for r in rows:
         boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
@@ -234,6 +260,7 @@ def print_table(rows):
                                 r.database["engine"] == "sqlite") and r.redis.get("up", True)),
             cell(f"{r.disk_free_mb} MB" if r.disk_free_mb is not None else "-",
                  not any(p.startswith("the disk") for p in r.problems)),
+            updates_cell(r),
             cell("ok" if not boot else f"off: {boot}", not boot),
         ])
     widths = [max(len(strip_ansi(row[i])) for row in table) for i in range(len(header))]
@@ -241,8 +268,15 @@ def print_table(rows):
         cells = (c + " " * (w - len(strip_ansi(c))) for c, w in zip(row, widths, strict=True))
         print("  ".join(cells).rstrip())
     for r in rows:
-        for problem in r.problems:
-            print(f"{r.host}: {problem}")
+        for line in r.problems + [f"note: {note}" for note in r.notes]:
+            print(f"{r.host}: {line}")
+
+
+def updates_cell(r):
+    """`none`, `3 security`, with `+reboot` when one is pending; `-` when apt cannot say."""
+    text = "-" if r.security_updates is None else \
+        f"{r.security_updates} security" if r.security_updates else "none"
+    return text + (" +reboot" if r.reboot_required is not None else "")
 
 
 def data_cell(r):

@@ -15,7 +15,10 @@ DEADMAN = "fab-sshd-revert"
 WANTED = {"passwordauthentication": "no", "kbdinteractiveauthentication": "no",
           "permitrootlogin": "no"}
 EFFECTIVE = f"sshd -T 2>/dev/null | grep -Ei '^({'|'.join(WANTED)}) '"
-REVERT = f"rm -f {DROP_IN}; systemctl reload ssh"
+# Ubuntu 22.10+ starts sshd from ssh.socket: ssh.service may not be running, and then there
+# is nothing to reload (the next connection's sshd reads the new file).
+RELOAD = "systemctl try-reload-or-restart ssh"
+REVERT = f"rm -f {DROP_IN}; {RELOAD}"
 
 
 def effective(text):
@@ -40,7 +43,7 @@ if [ "$got" != {q(wanted)} ]; then
   echo "another sshd setting wins over {DROP_IN} (sshd -T says: $got); check sshd_config" >&2
   exit 1
 fi
-systemctl reload ssh"""
+{RELOAD}"""
 
 
 def prove_key_login(h):

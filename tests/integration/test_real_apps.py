@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import PROJECT, fab, on, recap
 
+# make test keeps a package app with a factory through the tutorial app (test_tutorial_app.py)
+pytestmark = pytest.mark.slow
+
 SHOP = {
     "shop/__init__.py": '''\
 import six
@@ -57,7 +60,6 @@ def shop_server(module_server):
     return module_server
 
 
-@pytest.mark.slow
 def test_a_first_release_that_cannot_start_never_goes_live(shop_server):
     s, apps = shop_server
     broken = write_app(apps / "broken", {**SHOP, "shop/__init__.py": "import no_such_module\n"})

@@ -123,6 +123,7 @@ def test_unknown_host_name_is_one_line(tmp_path):
     assert "unknown host no-such-host.invalid" in line
 
 
+@pytest.mark.slow
 def test_a_server_that_is_not_debian_is_refused_before_any_change(server):
     on(server, "sed -i 's/^ID=debian/ID=fedora/; s/^ID_LIKE=.*//' /etc/os-release")
     proc = fab("-H", server.name, "provision")
