@@ -38,7 +38,7 @@ def test_provision_runs_all_three_in_parallel_with_one_recap(trio):
 def test_status_has_a_healthy_row_per_host(trio):
     servers, hosts, _ = trio
     proc = fab("-H", hosts, "status", env=ENV, check=True)
-    rows = [line.split() for line in proc.stdout.splitlines()[1:] if line.strip()]
+    rows = [line.split() for line in proc.stdout.splitlines()[1:1 + len(servers)]]
     assert sorted(r[0] for r in rows) == sorted(s.name for s in servers)
     assert all(r[1] == "RUNNING" and r[4] == "4/4" for r in rows)
     data = json.loads(fab("-H", hosts, "status", "--json", env=ENV, check=True).stdout)
