@@ -15,6 +15,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -90,6 +91,64 @@ def pyinfra(servers, workers=4):
 
 TOOLS = {"fab": ours, "Ansible": ansible, "pyinfra": pyinfra}
 
+# Runs a command and prints the peak resident memory of it and its children, in KB.
+PEAK_RSS = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+            "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+            "file=sys.stderr); sys.exit(rc)")
+
+
+def fab_with_peak_rss(*args, env=None):
+    """fab, through PEAK_RSS; (seconds, process, peak RSS in MB)."""
+    elapsed, proc = timed([sys.executable, "-c", PEAK_RSS, FAB, "-S",
+                           str(sandbox.STATE / "ssh_config"), *args], env=env)
+    return elapsed, proc, int(re.search(r"peak-rss-kb (\d+)", proc.stderr).group(1)) / 1024
+
+
+def requirements():
+    return " ".join(line.split("#")[0].strip()
+                    for line in (APP / "requirements.txt").read_text().splitlines()
+                    if line.split("#")[0].strip())
+
+
+# The floors: the same work, hand-written, as one OpenSSH command per server (as root
+# through sudo), all servers at once. Fresh: apt's lists, the packages, a venv with the app's
+# requirements, ufw.
+FRESH_FLOOR = f"""set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get -q update >/dev/null
+apt-get -q -y install python3-venv nginx supervisor ufw >/dev/null
+python3 -m venv /srv/floor
+/srv/floor/bin/pip install -q {requirements()}
+ufw allow OpenSSH >/dev/null && ufw allow http >/dev/null && ufw --force enable >/dev/null
+"""
+
+
+def fact_script():
+    """Converged: one command reading what fab's facts read (tasks/facts.py's script, for
+    the default settings)."""
+    from tasks.facts import script
+    from tasks.settings import DEFAULTS, Settings, finish
+    return script(Settings(**finish(dict(DEFAULTS))))
+
+
+def over_ssh(servers, script):
+    """SCRIPT as root on every server at once, one OpenSSH command each; (seconds, None)."""
+    start = time.monotonic()
+    command = f"sudo sh -c {shlex.quote(script)}"
+    procs = [subprocess.Popen([*sandbox.ssh_argv(s, sandbox.USER), command],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for s in servers]
+    results = [(p, *p.communicate(timeout=1800)) for p in procs]
+    elapsed = time.monotonic() - start
+    for p, out, err in results:
+        if p.returncode != 0:
+            raise SystemExit(f"bench: a floor script failed:\n{out}\n{err}")
+    return elapsed, None
+
+
+def floor(servers):
+    return over_ssh(servers, FRESH_FLOOR)
+
 
 def round_trips(proc):
     return [int(n) for n in re.findall(r"\((\d+) SSH round trips\)", proc.stdout)]
@@ -164,6 +223,44 @@ class Bench:
         self.compare("fresh provision, 3 servers at once", fresh)
         self.compare("converged re-run, 3 servers", three, "3 servers / 1 server: " + ", ".join(
             f"{t} {ratios(three[t], one[t])}" for t in TOOLS))
+
+    def fleet(self, count):
+        return [self.server() for _ in range(count)]
+
+    def ten_servers(self, count=10):
+        """COUNT servers at once: a fresh provision and the converged re-run beside their
+        floors (tools taking turns, each on fresh servers), fab status, fab's peak memory."""
+        tools = {"floor": floor, **TOOLS}
+        fresh, converged = ({t: [] for t in tools} for _ in range(2))
+        read, status, rss, one = [], [], [], []
+        for _ in range(self.rounds):
+            for name, tool in tools.items():
+                fleet = self.fleet(count)
+                fresh[name].append(tool(fleet)[0])
+                if name == "fab":
+                    hosts = ",".join(s.name for s in fleet)
+                    converged[name].append(tool(fleet)[0])
+                    read.append(over_ssh(fleet, fact_script())[0])
+                    rss.append(fab_with_peak_rss("-H", hosts, "provision")[2])
+                    status.append(fab("-H", hosts, "status")[0])
+                    one.append(tool(fleet[:1])[0])
+                elif name != "floor":
+                    converged[name].append(tool(fleet)[0])
+                for s in fleet:
+                    sandbox.destroy(s.name)
+        converged["floor"] = read
+        n = f"{count} servers"
+        self.compare(f"fresh provision, {n} at once", {t: fresh[t] for t in TOOLS},
+                     f"its floor (apt lists, packages, venv, ufw; one OpenSSH command each): "
+                     f"{short(fresh['floor'])}; fab / floor {ratios(fresh['fab'], fresh['floor'])}")
+        self.compare(f"converged re-run, {n}", {t: converged[t] for t in TOOLS},
+                     f"its floor (the fact read, one OpenSSH command each): {short(read)}; "
+                     f"fab / floor {ratios(converged['fab'], read)}; fab {n} / 1 server "
+                     f"{ratios(converged['fab'], one)}")
+        self.record(f"fab status, {n}", f"{summary(status)}; status / converged re-run "
+                                        f"{ratios(status, converged['fab'])}")
+        self.record(f"fab's peak memory (RSS), converged re-run of {n}",
+                    f"{statistics.median(rss):.0f} MB (max {max(rss):.0f})")
 
     def deploys(self):
         s = self.server()
@@ -340,7 +437,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(PROJECT / "bench/RESULTS.md"))
-    parser.add_argument("--only", choices=["peers", "peers-three", "deploys", "tutorial",
+    parser.add_argument("--only", choices=["peers", "peers-three", "ten", "deploys", "tutorial",
                                            "databases", "served"])
     args = parser.parse_args()
     try:
@@ -349,9 +446,9 @@ def main():
         raise SystemExit(f"bench: {e}") from None
     bench, started = Bench(args.rounds), time.time()
     parts = {"peers": bench.peers_one_server, "peers-three": bench.peers_three_servers,
-             "deploys": bench.deploys, "tutorial": bench.tutorial,
+             "ten": bench.ten_servers, "deploys": bench.deploys, "tutorial": bench.tutorial,
              "databases": bench.databases, "served": bench.served_stack}
-    peers_wanted = args.only in (None, "peers", "peers-three")
+    peers_wanted = args.only in (None, "peers", "peers-three", "ten")
     if peers_wanted and not ((PEER_BIN / "pyinfra").exists()
                              and (PEER_BIN / "ansible-playbook").exists()):
         raise SystemExit("bench: the peers are not installed: run `make bench`")
