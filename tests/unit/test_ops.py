@@ -14,10 +14,12 @@ from tasks.status import parse_status, status_script
 S = load(Config(overrides={"app": {}}))
 
 HEALTHY = """\
-@@program
-hello-world                      RUNNING   pid 4242, uptime 1:02:03
+@@running
+hello-world RUNNING 4242 /srv/hello-world/releases/20261124T182935Z-2539ae32
 @@workers
 4
+@@uptime
+   3723
 @@nginx
 active
 0
@@ -48,7 +50,7 @@ def test_a_healthy_server_has_no_problems():
 
 
 def test_every_unhealthy_field_is_named():
-    text = (HEALTHY.replace("RUNNING   pid 4242, uptime 1:02:03", "BACKOFF")
+    text = (HEALTHY.replace("RUNNING 4242", "BACKOFF 0")
             .replace("\nactive\n0\n", "\ninactive\n1\n")
             .replace("nginx: configuration file /etc/nginx/nginx.conf test is successful",
                      "nginx: [emerg] unexpected end of file")
