@@ -52,6 +52,9 @@ def test_defaults_are_the_tutorial_setup():
     ("database_name", "1shop", "not starting with a digit"),
     ("redis", "yes", "true or false"),
     ("keep_backups", 0, "from 1 to 1000"),
+    ("auto_reboot_at", "4am", "a time like '04:30'"),
+    ("auto_reboot_at", "24:00", "a time like '04:30'"),
+    ("auto_reboot_at", "04:30; reboot", "a time like '04:30'"),
 ])
 def test_bad_values_are_named_with_the_fix(key, value, fragment):
     with pytest.raises(ConfigError) as e:
