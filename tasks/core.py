@@ -204,7 +204,8 @@ def open_host(c, dry_run=False):
     """The Host of connection C, with its validated settings."""
     if not hasattr(c, "host"):
         raise Exit("no host given: run it as `fab -H user@server TASK`", code=2)
-    return Host(c, load(c.config), dry_run)
+    from tasks.roles import for_host  # roles resolves hosts with Fabric's ssh_config
+    return Host(c, for_host(load(c.config), c.config, c.original_host), dry_run)
 
 
 def install_script(tmp, path, owner="root", group="root", mode="0644"):

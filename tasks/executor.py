@@ -16,17 +16,30 @@ from fabric.tasks import ConnectionCall
 from invoke import Exit
 from invoke.exceptions import UncastableEnvVar
 
+from tasks.balancer import balancing, drained
 from tasks.core import say
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
 from tasks.provision import Rolling
 from tasks.results import Skipped, Unreached, report
+from tasks.roles import selected
 from tasks.settings import ConfigError, raw, validate
 
 MAX_PARALLEL = 32
 
 
 class HostsExecutor(Executor):
+    def expand_calls(self, calls, apply_hosts=True):
+        """-H's hosts, where a role's name (app.roles) stands for its hosts; without -H,
+        every host of app.roles (the sandbox's own tasks take no hosts)."""
+        roles = self.config.get("app", {}).get("roles") or {}
+        hosts = self.core[0].args.hosts
+        on_hosts = not all(str(getattr(c, "called_as", "") or "").startswith("sandbox.")
+                           for c in calls)
+        if apply_hosts and on_hosts and isinstance(roles, dict) and roles:
+            hosts.value = ",".join(selected(roles, hosts.value))
+        return super().expand_calls(calls, apply_hosts)
+
     def execute(self, *tasks):
         # `fab exec -- CMD`: the text after `--` is exec's command, not Fabric's anonymous
         # task (which would run it as the SSH user).
@@ -108,22 +121,66 @@ class HostsExecutor(Executor):
         if len(group) > 1 and isinstance(group[0].task, Rolling) \
                 and raw(self.config)["release_command"]:
             first, group = [(group[:1], False)], group[1:]
-        size = size if size > 0 else len(group)
+        size = size if size > 0 else max(len(group), 1)
         return first + [(group[start:start + size], bool(first))
                         for start in range(0, len(group), size)]
 
     def run_batches(self, group, size):
-        """Run the batches in turn, skipping the rest after a batch that failed."""
+        """Run the batches in turn, skipping the rest after a batch that failed. With
+        balancers (app.roles.lb), a Rolling task takes the web hosts one batch at a time
+        (--serial, default 1) out of the balancers while they change, then the balancers."""
+        lbs = (raw(self.config)["roles"] or {}).get("lb", [])
+        if not (lbs and isinstance(group[0].task, Rolling) and not group[0].kwargs.get("dry_run")):
+            return self.run_in_turn(self.batches(group, size))
+        last = [call for call in group if call.init_kwargs["host"] in lbs]
+        group = [call for call in group if call.init_kwargs["host"] not in lbs]
+        balancers = [self.context_for(self.parameterize(call, {"host": lb}))
+                     for call in group[:1] for lb in lbs]
+        try:
+            live = [context for context in balancers if balancing(context)]
+        except Exception as e:  # one line, whatever went wrong
+            message = f"cannot read the balancer: {explain_exception(e, balancers[0])}"
+            say(lbs[0], f"failed   {message}", sys.stderr)
+            return {call.init_kwargs["host"]: Unreached(message) for call in group + last}
+        try:  # a fresh fleet (no balancer serves yet) has nothing to drain
+            batches = self.batches(group, min(size or 1, max(len(group) - 1, 1)) if live
+                                   else size)
+            return self.run_in_turn(batches + ([(last, True)] if last else []), live)
+        finally:
+            for context in balancers:
+                context.close()
+
+    def run_in_turn(self, batches, balancers=()):
+        """Run BATCHES [(calls, release phase done)] one after the other; each batch out of
+        BALANCERS while it runs (the balancers themselves never are)."""
         results = {}
-        for calls, release_phase_done in self.batches(group, size):
+        for calls, release_phase_done in batches:
             batch = [(call, self.context_for(call)) for call in calls]
             for _, context in batch:  # read by tasks.steps.app.release_phase
                 context.release_phase_done = release_phase_done
+            hosts = [context.original_host for _, context in batch]
             if any(r is not None and r.failed for r in results.values()):
-                results.update((context.original_host, Skipped()) for _, context in batch)
-            else:
+                results.update((host, Skipped()) for host in hosts)
+            elif not balancers or any(c.original_host in hosts for c in balancers):
                 results.update(self.run_parallel(batch))
+            else:
+                results.update(self.run_drained(batch, hosts, balancers))
         return results
+
+    def run_drained(self, batch, hosts, balancers):
+        """Run BATCH out of the balancers, putting back the hosts that end healthy."""
+        try:
+            with drained(balancers, hosts) as back:
+                results = dict(self.run_parallel(batch))
+                back.update(h for h in hosts if not results[h].failed)
+            return results
+        except Exit:
+            raise
+        except Exception as e:  # a balancer that cannot be changed stops the run
+            message = (f"the balancer could not take {', '.join(hosts)} out or back: "
+                       f"{explain_exception(e, balancers[0])}")
+            say(balancers[0].original_host, f"failed   {message}", sys.stderr)
+            return {h: Unreached(message) for h in hosts}
 
     def run_parallel(self, work):
         """Run each (call, connection) in its own thread; Ctrl-C closes every connection."""

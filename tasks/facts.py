@@ -59,7 +59,12 @@ class Program(NamedTuple):
     release: str = ""  # the folder it runs in (its cwd): the release it really serves
 
 
+BALANCER_PACKAGES = ("nginx", "ufw")
+
+
 def wanted_packages(s):
+    if not s.serves_app:  # a balancer
+        return BALANCER_PACKAGES + TLS_PACKAGES.get(s.tls, ())
     return (PACKAGES + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ())
             + ((ENGINES[s.managed_database][0],) if s.managed_database in ENGINES else ())
             + ((REDIS[0],) if s.redis else ()))
@@ -73,6 +78,8 @@ def data_services(s):
 
 def services_of(s):
     """The systemd units the stack needs on and running."""
+    if not s.serves_app:
+        return ("nginx", "ufw")
     return SERVICES + data_services(s)
 
 
@@ -218,13 +225,16 @@ def service(enabled="missing", active=""):
 
 def ufw_rule(line):
     """`allow 80/tcp` from a `### tuple ### allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in` line of
-    ufw's user.rules (None for rules that are not plain port rules from anywhere)."""
+    ufw's user.rules, `allow 80/tcp from 10.0.0.2` from one whose source is one address
+    (None for other rules)."""
     parts = line.split()[3:]
-    if len(parts) < 6 or parts[3] not in ANYWHERE or parts[4] != "any" \
-            or parts[5] not in ANYWHERE:
+    if len(parts) < 6 or parts[3] not in ANYWHERE or parts[4] != "any":
         return None
     action, proto, port = parts[:3]
-    return f"{action} {port}/{proto}" if proto != "any" else f"{action} {port}"
+    rule = f"{action} {port}/{proto}" if proto != "any" else f"{action} {port}"
+    if parts[5] in ANYWHERE:
+        return rule
+    return f"{rule} from {parts[5]}" if "/" not in parts[5] else None
 
 
 def disk(lines):

@@ -57,6 +57,7 @@ DEFAULTS = {
     "database_name": None,  # the database and its role: <name> with '-' as '_'
     "redis": False,  # a password-protected redis-server on localhost, as REDIS_URL
     "keep_backups": 10,  # database backups kept in <dir>/backups
+    "roles": {},  # hosts by role: {"web": [web1, web2], "lb": [lb1]}; none: every host is web
     "auto_reboot_at": "",  # fab harden's security updates reboot at this time ("04:30") if needed
 }
 DATABASES = ("none", "postgresql", "mysql", "sqlite")
@@ -138,6 +139,20 @@ class Settings:
     redis: bool
     keep_backups: int
     auto_reboot_at: str  # "" (never) or HH:MM
+    roles: dict  # role -> [host as given to -H]
+    # Per host (tasks.roles.for_host): its roles, and for a balancer its web hosts'
+    # addresses, for a web host behind balancers theirs.
+    host_roles: frozenset = frozenset({"web"})
+    upstream: tuple = ()
+    balancers: tuple = ()
+
+    @property
+    def serves_app(self):
+        return "web" in self.host_roles
+
+    @property
+    def balancing(self):
+        return "lb" in self.host_roles
 
     @property
     def releases(self):
@@ -453,6 +468,7 @@ def problems_of(values):
            "not starting with a digit")
     expect(isinstance(values["redis"], bool),
            f"app.redis={values['redis']!r}: must be true or false (FABRIC_APP_REDIS=1 for true)")
+    out += roles_problems(values)
     reboot_at = values["auto_reboot_at"]
     expect(isinstance(reboot_at, str) and (not reboot_at or TIME_RE.fullmatch(reboot_at)),
            f"app.auto_reboot_at={reboot_at!r}: must be a time like '04:30' (or empty: never)")
@@ -462,6 +478,40 @@ def problems_of(values):
     text = values["health_text"]
     expect(isinstance(text, str) and SAFE_TEXT_RE.fullmatch(text),
           f"app.health_text={text!r}: must be plain text on one line")
+    return out
+
+
+ROLES = ("web", "lb")  # in the order a run converges them: the balancer after its web hosts
+HOST_RE = re.compile(r"^[A-Za-z0-9_.@:\[\]-]{1,255}$")
+
+
+def roles_problems(values):
+    """app.roles: a mapping of known roles to lists of hosts, each host in one role, a
+    balancer only in front of web hosts, one database for several web hosts."""
+    roles = values["roles"]
+    if not isinstance(roles, dict):
+        return [f"app.roles={roles!r}: must be a mapping of roles to lists of hosts, like "
+                "{web: [web1, web2], lb: [lb1]}"]
+    out = []
+    for role, hosts in roles.items():
+        if role not in ROLES:
+            out.append(f"app.roles: {role!r} is not a role (roles: {', '.join(ROLES)})")
+        elif not (isinstance(hosts, list) and hosts
+                  and all(isinstance(h, str) and HOST_RE.fullmatch(h) for h in hosts)):
+            out.append(f"app.roles.{role}: must be a list of hosts as given to -H, "
+                       "like [web1, tom@web2]")
+    if out:
+        return out
+    both = set(roles.get("web", [])) & set(roles.get("lb", []))
+    if both:
+        out.append(f"app.roles: {sorted(both)[0]} is both web and lb (both serve port 80): "
+                   "give the balancer a host of its own")
+    if roles and not roles.get("web"):
+        out.append("app.roles: a balancer needs web hosts behind it (app.roles.web)")
+    if len(roles.get("web", [])) > 1 and values["database"] != "none":
+        out.append(f"app.database={values['database']!r} with {len(roles['web'])} web hosts "
+                   "would give each its own database: set DATABASE_URL in app.env_file to "
+                   "one database they share")
     return out
 
 
@@ -539,7 +589,7 @@ def finish(values):
     values["database_name"] = values["database_name"] or values["name"].replace("-", "_")
     for key in INT_RANGES:
         values[key] = int(values[key])
-    return {f.name: values[f.name] for f in fields(Settings)}
+    return {f.name: values[f.name] for f in fields(Settings) if f.name in values}
 
 
 def load(config):

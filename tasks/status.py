@@ -11,7 +11,7 @@ from invoke import task
 
 from tasks.backups import size_script
 from tasks.core import DeployError, open_host, q
-from tasks.facts import fact_of, sections
+from tasks.facts import SERVICES, fact_of, sections, services_of
 from tasks.health import parse_probe, probe_command
 from tasks.switch import stale_programs
 
@@ -19,6 +19,7 @@ from tasks.switch import stale_programs
 @dataclass
 class Status:
     host: str
+    roles: list = field(default_factory=lambda: ["web"])  # app.roles (a balancer: ["lb"])
     app_state: str = ""
     app_pid: int = 0
     app_uptime: str = ""
@@ -131,7 +132,9 @@ echo @@ufw; echo "$ufw" | head -n1
 echo "$ufw" | awk '/ALLOW/ && $0 !~ /\\(v6\\)/ {{print $1}}'
 echo @@release; readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null
 echo @@enabled
-for u in supervisor nginx ufw; do echo "$u $(systemctl is-enabled $u 2>/dev/null)"; done
+for u in {' '.join(u for u in services_of(s) if u in SERVICES)}; do
+  echo "$u $(systemctl is-enabled $u 2>/dev/null)"
+done
 echo @@probe; {probe_command(s, s.site_url, 0)}
 echo @@tls; {tls_line}
 echo @@database; {size_script(s)}
@@ -147,7 +150,7 @@ true
 
 def parse_status(host, s, text):
     sec = sections(text)
-    st = Status(host, workers_wanted=s.workers)
+    st = Status(host, workers_wanted=s.workers, roles=sorted(s.host_roles))
     running = fact_of("running").parse(sec.get("running", []))
     program = running.get(s.name)
     st.app_state = program.state if program and program.state else "MISSING"
@@ -214,13 +217,14 @@ def parse_status(host, s, text):
         state = program.state if program and program.state else "MISSING"
         st.processes[proc] = {"state": state, "pid": program.pid if program else 0}
         expect(st, state == "RUNNING", f"process {proc} is {state}")
-    expect(st, st.app_state == "RUNNING", f"app is {st.app_state}")
-    expect(st, st.app_state != "RUNNING" or st.workers == s.workers,
-          f"{st.workers} workers running, {s.workers} wanted")
+    if s.serves_app:  # a balancer has none of these
+        expect(st, st.app_state == "RUNNING", f"app is {st.app_state}")
+        expect(st, st.app_state != "RUNNING" or st.workers == s.workers,
+               f"{st.workers} workers running, {s.workers} wanted")
+        expect(st, bool(st.release), "no release deployed")
     expect(st, st.nginx_active, "nginx is not active")
     expect(st, st.nginx_config_ok, f"nginx -t failed: {st.nginx_config}")
     expect(st, st.ufw_active, "ufw is not active")
-    expect(st, bool(st.release), "no release deployed")
     expect(st, st.http_status == 200, f"HTTP {s.health_path} through nginx gave {st.http_status}")
     expect(st, st.http_status != 200 or st.http_body_ok,
           f"HTTP body lacks {s.health_text!r}")
@@ -252,10 +256,12 @@ def print_table(rows):
     table = [header]
     for r in rows:
         boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
+        app = "web" in r.roles
         table.append([
-            r.host, cell(r.app_state or "-", r.app_state == "RUNNING"), str(r.app_pid or "-"),
-            r.app_uptime or "-",
-            cell(f"{r.workers}/{r.workers_wanted}", r.workers == r.workers_wanted),
+            r.host, cell(r.app_state or "-", r.app_state == "RUNNING") if app else "(lb)",
+            str(r.app_pid or "-"), r.app_uptime or "-",
+            cell(f"{r.workers}/{r.workers_wanted}", r.workers == r.workers_wanted) if app
+            else "-",
             cell(" ".join(f"{proc}:{p['state']}({p['pid']})" for proc, p in r.processes.items())
                  or "-", all(p["state"] == "RUNNING" for p in r.processes.values())),
             cell(("active" if r.nginx_active else "inactive")

@@ -588,4 +588,5 @@ def app_plan(h):
 
 
 STEP = Step("app", app_plan,
-            "Create the app user and upload the app as a release with its virtualenv.")
+            "Create the app user and upload the app as a release with its virtualenv.",
+            lambda h: h.settings.serves_app)

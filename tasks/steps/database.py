@@ -150,7 +150,7 @@ def plan(s, facts):
 def applies(h):
     """Whether the app has a database or Redis, or had one this tool made."""
     s = h.settings
-    return s.database != "none" or s.redis or bool(h.facts.database_env)
+    return s.serves_app and (s.database != "none" or s.redis or bool(h.facts.database_env))
 
 
 STEP = Step("database", lambda h: plan(h.settings, h.facts),

@@ -10,8 +10,19 @@ HTTPS = "allow 443/tcp"
 
 
 def wanted_rules(s, facts):
-    """The allow rules, SSH first: the port this very connection came in on."""
-    return [f"allow {facts.ssh_port}/tcp", "allow 80/tcp", *([HTTPS] if s.tls != "off" else [])]
+    """The allow rules, SSH first: the port this very connection came in on. Behind
+    balancers, HTTP from them only."""
+    http = [f"allow 80/tcp from {addr}" for addr in s.balancers] or ["allow 80/tcp"]
+    return [f"allow {facts.ssh_port}/tcp", *http, *([HTTPS] if s.tls != "off" else [])]
+
+
+def ufw_args(rule):
+    """`allow 80/tcp from 10.0.0.2` -> ufw's own words for it."""
+    action, port, *source = rule.split()
+    if not source:
+        return rule
+    number, proto = port.split("/")
+    return f"{action} from {source[1]} to any port {number} proto {proto}"
 
 
 def rule_changes(s, facts):
@@ -21,6 +32,9 @@ def rule_changes(s, facts):
     missing = [rule for rule in wanted if rule not in facts.ufw_rules]
     unwanted = [HTTPS] if HTTPS in facts.ufw_rules and HTTPS not in wanted \
         and not facts.other_tls_sites else []
+    if s.balancers:  # HTTP from anywhere no longer
+        unwanted += [rule for rule in facts.ufw_rules
+                     if rule.startswith("allow 80/tcp") and rule not in wanted]
     return missing, unwanted, not facts.ufw_active
 
 
@@ -47,18 +61,19 @@ def plan(s, facts):
     missing, unwanted, off = rule_changes(s, facts)
     changes = []
     if missing:
-        changes.append(Command(f"allowed {', '.join(r.split()[1] for r in missing)}",
-                               "\n".join(f"ufw {rule} >/dev/null" for rule in missing)))
+        changes.append(Command(f"allowed {', '.join(r.split(None, 1)[1] for r in missing)}",
+                               "\n".join(f"ufw {ufw_args(r)} >/dev/null" for r in missing)))
     if unwanted:
-        changes.append(Command(f"closed {', '.join(r.split()[1] for r in unwanted)}",
-                               "\n".join(f"ufw delete {rule} >/dev/null" for rule in unwanted)))
+        changes.append(Command(f"closed {', '.join(r.split(None, 1)[1] for r in unwanted)}",
+                               "\n".join(f"ufw delete {ufw_args(r)} >/dev/null"
+                                         for r in unwanted)))
     if off:
         changes.append(Call("enabled ufw", enable, "enable ufw, proving SSH still works"))
     if facts.service("ufw").enabled != "enabled":
         changes.append(Command("enabled ufw at boot", "systemctl enable ufw >/dev/null 2>&1"))
     wanted = wanted_rules(s, facts)
     return Plan(changes, ok=f"ufw active, {len(wanted)} rules present "
-                            f"({', '.join(r.split()[1] for r in wanted)})")
+                            f"({', '.join(r.split(None, 1)[1] for r in wanted)})")
 
 
 STEP = Step("firewall", lambda h: plan(h.settings, h.facts),

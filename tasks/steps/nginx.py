@@ -7,9 +7,12 @@ from tasks.steps import tls as tls_step
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 
 
-def render_site(s, tls=None):
-    """The site; TLS=False renders it without https (while Let's Encrypt is still to ask)."""
+def render_site(s, tls=None, down=()):
+    """The site; TLS=False renders it without https (while Let's Encrypt is still to ask).
+    A balancer's proxies to its web hosts (those in DOWN marked down: drained)."""
     return render("nginx-site.j2", name=s.name, server_name=s.server_name, current=s.current,
+                  upstream=[(addr, addr in down) for addr in s.upstream],
+                  balancers=s.balancers,
                   static_dir=s.static_dir, static_url=s.static_url,
                   default=" default_server" if s.default_server else "",
                   port=s.port, tls=s.tls != "off" if tls is None else tls,
@@ -79,7 +82,9 @@ def plan(s, facts):
     link_wrong = facts.links.get(s.nginx_enabled) != s.nginx_site
     has_default = DEFAULT_SITE in facts.links or DEFAULT_SITE in facts.files
     if changes or site_changed or link_wrong or has_default:
-        said = ([f"wrote {s.nginx_site}"] if site_changed else []) + \
+        said = ([f"wrote {s.nginx_site}" + (f" (balancing {len(s.upstream)} web hosts)"
+                                            if s.balancing else "")]
+                if site_changed else []) + \
             ([f"enabled {s.name}"] if link_wrong else []) + \
             (["removed the default site"] if has_default else [])
         changes.append(Site(", ".join(said), s.nginx_site, content))

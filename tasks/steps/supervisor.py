@@ -55,4 +55,5 @@ def plan(s, facts):
 
 
 STEP = Step("supervisor", lambda h: plan(h.settings, h.facts),
-            "Configure the supervisor program that runs gunicorn.")
+            "Configure the supervisor program that runs gunicorn.",
+            lambda h: h.settings.serves_app)

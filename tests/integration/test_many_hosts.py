@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import PROJECT, boot, destroy, fab, http_get, on, recap
 
+# make test keeps several hosts in one run through the balancer (test_balancer.py)
+pytestmark = pytest.mark.slow
+
 SUDO_PW = "s3cret pw"
 ENV = {"FABRIC_SUDO_PASSWORD": SUDO_PW}
 

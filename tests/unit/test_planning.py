@@ -260,7 +260,7 @@ def test_templates_refuse_missing_values():
 
     from tasks.core import render
     with pytest.raises(UndefinedError, match="'port' is undefined"):
-        render("nginx-site.j2", name="x", server_name="_", current="/x")
+        render("nginx-site.j2", name="x", server_name="_", current="/x", upstream=[], balancers=[])
 
 
 # Plans: facts in, plans out, for every step.

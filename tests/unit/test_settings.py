@@ -156,7 +156,7 @@ def test_every_setting_can_be_overridden_by_an_env_var(monkeypatch):
     config.load_shell_env()
     assert raw(config) == {**DEFAULTS, **{key: given(d)[1] for key, d in scalars.items()},
                            **{key: str(Path.cwd() / "v") for key in LOCAL_PATHS}}
-    assert set(DEFAULTS) - set(scalars) == {"processes"}  # a mapping: set in a file (-f)
+    assert set(DEFAULTS) - set(scalars) == {"processes", "roles"}  # mappings: in a file (-f)
 
 
 def test_env_file_lines_are_checked_without_echoing_values(tmp_path):

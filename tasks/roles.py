@@ -1,0 +1,76 @@
+"""Hosts by role (app.roles): which part of the stack a host converges, and the addresses
+the balancer and its web hosts know each other by.
+
+Without app.roles every host is a web host: the whole stack, as on one server. With it,
+`web` hosts run the app behind their own nginx, open to the balancers only, and `lb` hosts
+run nginx balancing across them (passive failover, TLS ended there). A run takes the web
+hosts first, in batches taken out of the balancer while they change, then the balancers.
+"""
+
+import dataclasses
+import socket
+
+from fabric import Connection
+
+from tasks.core import DeployError
+from tasks.settings import ROLES
+
+
+def roles_of(s, host):
+    """The roles of HOST (as given to -H): web alone when app.roles is not set."""
+    if not s.roles:
+        return frozenset({"web"})
+    return frozenset(role for role, hosts in s.roles.items() if host in hosts)
+
+
+def address(config, host):
+    """The IPv4 address HOST is reached at (its ssh_config HostName, resolved here): what the
+    balancer proxies to and what a web host's firewall lets in."""
+    name = Connection(host, config=config).host
+    try:
+        return socket.gethostbyname(name)
+    except OSError as e:
+        raise DeployError(f"cannot resolve {host} ({name}): {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """What one host needs to know of the others."""
+
+    roles: frozenset
+    web: tuple = ()  # the web hosts' addresses (for a balancer)
+    balancers: tuple = ()  # the balancers' addresses (for a web host behind them)
+
+
+def view(s, config, host):
+    """HOST's roles and the addresses it needs; DeployError if it has no role."""
+    roles = roles_of(s, host)
+    if not roles:
+        raise DeployError(f"{host} is in none of app.roles ({', '.join(sorted(s.roles))}): "
+                          "add it to a role, or leave it out of -H")
+    lbs = s.roles.get("lb", [])
+    return View(roles,
+                tuple(address(config, h) for h in s.roles.get("web", [])) if "lb" in roles
+                else (),
+                tuple(address(config, h) for h in lbs) if "web" in roles else ())
+
+
+def for_host(s, config, host):
+    """The settings as HOST sees them: its roles and neighbours; behind a balancer, a web
+    host serves plain HTTP to it (TLS ends at the balancer)."""
+    v = view(s, config, host)
+    behind = "web" in v.roles and bool(v.balancers)
+    return dataclasses.replace(s, host_roles=v.roles, upstream=v.web, balancers=v.balancers,
+                               tls="off" if behind else s.tls)
+
+
+def selected(roles, hosts):
+    """The hosts a run takes: -H's (a role's name stands for its hosts), or every host of
+    app.roles when -H is not given; each once, web hosts before balancers."""
+    named = [h for h in hosts.split(",") if h] if hosts else [r for r in ROLES if r in roles]
+    out = []
+    for name in named:
+        out += roles.get(name, []) if name in roles else [name]
+    rank = {h: i for i, role in enumerate(ROLES) for h in roles.get(role, [])}
+    unique = list(dict.fromkeys(out))
+    return sorted(unique, key=lambda h: rank.get(h, -1))
