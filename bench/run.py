@@ -381,8 +381,8 @@ class Bench:
                    f"Python {platform.python_version()}")
         lines = ["# Benchmark results", "",
                  f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} on "
-                 f"{machine}, against sandbox servers (Debian 12 in systemd-nspawn, packages "
-                 "through the sandbox's proxy).", "",
+                 f"{machine}, against sandbox servers ({sandbox.SUITES[sandbox.DEFAULT_SUITE]} in "
+                 "systemd-nspawn, packages through the sandbox's proxy).", "",
                  f"Command: `make bench` (`.venv/bin/python bench/run.py --rounds {self.rounds}`)",
                  "", "Deploy times are measured while 20 clients load the server through nginx "
                  "(sharing this machine's cores); a failed request is any answer but HTTP 200.",
