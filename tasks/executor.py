@@ -22,7 +22,7 @@ from tasks.errors import explain_exception
 from tasks.hostkeys import secure
 from tasks.provision import Rolling
 from tasks.results import Skipped, Unreached, report
-from tasks.roles import selected
+from tasks.roles import bare, selected
 from tasks.settings import ConfigError, raw, validate
 
 MAX_PARALLEL = 32
@@ -132,8 +132,9 @@ class HostsExecutor(Executor):
         lbs = (raw(self.config)["roles"] or {}).get("lb", [])
         if not (lbs and isinstance(group[0].task, Rolling) and not group[0].kwargs.get("dry_run")):
             return self.run_in_turn(self.batches(group, size))
-        last = [call for call in group if call.init_kwargs["host"] in lbs]
-        group = [call for call in group if call.init_kwargs["host"] not in lbs]
+        balancer_hosts = {bare(lb) for lb in lbs}
+        last = [call for call in group if bare(call.init_kwargs["host"]) in balancer_hosts]
+        group = [call for call in group if bare(call.init_kwargs["host"]) not in balancer_hosts]
         balancers = [self.context_for(self.parameterize(call, {"host": lb}))
                      for call in group[:1] for lb in lbs]
         try:

@@ -16,11 +16,18 @@ from tasks.core import DeployError
 from tasks.settings import ROLES
 
 
+def bare(host):
+    """HOST without its user@ and :port, as Fabric's original_host has it."""
+    return host.rpartition("@")[2].partition(":")[0]
+
+
 def roles_of(s, host):
-    """The roles of HOST (as given to -H): web alone when app.roles is not set."""
+    """The roles of HOST (as given to -H, with or without user@ and :port): web alone when
+    app.roles is not set."""
     if not s.roles:
         return frozenset({"web"})
-    return frozenset(role for role, hosts in s.roles.items() if host in hosts)
+    return frozenset(role for role, hosts in s.roles.items()
+                     if bare(host) in map(bare, hosts))
 
 
 def address(config, host):

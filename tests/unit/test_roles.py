@@ -48,6 +48,7 @@ def test_a_run_takes_the_roles_hosts_web_first_and_a_role_name_stands_for_its_ho
 
 def test_roles_of_a_host():
     assert roles_of(S, "lb1") == {"lb"} and roles_of(S, "tom@web2") == {"web"}
+    assert roles_of(S, "web2") == {"web"}  # Fabric's original_host: no user@ or :port
     assert roles_of(S, "stranger") == frozenset()
     assert roles_of(load(config()), "anything") == {"web"}  # no roles: the whole stack
 
