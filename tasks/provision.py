@@ -23,7 +23,7 @@ class Rolling(Task):
 
     SERIAL = Argument(names=("serial", "s"), kind=int, default=0,
                       help="N hosts at a time, stopping after a batch with a failure "
-                           "(default: all hosts at once)")
+                           "(default: all hosts at once; behind a balancer, 1)")
 
     def get_arguments(self, ignore_unknown_help=None):
         return [*super().get_arguments(ignore_unknown_help), self.SERIAL]
