@@ -42,8 +42,7 @@ def local_revision(path):
 def revision(h):
     """Where the shipped code came from: the git commit (the source's, or the local folder's),
     else the content hash of the folder."""
-    s = h.settings
-    source = getattr(h, "source", None)
+    s, source = h.settings, h.source
     if s.source_is_git:
         return source.identity[:12] if source and source.identity else s.ref
     return local_revision(s.source_path) or (
