@@ -40,35 +40,20 @@ def address(config, host):
         raise DeployError(f"cannot resolve {host} ({name}): {e}") from None
 
 
-@dataclasses.dataclass(frozen=True)
-class View:
-    """What one host needs to know of the others."""
-
-    roles: frozenset
-    web: tuple = ()  # the web hosts' addresses (for a balancer)
-    balancers: tuple = ()  # the balancers' addresses (for a web host behind them)
-
-
-def view(s, config, host):
-    """HOST's roles and the addresses it needs; DeployError if it has no role."""
+def for_host(s, config, host):
+    """The settings as HOST sees them: its roles, and the addresses of the web hosts (for a
+    balancer) or of the balancers (for a web host, which then serves them plain HTTP: TLS
+    ends at the balancer). DeployError if HOST has no role."""
     roles = roles_of(s, host)
     if not roles:
         raise DeployError(f"{host} is in none of app.roles ({', '.join(sorted(s.roles))}): "
                           "add it to a role, or leave it out of -H")
-    lbs = s.roles.get("lb", [])
-    return View(roles,
-                tuple(address(config, h) for h in s.roles.get("web", [])) if "lb" in roles
-                else (),
-                tuple(address(config, h) for h in lbs) if "web" in roles else ())
-
-
-def for_host(s, config, host):
-    """The settings as HOST sees them: its roles and neighbours; behind a balancer, a web
-    host serves plain HTTP to it (TLS ends at the balancer)."""
-    v = view(s, config, host)
-    behind = "web" in v.roles and bool(v.balancers)
-    return dataclasses.replace(s, host_roles=v.roles, upstream=v.web, balancers=v.balancers,
-                               tls="off" if behind else s.tls)
+    upstream = tuple(address(config, h) for h in s.roles.get("web", [])) \
+        if "lb" in roles else ()
+    balancers = tuple(address(config, h) for h in s.roles.get("lb", [])) \
+        if "web" in roles else ()
+    return dataclasses.replace(s, host_roles=roles, upstream=upstream, balancers=balancers,
+                               tls="off" if balancers else s.tls)
 
 
 def selected(roles, hosts):
