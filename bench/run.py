@@ -237,15 +237,14 @@ class Bench:
             for name, tool in tools.items():
                 fleet = self.fleet(count)
                 fresh[name].append(tool(fleet)[0])
+                if name != "floor":
+                    converged[name].append(tool(fleet)[0])
                 if name == "fab":
                     hosts = ",".join(s.name for s in fleet)
-                    converged[name].append(tool(fleet)[0])
                     read.append(over_ssh(fleet, fact_script())[0])
                     rss.append(fab_with_peak_rss("-H", hosts, "provision")[2])
                     status.append(fab("-H", hosts, "status")[0])
                     one.append(tool(fleet[:1])[0])
-                elif name != "floor":
-                    converged[name].append(tool(fleet)[0])
                 for s in fleet:
                     sandbox.destroy(s.name)
         converged["floor"] = read
