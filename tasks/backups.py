@@ -89,14 +89,15 @@ def restore_lines(s, path):
 
 
 def restore_script(s, name):
-    """Stop the app's programs, put backup NAME in place of the data, start them again."""
+    """Stop the app's programs, put backup NAME in place of the data, start them again. (On
+    a database host the app hosts' programs go on: their connections are cut meanwhile.)"""
     programs = " ".join(q(p) for p in s.programs)
     path = q(f"{s.backups}/{name}")
     return "\n".join([
         "set -e",
         f"[ -f {path} ] || {{ echo 'no backup {name} in {s.backups}' >&2; exit 1; }}",
-        f"supervisorctl stop {programs} >/dev/null",
-        f"trap 'supervisorctl start {programs} >/dev/null' EXIT",
+        *([f"supervisorctl stop {programs} >/dev/null",
+           f"trap 'supervisorctl start {programs} >/dev/null' EXIT"] if programs else []),
         *restore_lines(s, path)])
 
 

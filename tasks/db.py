@@ -17,6 +17,10 @@ def managed(s):
     if s.managed_database == "none":
         raise DeployError("the app has no database this tool runs (app.database is none, or "
                           "app.env_file sets DATABASE_URL): back that one up where it lives")
+    if s.local_engine == "none":
+        where = s.roles.get("db") or s.roles.get("web")
+        raise DeployError(f"this host runs no database; it is on {where[0]}: run this there "
+                          f"(fab -H {where[0]} ...)")
     return s.managed_database
 
 
@@ -94,11 +98,13 @@ def restore(c, from_=None, dry_run=False, break_lock=False):
     return converge(c, "db.restore", [step], dry_run, break_lock)
 
 
-SHELL_LOGIN = {  # a client file with the app's credentials, from database.env, root-only
+# A client file with the app's credentials, from database.env, root-only; the client
+# connects over 127.0.0.1 (on a database host the URL names its own network address).
+SHELL_LOGIN = {
     "postgresql": r"s|^DATABASE_URL=postgresql+psycopg2://\([^:]*\):\([^@]*\)@\([^:/]*\):\([0-9]*\)/"
-                  r"\([^?]*\).*|\3:\4:\5:\1:\2|p",
+                  r"\([^?]*\).*|127.0.0.1:\4:\5:\1:\2|p",
     "mysql": r"s|^DATABASE_URL=mysql+pymysql://\([^:]*\):\([^@]*\)@\([^:/]*\):\([0-9]*\)/"
-             r"\([^?]*\).*|[client]\nuser=\1\npassword=\2\nhost=\3\nport=\4\ndatabase=\5|p",
+             r"\([^?]*\).*|[client]\nuser=\1\npassword=\2\nhost=127.0.0.1\nport=\4\ndatabase=\5|p",
 }
 
 

@@ -26,7 +26,8 @@ def probe_site(h):
 
 
 HEALTH = Step("health", lambda h: Plan(ok=Probe(probe_site, "not probed in a dry run")),
-              "The site answers healthy through nginx.")
+              "The site answers healthy through nginx.",
+              lambda h: h.settings.serves_app or h.settings.balancing)
 
 
 def previous_release(f, current):
@@ -69,7 +70,8 @@ def deploy(c, dry_run=False, break_lock=False):
             "dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def rollback(c, to=None, dry_run=False, break_lock=False):
     """Switch back to the previous release (or --to RELEASE), health-checked, no downtime."""
-    step = Step("rollback", lambda h: rollback_plan(h.settings, h.facts, to))
+    step = Step("rollback", lambda h: rollback_plan(h.settings, h.facts, to), "",
+                lambda h: h.settings.runs_app)
     return converge(c, "rollback", [step], dry_run, break_lock)
 
 

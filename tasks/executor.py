@@ -23,7 +23,7 @@ from tasks.hostkeys import secure
 from tasks.provision import Rolling
 from tasks.results import Skipped, Unreached, report
 from tasks.roles import bare, selected
-from tasks.settings import ConfigError, raw, validate
+from tasks.settings import ROLES, ConfigError, raw, validate
 
 MAX_PARALLEL = 32
 
@@ -127,45 +127,53 @@ class HostsExecutor(Executor):
 
     def run_batches(self, group, size):
         """Run the batches in turn, skipping the rest after a batch that failed. With
-        balancers (app.roles.lb), a Rolling task takes the web hosts one batch at a time
-        (--serial, default 1) out of the balancers while they change, then the balancers."""
-        lbs = (raw(self.config)["roles"] or {}).get("lb", [])
-        if not (lbs and isinstance(group[0].task, Rolling) and not group[0].kwargs.get("dry_run")):
+        app.roles, a Rolling task takes the database host first, then the web and worker
+        hosts (behind balancers: the web hosts one batch at a time, --serial, default 1,
+        out of the balancers while they change), then the balancers."""
+        roles = raw(self.config)["roles"] or {}
+        if not (roles and isinstance(group[0].task, Rolling)):
             return self.run_in_turn(self.batches(group, size))
-        balancer_hosts = {bare(lb) for lb in lbs}
-        last = [call for call in group if bare(call.init_kwargs["host"]) in balancer_hosts]
-        group = [call for call in group if bare(call.init_kwargs["host"]) not in balancer_hosts]
-        balancers = [self.context_for(self.parameterize(call, {"host": lb}))
-                     for call in group[:1] for lb in lbs]
+        role_of = {bare(h): role for role, hosts in roles.items() for h in hosts}
+        by_role = {role: [c for c in group if role_of.get(bare(c.init_kwargs["host"])) == role]
+                   for role in ROLES}
+        strangers = [c for c in group if bare(c.init_kwargs["host"]) not in role_of]
+        apps = by_role["web"] + by_role["worker"] + strangers  # strangers: told they have none
+        first = [(by_role["db"], True)] if by_role["db"] else []
+        last = [(by_role["lb"], True)] if by_role["lb"] else []
+        lbs = roles.get("lb", [])
+        if not (lbs and by_role["web"] and not group[0].kwargs.get("dry_run")):
+            return self.run_in_turn(first + self.batches(apps, size) + last)
+        balancers = [self.context_for(self.parameterize(group[0], {"host": lb})) for lb in lbs]
         try:
             live = [context for context in balancers if balancing(context)]
         except Exception as e:  # one line, whatever went wrong
             message = f"cannot read the balancer: {explain_exception(e, balancers[0])}"
             say(lbs[0], f"failed   {message}", sys.stderr)
-            return {call.init_kwargs["host"]: Unreached(message) for call in group + last}
+            return {call.init_kwargs["host"]: Unreached(message) for call in group}
         try:  # a fresh fleet (no balancer serves yet) has nothing to drain
-            batches = self.batches(group, min(size or 1, max(len(group) - 1, 1)) if live
-                                   else size)
-            return self.run_in_turn(batches + ([(last, True)] if last else []), live)
+            serial = min(size or 1, max(len(by_role["web"]) - 1, 1)) if live else size
+            webs = {bare(c.init_kwargs["host"]) for c in by_role["web"]}
+            return self.run_in_turn(first + self.batches(apps, serial) + last, live, webs)
         finally:
             for context in balancers:
                 context.close()
 
-    def run_in_turn(self, batches, balancers=()):
-        """Run BATCHES [(calls, release phase done)] one after the other; each batch out of
-        BALANCERS while it runs (the balancers themselves never are)."""
+    def run_in_turn(self, batches, balancers=(), web_hosts=frozenset()):
+        """Run BATCHES [(calls, release phase done)] one after the other; the WEB_HOSTS of
+        each batch out of BALANCERS while it runs."""
         results = {}
         for calls, release_phase_done in batches:
             batch = [(call, self.context_for(call)) for call in calls]
             for _, context in batch:  # read by tasks.steps.app.release_phase
                 context.release_phase_done = release_phase_done
             hosts = [context.original_host for _, context in batch]
+            out = [host for host in hosts if bare(host) in web_hosts]
             if any(r is not None and r.failed for r in results.values()):
                 results.update((host, Skipped()) for host in hosts)
-            elif not balancers or any(c.original_host in hosts for c in balancers):
-                results.update(self.run_parallel(batch))
+            elif balancers and out:
+                results.update(self.run_drained(batch, out, balancers))
             else:
-                results.update(self.run_drained(batch, hosts, balancers))
+                results.update(self.run_parallel(batch))
         return results
 
     def run_drained(self, batch, hosts, balancers):
@@ -181,7 +189,7 @@ class HostsExecutor(Executor):
             message = (f"the balancer could not take {', '.join(hosts)} out or back: "
                        f"{explain_exception(e, balancers[0])}")
             say(balancers[0].original_host, f"failed   {message}", sys.stderr)
-            return {h: Unreached(message) for h in hosts}
+            return {context.original_host: Unreached(message) for _, context in batch}
 
     def run_parallel(self, work):
         """Run each (call, connection) in its own thread; Ctrl-C closes every connection."""

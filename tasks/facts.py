@@ -25,6 +25,7 @@ ENGINES = {"postgresql": ("postgresql", "postgresql", "psycopg2-binary==2.9.10")
            "mysql": ("mariadb-server", "mariadb", "PyMySQL==1.1.1"),
            "sqlite": ("sqlite3", None, None)}
 REDIS = ("redis-server", "redis-server")
+PORTS = {"postgresql": 5432, "mysql": 3306, "redis": 6379}  # what a database host opens
 # postgresql@.service has no Restart=: a killed server would stay down.
 PG_RESTART = "/etc/systemd/system/postgresql@.service.d/fab-restart.conf"
 ANYWHERE = ("0.0.0.0/0", "::/0")
@@ -63,40 +64,50 @@ BALANCER_PACKAGES = ("nginx", "ufw")
 
 
 def wanted_packages(s):
-    if not s.serves_app:  # a balancer
+    data = (((ENGINES[s.local_engine][0],) if s.local_engine in ENGINES else ())
+            + ((REDIS[0],) if s.local_redis else ()))
+    if s.database_server:
+        return data + ("ufw",)
+    if s.balancing:
         return BALANCER_PACKAGES + TLS_PACKAGES.get(s.tls, ())
-    return (PACKAGES + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ())
-            + ((ENGINES[s.managed_database][0],) if s.managed_database in ENGINES else ())
-            + ((REDIS[0],) if s.redis else ()))
+    app = PACKAGES if s.serves_app else tuple(p for p in PACKAGES if p != "nginx")
+    return app + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ()) + data
 
 
 def data_services(s):
-    """The database and Redis servers' systemd units, when the app has them."""
-    engine = ENGINES.get(s.managed_database, (None, None))[1]
-    return ((engine,) if engine else ()) + ((REDIS[1],) if s.redis else ())
+    """The database and Redis servers' systemd units this host runs."""
+    engine = ENGINES.get(s.local_engine, (None, None))[1]
+    return ((engine,) if engine else ()) + ((REDIS[1],) if s.local_redis else ())
+
+
+def data_ports(s):
+    """The TCP ports of the database and Redis servers this host runs (sqlite has none)."""
+    return [PORTS[e] for e in (s.local_engine, "redis" if s.local_redis else "") if e in PORTS]
 
 
 def services_of(s):
     """The systemd units the stack needs on and running."""
-    if not s.serves_app:
+    if s.database_server:
+        return data_services(s) + ("ufw",)
+    if s.balancing:
         return ("nginx", "ufw")
-    return SERVICES + data_services(s)
+    return tuple(u for u in SERVICES if s.serves_app or u != "nginx") + data_services(s)
 
 
 def database_script(s):
     """Prints `role` and `db` for the app's role and database that exist (nothing when the
     engine is not installed): a query over the server's own socket, as its superuser."""
     name = s.database_name  # validated: a plain identifier, safe inside the quotes
-    if s.managed_database == "postgresql":
+    if s.local_engine == "postgresql":
         return (f"command -v psql >/dev/null && ({AS_POSTGRES} psql -XtAq -c "
                 f"\"SELECT 'role' FROM pg_roles WHERE rolname = '{name}' UNION ALL "
                 f"SELECT 'db' FROM pg_database WHERE datname = '{name}'\" 2>/dev/null)")
-    if s.managed_database == "mysql":
+    if s.local_engine == "mysql":
         return ("command -v mysql >/dev/null && mysql -NB -e "
                 f"\"SELECT 'role' FROM mysql.user WHERE user = '{name}' LIMIT 1; "
                 f"SELECT 'db' FROM information_schema.schemata WHERE schema_name = '{name}'\" "
                 "2>/dev/null")
-    if s.managed_database == "sqlite":
+    if s.local_engine == "sqlite":
         return f"[ -f {q(s.sqlite_path)} ] && echo db"
     return ""
 
@@ -104,7 +115,7 @@ def database_script(s):
 def managed_files(s):
     tls = [s.tls_cert_path, s.tls_key_path] if s.tls != "off" else []
     git = [s.git_credentials_path] if s.source_is_git and s.git_credentials else []
-    pg = [PG_RESTART] if s.managed_database == "postgresql" else []
+    pg = [PG_RESTART] if s.local_engine == "postgresql" else []
     return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls, *git, *pg]
 
 
@@ -335,6 +346,13 @@ class Facts:
                   rf"s/^REDIS_URL=.*/REDIS_URL/p' {q(s.database_env_path)} 2>/dev/null",
         lambda lines: {p[0]: (p[1] if len(p) > 1 else "") for p in map(str.split, lines) if p},
         default_factory=dict)
+    database_at: set[str] = fact(  # the hosts database.env's URLs point at
+        lambda s: r"sed -n 's|^[A-Z_]*_URL=[a-z0-9+]*://[^@/]*@\([^:/]*\).*|\1|p' "
+                  f"{q(s.database_env_path)} 2>/dev/null",
+        lambda lines: {line.strip() for line in lines if line.strip()}, default_factory=set)
+    database_access: str = fact(  # on the database host: whom it listens to (access_script)
+        lambda s: f"cat {q(s.database_access_path)} 2>/dev/null" if s.database_server else "",
+        lambda lines: "\n".join(line.strip() for line in lines if line.strip()), "")
     redis_configured: bool = fact(  # redis-server reads its password from fab's file
         lambda s: "grep -qsx 'include /etc/redis/fab.conf' /etc/redis/redis.conf && "
                   "grep -qs '^requirepass ' /etc/redis/fab.conf && echo yes", non_empty, False)

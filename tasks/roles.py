@@ -1,18 +1,23 @@
 """Hosts by role (app.roles): which part of the stack a host converges, and the addresses
-the balancer and its web hosts know each other by.
+the hosts know each other by.
 
 Without app.roles every host is a web host: the whole stack, as on one server. With it,
-`web` hosts run the app behind their own nginx, open to the balancers only, and `lb` hosts
-run nginx balancing across them (passive failover, TLS ended there). A run takes the web
-hosts first, in batches taken out of the balancer while they change, then the balancers.
+`web` hosts run the app behind their own nginx, open to the balancers only; `lb` hosts run
+nginx balancing across them (passive failover, TLS ended there); `worker` hosts run the
+app's extra processes (app.processes) and nothing else; the `db` host runs the database
+and Redis, listening on its own address, open to the web and worker hosts only. A run
+takes the database host first, then the web hosts in batches taken out of the balancer
+while they change, then the workers, then the balancers.
 """
 
 import dataclasses
 import socket
+from contextlib import contextmanager
 
 from fabric import Connection
 
-from tasks.core import DeployError
+from tasks.core import DeployError, Host
+from tasks.hostkeys import secure
 from tasks.settings import ROLES
 
 
@@ -41,24 +46,42 @@ def address(config, host):
 
 
 def for_host(s, config, host):
-    """The settings as HOST sees them: its roles, and the addresses of the web hosts (for a
-    balancer) or of the balancers (for a web host, which then serves them plain HTTP: TLS
-    ends at the balancer). DeployError if HOST has no role."""
+    """The settings as HOST sees them: its roles; the web hosts' addresses (for a balancer)
+    or the balancers' (for a web host, which then serves them plain HTTP: TLS ends at the
+    balancer); the database host's address (for an app host) or the app hosts' (for the
+    database host). DeployError if HOST has no role."""
     roles = roles_of(s, host)
     if not roles:
         raise DeployError(f"{host} is in none of app.roles ({', '.join(sorted(s.roles))}): "
                           "add it to a role, or leave it out of -H")
-    upstream = tuple(address(config, h) for h in s.roles.get("web", [])) \
-        if "lb" in roles else ()
-    balancers = tuple(address(config, h) for h in s.roles.get("lb", [])) \
-        if "web" in roles else ()
-    return dataclasses.replace(s, host_roles=roles, upstream=upstream, balancers=balancers,
-                               tls="off" if balancers else s.tls)
+
+    def addresses(*of):
+        return tuple(address(config, h) for role in of for h in s.roles.get(role, []))
+    upstream = addresses("web") if "lb" in roles else ()
+    balancers = addresses("lb") if "web" in roles else ()
+    return dataclasses.replace(
+        s, host_roles=roles, upstream=upstream, balancers=balancers,
+        tls=s.tls if "web" in roles and not balancers or "lb" in roles else "off",
+        database_host=addresses("db")[0] if s.roles.get("db") else "",
+        database_clients=addresses("web", "worker") if "db" in roles else (),
+        with_workers=bool(s.roles.get("worker")))
+
+
+@contextmanager
+def database_host(h):
+    """The database host (app.roles.db) as a Host, reached the way H is (the same user's
+    keys, known_hosts and sudo), for the block."""
+    s = h.settings
+    c = secure(Connection(s.roles["db"][0], config=h.c.config), s.host_keys)
+    try:
+        yield Host(c, s, h.dry_run)
+    finally:
+        c.close()
 
 
 def selected(roles, hosts):
     """The hosts a run takes: -H's (a role's name stands for its hosts), or every host of
-    app.roles when -H is not given; each once, web hosts before balancers."""
+    app.roles when -H is not given; each once, in the order of ROLES."""
     named = [h for h in hosts.split(",") if h] if hosts else [r for r in ROLES if r in roles]
     out = []
     for name in named:

@@ -57,7 +57,7 @@ DEFAULTS = {
     "database_name": None,  # the database and its role: <name> with '-' as '_'
     "redis": False,  # a password-protected redis-server on localhost, as REDIS_URL
     "keep_backups": 10,  # database backups kept in <dir>/backups
-    "roles": {},  # hosts by role: {"web": [web1, web2], "lb": [lb1]}; none: every host is web
+    "roles": {},  # hosts by role: {db: [db1], web: [web1, web2], worker: [w1], lb: [lb1]}
     "auto_reboot_at": "",  # fab harden's security updates reboot at this time ("04:30") if needed
 }
 DATABASES = ("none", "postgresql", "mysql", "sqlite")
@@ -140,19 +140,34 @@ class Settings:
     keep_backups: int
     auto_reboot_at: str  # "" (never) or HH:MM
     roles: dict  # role -> [host as given to -H]
-    # Per host (tasks.roles.for_host): its roles, and for a balancer its web hosts'
-    # addresses, for a web host behind balancers theirs.
+    # Per host (tasks.roles.for_host): its roles; for a balancer its web hosts' addresses,
+    # for a web host the balancers'; for an app host the database host's address, for the
+    # database host the app hosts'.
     host_roles: frozenset = frozenset({"web"})
     upstream: tuple = ()
     balancers: tuple = ()
+    database_host: str = ""  # the database host's address ("": none, the app host runs it)
+    database_clients: tuple = ()
+    with_workers: bool = False  # app.roles has worker hosts: they, not web, run the processes
 
     @property
     def serves_app(self):
+        """gunicorn behind this host's nginx."""
         return "web" in self.host_roles
+
+    @property
+    def runs_app(self):
+        """The app's releases, virtualenv and supervisor programs."""
+        return bool({"web", "worker"} & self.host_roles)
 
     @property
     def balancing(self):
         return "lb" in self.host_roles
+
+    @property
+    def database_server(self):
+        """The database host: its engine and Redis listen for the app hosts."""
+        return "db" in self.host_roles
 
     @property
     def releases(self):
@@ -182,8 +197,18 @@ class Settings:
 
     @property
     def programs(self):
-        """The supervisor programs of the app: gunicorn, then one per extra process."""
-        return [self.name] + [f"{self.name}-{proc}" for proc in sorted(self.processes)]
+        """The app's supervisor programs on this host: gunicorn (on a web host), then one
+        per extra process (unless worker hosts run them). The first is the main one."""
+        web = [self.name] if self.serves_app else []
+        procs = sorted(self.processes) if self.runs_app and not (
+            self.serves_app and self.with_workers) else []
+        return web + [f"{self.name}-{proc}" for proc in procs]
+
+    @property
+    def host_processes(self):
+        """The extra processes this host runs."""
+        return {proc: cmd for proc, cmd in self.processes.items()
+                if f"{self.name}-{proc}" in self.programs}
 
     @property
     def conf_dir(self):
@@ -207,6 +232,24 @@ class Settings:
         """The engine this tool runs for the app: app.database, unless the app's env_file
         sets DATABASE_URL itself (an external database wins): then none."""
         return "none" if "DATABASE_URL" in self.env_keys else self.database
+
+    @property
+    def local_engine(self):
+        """The engine this host runs: the app's (managed_database) on the database host, or
+        on the app's own host when there is none; nothing on a balancer."""
+        if self.database_server or (self.runs_app and not self.database_host):
+            return self.managed_database
+        return "none"
+
+    @property
+    def local_redis(self):
+        """Whether this host runs the app's Redis (where local_engine runs the database)."""
+        return self.redis and (self.database_server or (self.runs_app and not self.database_host))
+
+    @property
+    def database_access_path(self):
+        """On the database host: the addresses it listens on and lets in, as last set."""
+        return f"{self.conf_dir}/database-access"
 
     @property
     def database_env_path(self):
@@ -481,13 +524,15 @@ def problems_of(values):
     return out
 
 
-ROLES = ("web", "lb")  # in the order a run converges them: the balancer after its web hosts
+# In the order a run converges them: the database before the app, the balancer last.
+ROLES = ("db", "web", "worker", "lb")
 HOST_RE = re.compile(r"^[A-Za-z0-9_.@:\[\]-]{1,255}$")
 
 
 def roles_problems(values):
     """app.roles: a mapping of known roles to lists of hosts, each host in one role, a
-    balancer only in front of web hosts, one database for several web hosts."""
+    balancer only in front of web hosts, workers only for app.processes, one database host
+    for an engine that listens on the network."""
     roles = values["roles"]
     if not isinstance(roles, dict):
         return [f"app.roles={roles!r}: must be a mapping of roles to lists of hosts, like "
@@ -502,16 +547,34 @@ def roles_problems(values):
                        "like [web1, tom@web2]")
     if out:
         return out
-    both = set(roles.get("web", [])) & set(roles.get("lb", []))
-    if both:
-        out.append(f"app.roles: {sorted(both)[0]} is both web and lb (both serve port 80): "
-                   "give the balancer a host of its own")
+    seen = {}
+    for role, hosts in roles.items():
+        for host in hosts:
+            if host in seen:
+                out.append(f"app.roles: {host} is both {seen[host]} and {role}: give each role "
+                           "hosts of its own")
+            seen.setdefault(host, role)
     if roles and not roles.get("web"):
-        out.append("app.roles: a balancer needs web hosts behind it (app.roles.web)")
-    if len(roles.get("web", [])) > 1 and values["database"] != "none":
-        out.append(f"app.database={values['database']!r} with {len(roles['web'])} web hosts "
-                   "would give each its own database: set DATABASE_URL in app.env_file to "
-                   "one database they share")
+        out.append("app.roles: the app needs web hosts (app.roles.web)")
+    if roles.get("worker") and not values["processes"]:
+        out.append("app.roles.worker: worker hosts run app.processes, and there are none")
+    db = roles.get("db", [])
+    if len(db) > 1:
+        out.append(f"app.roles.db: one database host, not {len(db)}")
+    if db and values["database"] not in ("postgresql", "mysql") and not values["redis"]:
+        out.append(f"app.roles.db: a database host runs app.database (postgresql or mysql) "
+                   f"or app.redis, and app.database={values['database']!r}")
+    if db and values["database"] == "sqlite":
+        out.append("app.database='sqlite' is a file beside the app: a database host needs "
+                   "postgresql or mysql")
+    app_hosts = len(roles.get("web", [])) + len(roles.get("worker", []))
+    if not db and app_hosts > 1 and values["database"] != "none":
+        out.append(f"app.database={values['database']!r} with {app_hosts} app hosts would "
+                   "give each its own database: add a database host (app.roles.db), or set "
+                   "DATABASE_URL in app.env_file to one database they share")
+    if not db and app_hosts > 1 and values["redis"]:
+        out.append(f"app.redis with {app_hosts} app hosts would give each its own Redis: add "
+                   "a database host (app.roles.db) to run it")
     return out
 
 

@@ -135,10 +135,10 @@ echo @@enabled
 for u in {' '.join(u for u in services_of(s) if u in SERVICES)}; do
   echo "$u $(systemctl is-enabled $u 2>/dev/null)"
 done
-echo @@probe; {probe_command(s, s.site_url, 0)}
+echo @@probe; {probe_command(s, s.site_url, 0) if s.serves_app or s.balancing else ""}
 echo @@tls; {tls_line}
 echo @@database; {size_script(s)}
-echo @@redis; {REDIS_MEMORY if s.redis else ""}
+echo @@redis; {REDIS_MEMORY if s.local_redis else ""}
 echo @@disk; {fact_of("disk").shell(s)}
 wait
 echo @@updates; cat "$pending"; rm -f "$pending"
@@ -199,35 +199,40 @@ def parse_status(host, s, text):
         st.reboot_required = reboot[1:]
         st.notes.append("a reboot is pending" + (f" (for {', '.join(reboot[1:])})"
                                                  if reboot[1:] else ""))
-    if s.managed_database != "none":
+    if s.local_engine != "none":
         size = "".join(sec.get("database", [])).strip()
-        st.database = {"engine": s.managed_database, "up": size.isdigit(),
+        st.database = {"engine": s.local_engine, "up": size.isdigit(),
                        "size_kb": int(size) if size.isdigit() else None}
-        expect(st, size.isdigit() or s.managed_database == "sqlite",
-               f"the {s.managed_database} database {s.database_name} does not answer")
-    if s.redis:
+        expect(st, size.isdigit() or s.local_engine == "sqlite",
+               f"the {s.local_engine} database {s.database_name} does not answer")
+    if s.local_redis:
         memory = "".join(sec.get("redis", [])).strip()
         st.redis = {"up": bool(memory), "memory": memory}
         expect(st, bool(memory), "redis does not answer")
     for name, rid in (stale_programs(s, running, st.release) if st.release else {}).items():
         st.problems.append(f"{name} still runs release {rid}, not the current {st.release} "
                            "(an interrupted switch): run `fab deploy` to restart it")
-    for proc in sorted(s.processes):
+    for proc in sorted(s.host_processes):
         program = running.get(f"{s.name}-{proc}")
         state = program.state if program and program.state else "MISSING"
         st.processes[proc] = {"state": state, "pid": program.pid if program else 0}
         expect(st, state == "RUNNING", f"process {proc} is {state}")
-    if s.serves_app:  # a balancer has none of these
+    if s.serves_app:  # the other roles have no gunicorn
         expect(st, st.app_state == "RUNNING", f"app is {st.app_state}")
         expect(st, st.app_state != "RUNNING" or st.workers == s.workers,
                f"{st.workers} workers running, {s.workers} wanted")
+    if s.runs_app:
         expect(st, bool(st.release), "no release deployed")
-    expect(st, st.nginx_active, "nginx is not active")
-    expect(st, st.nginx_config_ok, f"nginx -t failed: {st.nginx_config}")
+    http = s.serves_app or s.balancing
+    if http:
+        expect(st, st.nginx_active, "nginx is not active")
+        expect(st, st.nginx_config_ok, f"nginx -t failed: {st.nginx_config}")
     expect(st, st.ufw_active, "ufw is not active")
-    expect(st, st.http_status == 200, f"HTTP {s.health_path} through nginx gave {st.http_status}")
-    expect(st, st.http_status != 200 or st.http_body_ok,
-          f"HTTP body lacks {s.health_text!r}")
+    if http:
+        expect(st, st.http_status == 200,
+               f"HTTP {s.health_path} through nginx gave {st.http_status}")
+        expect(st, st.http_status != 200 or st.http_body_ok,
+               f"HTTP body lacks {s.health_text!r}")
     for unit, on in sorted(st.enabled.items()):
         expect(st, on, f"{unit} is not enabled at boot")
     if s.tls != "off":
@@ -256,9 +261,10 @@ def print_table(rows):
     table = [header]
     for r in rows:
         boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
-        app = "web" in r.roles
+        app, http = "web" in r.roles, bool({"web", "lb"} & set(r.roles))
         table.append([
-            r.host, cell(r.app_state or "-", r.app_state == "RUNNING") if app else "(lb)",
+            r.host, cell(r.app_state or "-", r.app_state == "RUNNING") if app
+            else f"({','.join(r.roles)})",
             str(r.app_pid or "-"), r.app_uptime or "-",
             cell(f"{r.workers}/{r.workers_wanted}", r.workers == r.workers_wanted) if app
             else "-",
@@ -266,7 +272,7 @@ def print_table(rows):
                  or "-", all(p["state"] == "RUNNING" for p in r.processes.values())),
             cell(("active" if r.nginx_active else "inactive")
                  + ("" if r.nginx_config_ok else " (bad config)"),
-                 r.nginx_active and r.nginx_config_ok),
+                 r.nginx_active and r.nginx_config_ok) if http else "-",
             cell(("active " + " ".join(r.ufw_allowed)) if r.ufw_active else "inactive",
                  r.ufw_active),
             cell(r.release or "-", bool(r.release) and not any("still runs release" in p
@@ -274,7 +280,7 @@ def print_table(rows):
             r.deployed_at or "-",
             cell(f"{r.http_status} {r.http_latency_ms:.0f}ms" + ("" if r.http_body_ok else
                                                                   " (body?)"),
-                 r.http_status == 200 and r.http_body_ok),
+                 r.http_status == 200 and r.http_body_ok) if http else "-",
             cell(r.tls_expires or "-", not any("certificate" in p for p in r.problems)),
             cell(data_cell(r), (not r.database or r.database["up"] or
                                 r.database["engine"] == "sqlite") and r.redis.get("up", True)),

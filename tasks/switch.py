@@ -78,7 +78,7 @@ def link_current(s, rid):
 def restart_script(s, loaded=None):
     """Restart the app's programs (gunicorn first, then its extra processes). LOADED: the
     programs supervisor has now; a new process starts when the supervisor step loads it."""
-    programs = [p for p in s.programs if loaded is None or p in loaded or p == s.name]
+    programs = [p for p in s.programs if loaded is None or p in loaded or p == s.programs[0]]
     return f"supervisorctl restart {' '.join(q(p) for p in programs)} >/dev/null"
 
 
@@ -135,21 +135,52 @@ def candidate(h, release):
         stop_candidate(h, unit)
 
 
+def not_running(h, what):
+    """A DeployError naming the app's programs on this host that are not RUNNING (after
+    supervisor's `restart` waited their startsecs), with their log; None if all run."""
+    s = h.settings
+    out = h.script(f"supervisorctl status {' '.join(q(p) for p in s.programs)}").stdout
+    down = [line.split()[0] for line in out.splitlines()
+            if line.split() and line.split()[1:2] != ["RUNNING"]]
+    if not down:
+        return None
+    logs = h.script(" ".join(f"tail -n 3 {q(s.log_dir)}/{p.removeprefix(s.name + '-')}.log;"
+                             for p in down) + " true").stdout
+    return DeployError(f"{what}: {', '.join(down)} not running. Log:\n"
+                       + "\n".join("  | " + line for line in logs.splitlines()[-6:]))
+
+
+def expect_serving(h, what, through_nginx=True):
+    """A web host answers healthy on gunicorn's port (and through nginx); a worker host's
+    processes run."""
+    s = h.settings
+    if not s.serves_app:
+        problem = not_running(h, what)
+        if problem:
+            raise problem
+        return
+    expect_healthy(h, app_url(s.port), what, s.health_timeout)
+    if through_nginx:
+        expect_healthy(h, s.site_url, "the site through nginx", s.health_timeout)
+
+
 def bridged(h, release, action, undo=None):
     """Run ACTION (which restarts the main program) while a candidate of RELEASE covers
-    for it; afterwards the main program must be healthy, or UNDO runs and this raises."""
-    s = h.settings
+    for it; afterwards the main program must be healthy, or UNDO runs and this raises.
+    On a worker host the candidate proves the release loads and answers before its
+    processes restart on it."""
     with candidate(h, release):
         try:
             h.change(action)
-            expect_healthy(h, app_url(s.port), "the app after the switch", s.health_timeout)
-            expect_healthy(h, s.site_url, "the site through nginx", s.health_timeout)
+            expect_serving(h, "the app after the switch")
         except DeployError as e:
-            log = app_log_tail(h)
+            if not h.settings.serves_app:  # a failed restart says only its exit code
+                e = not_running(h, "the app after the switch") or e
+            log = app_log_tail(h) if h.settings.serves_app else ""
             if undo:
                 h.change(undo)
-                expect_healthy(h, app_url(s.port), "the app after rolling back", s.health_timeout)
-                e = DeployError(f"{e}; rolled back. App log:\n{log}")
+                expect_serving(h, "the app after rolling back", through_nginx=False)
+                e = DeployError(f"{e}; rolled back." + (f" App log:\n{log}" if log else ""))
             raise e from None
 
 

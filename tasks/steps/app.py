@@ -21,6 +21,7 @@ from tasks.core import DeployError, detached, for_systemd, q, render
 from tasks.facts import ENGINES, ancestors
 from tasks.lock import work_unit
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
+from tasks.roles import database_host
 from tasks.switch import (
     bridged,
     candidate,
@@ -473,10 +474,15 @@ def release_phase(h, release):
     if getattr(h.c, "release_phase_done", False):
         return " (its release command ran on the first host)"
     backup, undo = "", ""
-    if s.managed_database != "none" and "db" in h.facts.database:
-        # A migration is the one change a rollback cannot undo: keep the data before it.
+    # A migration is the one change a rollback cannot undo: keep the data before it.
+    if s.local_engine != "none" and "db" in h.facts.database:
         backup = h.change(backup_script(s), timeout=3600).strip().splitlines()[-1]
         undo = f"; the data before it is backed up: fab db.restore --from {backup}"
+    elif s.managed_database in ("postgresql", "mysql") and s.database_host:
+        with database_host(h) as db:
+            backup = db.change(backup_script(s), timeout=3600).strip().splitlines()[-1]
+            undo = (f"; the data before it is backed up on {db.name}: "
+                    f"fab -H {db.name} db.restore --from {backup}")
     command = as_the_app(s, release, f"sh -c {q(s.release_command)}", s.release_timeout)
     result = h.script(detached(work_unit(s, "release"), command, s.release_timeout + 60),
                       timeout=s.release_timeout + 90)
@@ -488,7 +494,8 @@ def release_phase(h, release):
         raise DeployError(f"the release command `{s.release_command}` failed (exit "
                           f"{result.exited}); nothing was switched{undo}. Its output:\n"
                           + "\n".join("  | " + line for line in output))
-    return (f", backed up the database to {backup}" if backup else "") + \
+    return (f", backed up the database to {backup}" + (f" on {s.roles['db'][0]}" if
+            s.database_host else "") if backup else "") + \
         f", ran `{s.release_command}`"
 
 
@@ -589,4 +596,4 @@ def app_plan(h):
 
 STEP = Step("app", app_plan,
             "Create the app user and upload the app as a release with its virtualenv.",
-            lambda h: h.settings.serves_app)
+            lambda h: h.settings.runs_app)

@@ -1,6 +1,7 @@
 """Step 5: ufw with only what must be open, without ever locking the operator out."""
 
 from tasks.core import DeployError, q
+from tasks.facts import data_ports
 from tasks.login import prove_fresh_login
 from tasks.plan import Call, Command, Plan, Step
 
@@ -10,10 +11,17 @@ HTTPS = "allow 443/tcp"
 
 
 def wanted_rules(s, facts):
-    """The allow rules, SSH first: the port this very connection came in on. Behind
-    balancers, HTTP from them only."""
+    """The allow rules, SSH first: the port this very connection came in on. A web host
+    behind balancers takes HTTP from them only; the database host takes its ports from
+    the app hosts only; a worker host takes nothing but SSH."""
+    ssh = f"allow {facts.ssh_port}/tcp"
+    if s.database_server:
+        return [ssh, *(f"allow {port}/tcp from {addr}"
+                       for port in data_ports(s) for addr in s.database_clients)]
+    if not (s.serves_app or s.balancing):
+        return [ssh]
     http = [f"allow 80/tcp from {addr}" for addr in s.balancers] or ["allow 80/tcp"]
-    return [f"allow {facts.ssh_port}/tcp", *http, *([HTTPS] if s.tls != "off" else [])]
+    return [ssh, *http, *([HTTPS] if s.tls != "off" else [])]
 
 
 def ufw_args(rule):
@@ -32,9 +40,11 @@ def rule_changes(s, facts):
     missing = [rule for rule in wanted if rule not in facts.ufw_rules]
     unwanted = [HTTPS] if HTTPS in facts.ufw_rules and HTTPS not in wanted \
         and not facts.other_tls_sites else []
-    if s.balancers:  # HTTP from anywhere no longer
-        unwanted += [rule for rule in facts.ufw_rules
-                     if rule.startswith("allow 80/tcp") and rule not in wanted]
+    # HTTP from anywhere no longer, a database port open to a host no longer an app's
+    ours = ({f"{port}/tcp" for port in data_ports(s)} if s.database_server else set()) | (
+        {"80/tcp"} if s.balancers else set())
+    unwanted += [rule for rule in facts.ufw_rules
+                 if rule.split()[1] in ours and rule.startswith("allow ") and rule not in wanted]
     return missing, unwanted, not facts.ufw_active
 
 
@@ -77,4 +87,5 @@ def plan(s, facts):
 
 
 STEP = Step("firewall", lambda h: plan(h.settings, h.facts),
-            "Allow SSH and HTTP in ufw and enable it, proving SSH still works.")
+            "Allow SSH and HTTP (a database host: its ports to the app hosts) in ufw and "
+            "enable it, proving SSH still works.")

@@ -94,4 +94,5 @@ def plan(s, facts):
 
 
 STEP = Step("nginx", lambda h: plan(h.settings, h.facts),
-            "Configure the nginx site (validated with nginx -t before it goes live).")
+            "Configure the nginx site (validated with nginx -t before it goes live).",
+            lambda h: h.settings.serves_app or h.settings.balancing)

@@ -1,4 +1,5 @@
-"""Step 3: the supervisor program that keeps gunicorn alive."""
+"""Step 3: the supervisor programs that keep gunicorn (on a web host) and the app's extra
+processes (on a worker host, or on the web hosts when there is none) alive."""
 
 from tasks.core import DeployError, install_script, q, render
 from tasks.plan import Command, Plan, Step, upload
@@ -9,10 +10,10 @@ from tasks.switch import bridged, live_release, serving
 def render_conf(s):
     """gunicorn's program, then one per extra process: the same release (`current`), the
     app user, the app's environment loaded the way gunicorn loads it."""
-    return render("supervisor.conf.j2", name=s.name, current=s.current, workers=s.workers,
-                  port=s.port, module=s.module, user=s.user, log_dir=s.log_dir,
+    return render("supervisor.conf.j2", web=s.serves_app, name=s.name, current=s.current,
+                  workers=s.workers, port=s.port, module=s.module, user=s.user, log_dir=s.log_dir,
                   gunicorn_conf=s.gunicorn_conf, with_env=q(WITH_APP_ENV),
-                  processes=[(proc, q(cmd)) for proc, cmd in sorted(s.processes.items())])
+                  processes=[(proc, q(cmd)) for proc, cmd in sorted(s.host_processes.items())])
 
 
 def update_script(s, facts):
@@ -47,13 +48,14 @@ def plan(s, facts):
     if program:
         changes += program if live else [*program, Command("", update_script(s, facts))]
     elif facts.program_state != "RUNNING":
-        changes.append(Command(f"started {s.name}",
-                               f"supervisorctl start {q(s.name)} >/dev/null"))
+        changes.append(Command(f"started {s.programs[0]}",
+                               f"supervisorctl start {q(s.programs[0])} >/dev/null"))
     if changes:
         return Plan(changes)
-    return Plan(ok=f"{s.name} running (pid {facts.program_pid}), program unchanged")
+    return Plan(ok=f"{s.programs[0]} running (pid {facts.program_pid}), "
+                   f"program{'s' if len(s.programs) > 1 else ''} unchanged")
 
 
 STEP = Step("supervisor", lambda h: plan(h.settings, h.facts),
-            "Configure the supervisor program that runs gunicorn.",
-            lambda h: h.settings.serves_app)
+            "Configure the supervisor programs that run gunicorn and app.processes.",
+            lambda h: h.settings.runs_app)
