@@ -432,7 +432,7 @@ def ship(h, source, rid=None):
         if live_release(h) or f.program_state:  # a program to restart, whatever its state
             switch_to(h, rid, previous)
         else:  # no program yet: prove the release healthy, then point `current` at it
-            with candidate(h, f"{s.releases}/{rid}"):
+            with candidate(h, f"{s.releases}/{rid}", covers=False):
                 h.change(link_current(s, rid))
     except DeployError:  # the new release never went live: remove it (and a half-built venv)
         venv = q(f"{s.venvs}/{source.venv_hash}")
