@@ -150,6 +150,35 @@ def floor(servers):
     return over_ssh(servers, FRESH_FLOOR)
 
 
+# A code-only deploy's floor: the app's files (a tarball on stdin) unpacked into a new
+# release beside the live one, its venv linked, `current` switched, gunicorn restarted.
+# A code-only deploy's floor: the app's files (a tarball on stdin) unpacked into a new
+# release beside the live one (named and marked as fab names and marks its own, so the next
+# fab deploy sees a complete live release), its venv linked, `current` switched, gunicorn
+# restarted.
+DEPLOY_FLOOR = """set -e
+cd /srv/hello-world
+rid=$(date -u +%Y%m%dT%H%M%SZ)-floor$(date +%N)
+mkdir releases/$rid && tar -xzf - -C releases/$rid
+ln -s "$(readlink current/.venv)" releases/$rid/.venv && echo floor > releases/$rid/.fab-release
+ln -sfn releases/$rid current.floor && mv -Tf current.floor current
+supervisorctl restart hello-world >/dev/null
+"""
+
+
+def deploy_floor(server, app):
+    """DEPLOY_FLOOR of APP's files on SERVER, one OpenSSH command; (seconds, None)."""
+    start = time.monotonic()
+    tar = subprocess.run(["tar", "-czf", "-", "-C", str(app), "."], capture_output=True,
+                         check=True).stdout
+    proc = subprocess.run([*sandbox.ssh_argv(server, sandbox.USER),
+                           f"sudo sh -c {shlex.quote(DEPLOY_FLOOR)}"], input=tar,
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: the deploy floor failed: {proc.stderr.decode()}")
+    return time.monotonic() - start, None
+
+
 def round_trips(proc):
     return [int(n) for n in re.findall(r"\((\d+) SSH round trips\)", proc.stdout)]
 
@@ -262,14 +291,16 @@ class Bench:
                     f"{statistics.median(rss):.0f} MB (max {max(rss):.0f})")
 
     def deploys(self):
+        """Code-only and requirements-change deploys under 20 clients, code-only deploys on
+        the idle server, and the floor of a code-only deploy beside each (DEPLOY_FLOOR)."""
         s = self.server()
         fab("-H", s.name, "provision")
         work = Path(tempfile.mkdtemp(prefix="bench-app-"))
-        code_only, with_reqs, failures = [], [], {"code-only": 0, "requirements": 0}
-        served = 0
+        kinds = ("code-only", "floor", "idle", "idle floor", "requirements")
+        times, failures, served = {k: [] for k in kinds}, {k: 0 for k in kinds}, 0
         for n in range(self.rounds):
-            for kind, times in (("code-only", code_only), ("requirements", with_reqs)):
-                app = work / f"{kind}-{n}"
+            for kind in kinds:
+                app = work / f"{kind}-{n}".replace(" ", "-")
                 shutil.copytree(PROJECT / "hello_world", app)
                 text = f"Hello {kind} {n}"
                 (app / "app.py").write_text((app / "app.py").read_text()
@@ -277,22 +308,35 @@ class Bench:
                 if kind == "requirements":  # a new requirements.txt: a new virtualenv
                     with open(app / "requirements.txt", "a") as f:
                         f.write(f"# round {n}\nitsdangerous==2.2.0\n")
+                if kind.endswith("floor"):
+                    def deploy(app=app):
+                        return deploy_floor(s, app)
+                else:
+                    def deploy(app=app):
+                        return fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)})
+                if kind.startswith("idle"):
+                    times[kind].append(deploy()[0])
+                    continue
                 with Load(s.address, clients=20, max_seconds=300) as load:
                     time.sleep(0.3)
-                    elapsed, _ = fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)})
+                    times[kind].append(deploy()[0])
                     time.sleep(0.3)
-                times.append(elapsed)
                 failures[kind] += sum(v for (code, _), v in load.results.items() if code != 200)
                 served += load.total
         sandbox.destroy(s.name)
         shutil.rmtree(work)
-        self.record("code-only deploy", summary(code_only))
-        self.record("requirements-change deploy", summary(with_reqs))
-        self.record("failed requests during code-only deploys (20 clients)",
-                    str(failures["code-only"]))
-        self.record("failed requests during requirements-change deploys (20 clients)",
-                    str(failures["requirements"]))
-        self.record("requests served during all those deploys", str(served))
+        self.record("code-only deploy (20 clients)",
+                    f"{summary(times['code-only'])}; its floor (upload, switch, one restart: "
+                    f"one OpenSSH command) {short(times['floor'])}; fab / floor "
+                    f"{ratios(times['code-only'], times['floor'])}")
+        self.record("code-only deploy, idle server",
+                    f"{summary(times['idle'])}; its floor {short(times['idle floor'])}; "
+                    f"fab / floor {ratios(times['idle'], times['idle floor'])}")
+        self.record("requirements-change deploy (20 clients)", summary(times["requirements"]))
+        self.record("failed requests during fab's deploys (20 clients)",
+                    f"code-only {failures['code-only']}, requirements-change "
+                    f"{failures['requirements']}, of {served} served in all (the floor's "
+                    f"restarts, unbridged: {failures['floor']})")
 
     def tutorial(self):
         """The tutorial-shaped app (tests/apps/microblog): code-only deploys and deploys with
