@@ -18,7 +18,6 @@ import uuid
 from contextlib import contextmanager
 
 from tasks.core import DeployError, q
-from tasks.facts import SUPERVISOR_RPC
 from tasks.health import app_url, parse_probe, probe_command
 
 PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
@@ -76,30 +75,11 @@ def link_current(s, rid):
             f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
 
 
-# `supervisorctl restart` waits out startsecs (1 s) after each start. On a web host the
-# health probe that follows is the readiness check (and the candidate covers the gap), so
-# its programs are restarted over supervisor's socket without that wait (and without
-# supervisorctl's own start, a quarter of a second). A worker host's check is that its
-# processes outlive startsecs: there supervisorctl waits.
-RESTART_NOWAIT = SUPERVISOR_RPC + """\
-for name in sys.argv[1:]:
-    try:
-        rpc.supervisor.stopProcess(name, True)
-    except xmlrpc.client.Fault as e:
-        if e.faultCode != 70:  # NOT_RUNNING
-            raise
-    rpc.supervisor.startProcess(name, False)
-"""
-
-
 def restart_script(s, loaded=None):
     """Restart the app's programs (gunicorn first, then its extra processes). LOADED: the
     programs supervisor has now; a new process starts when the supervisor step loads it."""
-    programs = " ".join(q(p) for p in s.programs
-                        if loaded is None or p in loaded or p == s.programs[0])
-    if s.serves_app:
-        return f"python3 -c {q(RESTART_NOWAIT)} {programs}"
-    return f"supervisorctl restart {programs} >/dev/null"
+    programs = [p for p in s.programs if loaded is None or p in loaded or p == s.programs[0]]
+    return f"supervisorctl restart {' '.join(q(p) for p in programs)} >/dev/null"
 
 
 def switch_script(s, rid, loaded=None):

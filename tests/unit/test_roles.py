@@ -147,9 +147,3 @@ def test_workers_run_the_processes_and_web_hosts_gunicorn_only():
     assert firewall.wanted_rules(worker, Facts()) == ["allow 22/tcp"]
     alone = load(Config(overrides={"app": {"processes": {"worker": "rq worker"}}}))
     assert alone.programs == ["hello-world", "hello-world-worker"]  # no roles: one host
-
-
-def test_a_worker_host_restarts_its_processes_waiting_out_their_startsecs():
-    from tasks import switch
-    assert switch.restart_script(host("10.0.0.4")) == \
-        "supervisorctl restart hello-world-worker >/dev/null"
