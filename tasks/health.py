@@ -28,7 +28,7 @@ while True:
         excerpt = body[:120].decode("utf-8", "replace").replace("\\n", " ")
         print(int(ok), code, round(ms, 1), excerpt)
         sys.exit(0 if ok else 1)
-    time.sleep(0.2)
+    time.sleep(0.05)
 """
 
 
