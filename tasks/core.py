@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from invoke import Exit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from paramiko.ssh_exception import SSHException
 
 from tasks.results import Outcome, Run
 from tasks.settings import PROJECT, load
@@ -131,8 +132,21 @@ class Host:
     def as_root(self):
         return self.c.user == "root"
 
+    def connect(self):
+        """Open the connection. A server too loaded to greet in time ("Error reading SSH
+        protocol banner": nothing has run yet) gets one more try, as OpenSSH users retry."""
+        for attempt in (1, 2):
+            try:
+                return self.c.open()
+            except SSHException as e:
+                if attempt == 2 or "protocol banner" not in str(e):
+                    raise
+                time.sleep(1)
+
     def execute(self, command, sudo, timeout=None, **extra):
         """Run one shell command (through sudo unless connected as root); return Result."""
+        if not self.c.is_connected:
+            self.connect()
         self.run.round_trips += 1
         kwargs = {"hide": True, "warn": True, "in_stream": False, "timeout": timeout, **extra}
         if not sudo or self.as_root:

@@ -4,6 +4,7 @@ import io
 import sys
 import time
 
+import pytest
 from invoke import Config
 
 from tasks.core import LinePrefixer
@@ -133,3 +134,29 @@ def test_long_work_shows_a_status_line_on_a_terminal_only(monkeypatch):
         assert ("[web1] app: building virtualenv 1s" in out) is shown
         assert "[web1] a line in between\n" in out
         assert out.endswith("\r\033[K") is shown  # the status line is gone at the end
+
+
+def test_a_server_too_loaded_to_greet_gets_one_more_try_and_no_more(monkeypatch):
+    from paramiko.ssh_exception import SSHException
+
+    from tasks.core import Host
+
+    class Flaky:
+        is_connected, host = False, "web1"
+
+        def __init__(self, failures, message):
+            self.failures, self.message, self.opened = failures, message, 0
+
+        def open(self):
+            self.opened += 1
+            if self.opened <= self.failures:
+                raise SSHException(self.message)
+
+    monkeypatch.setattr("tasks.core.time.sleep", lambda seconds: None)
+    once = Flaky(1, "Error reading SSH protocol banner")
+    Host(once, None).connect()
+    assert once.opened == 2
+    for flaky in (Flaky(2, "Error reading SSH protocol banner"), Flaky(1, "Bad handshake")):
+        with pytest.raises(SSHException):
+            Host(flaky, None).connect()
+        assert flaky.opened == flaky.failures
