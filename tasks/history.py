@@ -90,9 +90,10 @@ class History:
     @staticmethod
     def report(results):
         """All hosts' entries merged, newest first: a table, or one JSON array."""
-        rows = sorted(({"host": host, **e} for host, r in results.items() if r is not None
-                       for e in r.entries), key=lambda e: e.get("time", ""), reverse=True)
-        if any(r.as_json for r in results.values() if r is not None):
+        read = {host: r for host, r in results.items() if isinstance(r, History)}
+        rows = sorted(({"host": host, **e} for host, r in read.items() for e in r.entries),
+                      key=lambda e: e.get("time", ""), reverse=True)
+        if any(r.as_json for r in read.values()):
             json.dump(rows, sys.stdout, indent=1)
             print()
             return

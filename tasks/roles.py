@@ -38,7 +38,11 @@ def roles_of(s, host):
 def address(config, host):
     """The IPv4 address HOST is reached at (its ssh_config HostName, resolved here): what the
     balancer proxies to and what a web host's firewall lets in."""
-    name = Connection(host, config=config).host
+    # The ssh_config lookup alone: a Connection reads the config every host's thread
+    # shares, and a run saw it empty there once ("no config key found for 'user'").
+    ssh_config = getattr(config, "base_ssh_config", None)  # Fabric's config has one
+    name = ssh_config.lookup(bare(host)).get("hostname", bare(host)) if ssh_config \
+        else bare(host)
     try:
         return socket.gethostbyname(name)
     except OSError as e:
