@@ -180,7 +180,7 @@ def deploy_floor(server, app):
 
 
 def round_trips(proc):
-    return [int(n) for n in re.findall(r"\((\d+) SSH round trips\)", proc.stdout)]
+    return [int(n) for n in re.findall(r"\((\d+) SSH round trips?\)", proc.stdout)]
 
 
 def summary(values, unit="s"):
@@ -252,6 +252,23 @@ class Bench:
         self.compare("fresh provision, 3 servers at once", fresh)
         self.compare("converged re-run, 3 servers", three, "3 servers / 1 server: " + ", ".join(
             f"{t} {ratios(three[t], one[t])}" for t in TOOLS))
+
+    def converged(self):
+        """The converged re-run on one server beside its floor (one OpenSSH command reading
+        the same facts), taking turns in each round, and fab's SSH round trips."""
+        s = self.server()
+        fab("-H", s.name, "provision")
+        runs, floors, trips = [], [], []
+        for _ in range(self.rounds):
+            elapsed, count, proc = ours([s])
+            runs.append(elapsed)
+            trips += round_trips(proc)
+            floors.append(over_ssh([s], fact_script())[0])
+        sandbox.destroy(s.name)
+        self.record("converged re-run, 1 server, beside its floor",
+                    f"{summary(runs)}; its floor (the fact read, one OpenSSH command) "
+                    f"{short(floors)}; fab / floor {ratios(runs, floors)}; "
+                    f"{statistics.median(trips):.0f} SSH round trip(s)")
 
     def fleet(self, count):
         return [self.server() for _ in range(count)]
@@ -480,8 +497,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(PROJECT / "bench/RESULTS.md"))
-    parser.add_argument("--only", choices=["peers", "peers-three", "ten", "deploys", "tutorial",
-                                           "databases", "served"])
+    parser.add_argument("--only", choices=["peers", "peers-three", "converged", "ten", "deploys",
+                                           "tutorial", "databases", "served"])
     args = parser.parse_args()
     try:
         sandbox.require_root_linux()
@@ -489,8 +506,9 @@ def main():
         raise SystemExit(f"bench: {e}") from None
     bench, started = Bench(args.rounds), time.time()
     parts = {"peers": bench.peers_one_server, "peers-three": bench.peers_three_servers,
-             "ten": bench.ten_servers, "deploys": bench.deploys, "tutorial": bench.tutorial,
-             "databases": bench.databases, "served": bench.served_stack}
+             "converged": bench.converged, "ten": bench.ten_servers, "deploys": bench.deploys,
+             "tutorial": bench.tutorial, "databases": bench.databases,
+             "served": bench.served_stack}
     peers_wanted = args.only in (None, "peers", "peers-three", "ten")
     if peers_wanted and not ((PEER_BIN / "pyinfra").exists()
                              and (PEER_BIN / "ansible-playbook").exists()):

@@ -119,6 +119,9 @@ class Host:
     facts: object = None  # tasks.facts.Facts, once gathered
     run: Run = None
     lock_token: str = None
+    run_id: str = None  # names the run's line in the deploy log (tasks.history)
+    logged: dict = None  # that line as the run wrote it, with the lock
+    first_change: str = ""  # a script run with the first change (marks lock and line)
     source: object = None  # tasks.steps.app.Source, once resolved
 
     def __post_init__(self):
@@ -176,7 +179,8 @@ class Host:
         """Run a script that alters the server (stopping at its first failing command)."""
         if self.dry_run:
             raise RuntimeError(f"a change in a dry run: {script.strip().splitlines()[0]}")
-        return self.read(f"set -e\n{script}", sudo, timeout)
+        first, self.first_change = self.first_change, ""
+        return self.read(f"set -e\n{first}\n{script}", sudo, timeout)
 
     def put(self, content, path, owner="root", group="root", mode="0644"):
         """Write a file atomically (temp upload, install beside, rename) with owner and mode;

@@ -425,12 +425,14 @@ def parse(text):
                     for f in fields(Facts) if f.name in sec})
 
 
-def gather(h):
-    """Run the fact script on the host (one round trip) and keep the parsed facts."""
+def gather(h, before=""):
+    """Run the fact script on the host (one round trip) and keep the parsed facts. BEFORE,
+    when given, is a script run first in the same command (taking the lock): returns its
+    output lines; else the facts."""
     # $SSH_CONNECTION is expanded by the login shell, before sudo resets the environment.
-    command = f'env FAB_SSH="$SSH_CONNECTION" sh -c {q(script(h.settings))}'
-    result = h.execute(command, sudo=True)
+    text = (f"echo @@before\n{before}\n" if before else "") + script(h.settings)
+    result = h.execute(f'env FAB_SSH="$SSH_CONNECTION" sh -c {q(text)}', sudo=True)
     if result.exited != 0:
         raise DeployError(explain_failure(result))
     h.facts = parse(result.stdout)
-    return h.facts
+    return sections(result.stdout).get("before", []) if before else h.facts

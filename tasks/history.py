@@ -1,6 +1,11 @@
-"""The deploy log: every converging run (provision, deploy, rollback, one step) appends one
-JSON line to /var/log/fab/<app>.jsonl on each server as it gives the lock back (the same
-round trip); `fab history` reads it. Root writes it, so the app's account cannot forge it.
+"""The deploy log: every converging run (provision, deploy, rollback, one step) has one JSON
+line in /var/log/fab/<app>.jsonl on each server; `fab history` reads it. Root writes it, so
+the app's account cannot forge it.
+
+The line is written when the run takes the lock (the same round trip as the facts), as the
+run would end if it changed nothing; a run that ends otherwise rewrites its line as it gives
+the lock back, and its first change marks the line `unfinished` until then (what a killed
+run leaves). So a converged run costs one round trip and is still logged.
 """
 
 import getpass
@@ -50,29 +55,57 @@ def revision(h):
 
 
 def entry(h, action):
-    """This run's line (without its time: the server's clock stamps it)."""
+    """This run's line as it stands (without its time, which the server's clock stamps)."""
     run = h.run
     result = FAILED if run.failed else CHANGED if run.changed else OK
     failure = next((f"{o.step}: {o.message}" for o in run.outcomes if o.status == FAILED), None)
     release = (h.facts.links.get(h.settings.current, "").rpartition("/")[2] or None
                if h.facts else None)
-    return {"action": action, "result": result, "release": release,
-            "revision": revision(h) if h.source else None,  # the app step ran
+    return {"release": release, "action": action, "result": result,
+            "revision": revision(h) if h.source else None,  # the app step's source
             "by": f"{h.c.user} for {getpass.getuser()}@{socket.gethostname()}",
-            "changed": run.count(CHANGED), **({"failure": failure} if failure else {})}
+            "changed": run.count(CHANGED), "run": h.run_id,
+            **({"failure": failure} if failure else {})}
 
 
-def append_script(s, line):
-    """Append LINE (a JSON object without its first brace) stamped with the server's time."""
-    path = q(history_path(s))
-    return (f"install -d -o root -g adm -m 0750 {HISTORY_DIR} && "
+def line_command(release, line):
+    """printf printing LINE (an entry) stamped with the server's time; RELEASE is the shell
+    word giving its release as JSON."""
+    rest = json.dumps({k: v for k, v in line.items() if k != "release"})[1:]
+    return ("printf '{\"time\": \"%s\", \"release\": %s, %s\\n' "
+            f'"$(date -u +%Y-%m-%dT%H:%M:%SZ)" {release} {q(rest)}')
+
+
+def marker(h):
+    """The text that finds this run's line."""
+    return f'"run": "{h.run_id}"'
+
+
+def first_script(h, action):
+    """Append this run's line as if it ends changing nothing, with the release live on the
+    server at that moment; run as the run takes the lock."""
+    path, append = q(history_path(h.settings)), line_command('"$r"', entry(h, action))
+    return (f"r=$(readlink {q(h.settings.current)} 2>/dev/null); r=${{r##*/}}; "
+            '[ -n "$r" ] && r="\\"$r\\"" || r=null\n'
+            f"install -d -o root -g adm -m 0750 {HISTORY_DIR} && "
             f"{{ [ -f {path} ] || install -o root -g adm -m 0640 /dev/null {path}; }} && "
-            f"printf '{{\"time\": \"%s\", %s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" "
-            f"{q(line)} >> {path}")
+            f"{append} >> {path} || true")
 
 
-def record_script(h, action):
-    return append_script(h.settings, json.dumps(entry(h, action))[1:])
+def unfinished_script(h):
+    """Mark this run's line unfinished: run with its first change."""
+    ok, unfinished = f'"result": "{OK}"', '"result": "unfinished"'
+    return (f"sed -i {q(f'/{marker(h)}/s/{ok}/{unfinished}/')} "
+            f"{q(history_path(h.settings))} 2>/dev/null || true")
+
+
+def final_script(h, action):
+    """Replace this run's line with how the run ended, stamped now."""
+    line = entry(h, action)
+    path, new = q(history_path(h.settings)), q(history_path(h.settings) + ".fab-new")
+    return (f"{{ grep -vF {q(marker(h))} {path}; "
+            f"{line_command(q(json.dumps(line['release'])), line)}; }} > {new} && "
+            f"chown root:adm {new} && chmod 0640 {new} && mv -f {new} {path}")
 
 
 @dataclass

@@ -5,12 +5,14 @@ session that took it; only the holder's token gives it back. It lives in a root-
 directory: in a world-writable one (/run/lock) any local user could squat it, or fill the
 holder text the operator reads.
 
-A run can die holding it (fab killed, the connection lost). Its SSH session then ends
-on the server, so a lock whose session process is gone (the same pid with the same start
-time no longer exists) is taken over, with a notice; a live holder still blocks, and
-`--break-lock` stays for the rest (a lock from a session the server cannot see). The work
-a dead run left going (tasks.core.detached) is waited for before this run reads the
-server again.
+It is taken in the run's first round trip, with the facts. A run that ends having changed
+nothing does not spend a round trip giving it back: its SSH session ends, and a lock whose
+session process is gone (the same pid with the same start time no longer exists) is taken
+over by the next run, silently. A run's first change marks the lock `changing`: taking over
+such a lock (fab killed, the connection lost mid-change) is said. A live holder blocks (one
+that has not started changing anything is given a moment to finish), and `--break-lock`
+stays for the rest (a lock from a session the server cannot see). The work a dead run left
+going (tasks.core.detached) is waited for before this run reads the server again.
 """
 
 import getpass
@@ -19,6 +21,8 @@ import time
 import uuid
 
 from tasks.core import WORK_DIR, DeployError, q, say
+from tasks.facts import gather
+from tasks.history import entry, final_script, first_script, unfinished_script
 
 WORK_TIMEOUT = 1800  # longer than any detached work may run
 
@@ -56,25 +60,37 @@ alive() { [ -n "$1" ] && [ "$(stat_of "${1%%:*}" | cut -d' ' -f20)" = "${1#*:}" 
 """
 
 
-def acquire_script(s, token, who, break_lock=False):
-    """Take the lock (printing `acquired`, after `took-over <old holder>` if its run was
-    gone), or print `held <who holds it>`; then `busy <unit>` for detached work still
-    running. Serialised by flock, so two runs never both take over one dead holder."""
+def acquire_script(s, token, who, break_lock=False, then=""):
+    """Take the lock (printing `acquired`, after `took-over <old holder>` if a run that had
+    begun changing the server was gone), then run THEN; or print `held <who holds it>`; then
+    `busy <unit>` for detached work still running. Serialised by flock, so two runs never
+    both take over one dead holder. A live holder not yet changing anything gets two seconds
+    to end (the run before this one, its SSH session still closing)."""
     lock = q(lock_path(s))
+    holder_alive = f'alive "$(cat {lock}/session 2>/dev/null)"'
     return (f"install -d -o root -g root -m 0700 {WORK_DIR}\n{SESSION}"
             f"exec 9>{WORK_DIR}/.guard; flock -w 30 9\n" +
             ("rm -rf " + lock + "\n" if break_lock else "") +
-            f"if [ -d {lock} ] && ! alive \"$(cat {lock}/session 2>/dev/null)\" "
-            f"&& [ -s {lock}/session ]; then\n"
-            f"  echo \"took-over $(cat {lock}/holder 2>/dev/null)\"; rm -rf {lock}\n"
+            f"n=0; while [ -d {lock} ] && [ ! -e {lock}/changing ] && {holder_alive} "
+            "&& [ $n -lt 40 ]; do sleep 0.05; n=$((n + 1)); done\n"
+            f"if [ -d {lock} ] && ! {holder_alive} && [ -s {lock}/session ]; then\n"
+            f"  [ -e {lock}/changing ] && echo \"took-over $(cat {lock}/holder 2>/dev/null)\"\n"
+            f"  rm -rf {lock}\n"
             "fi\n"
             f"if mkdir {lock} 2>/dev/null; then\n"
             f"  printf '%s\\n' {q(token)} > {lock}/token\n"
             f"  printf '%s\\n' {q(who)} > {lock}/holder\n"
             f"  session_of $$ > {lock}/session; echo acquired\n"
+            f"  {then or 'true'}\n"
             f"else echo \"held $(cat {lock}/holder 2>/dev/null)\"; fi\n"
             f"{work_units(s)} | sed 's/^/busy /'\n"
-            "true")
+            "exec 9>&-; true")
+
+
+def changing_script(s, token):
+    """Mark the lock TOKEN holds as changing the server (run with the first change)."""
+    lock = q(lock_path(s))
+    return f'[ "$(cat {lock}/token 2>/dev/null)" = {q(token)} ] && : > {lock}/changing || true'
 
 
 def wait_script(s):
@@ -89,18 +105,27 @@ def release_script(s, token, first=""):
             f'  {first or "true"}\n  rm -rf {lock}\nfi; true')
 
 
-def acquire_lock(h, break_lock=False):
-    """Take the server's deploy lock, or fail at once naming who holds it. Returns whether
-    it waited for work a dead run left going (the server may have changed since the facts)."""
-    token = uuid.uuid4().hex
+class LockHeld(DeployError):
+    """Another live run holds the lock."""
+
+
+def lock_and_gather(h, action, break_lock=False):
+    """Take the server's deploy lock, log the run and gather the facts, in one round trip;
+    fail (LockHeld) naming who holds the lock. Waits for work a dead run left going, and
+    gathers again after it. The run's first change marks the lock and the log line
+    (Host.first_change); `finish` settles both."""
+    token, h.run_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     who = (f"{getpass.getuser()}@{socket.gethostname()} since "
            f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}")
-    lines = h.read(acquire_script(h.settings, token, who, break_lock)).splitlines()
+    lines = gather(h, acquire_script(h.settings, token, who, break_lock,
+                                     then=first_script(h, action)))
     said = {line.split(" ", 1)[0]: line.partition(" ")[2] for line in lines}
     if "acquired" not in said:
-        raise DeployError(f"another deploy holds the lock ({said.get('held') or 'unknown'}); "
-                          "wait for it, or if it is stale run again with --break-lock")
+        raise LockHeld(f"another deploy holds the lock ({said.get('held') or 'unknown'}); "
+                       "wait for it, or if it is stale run again with --break-lock")
     h.lock_token = token
+    h.logged = entry(h, action)  # the line as written: the facts were read with it
+    h.first_change = changing_script(h.settings, token) + "\n" + unfinished_script(h)
     if "took-over" in said:
         say(h.name, f"{'lock':<11} {'note':<8} took over the lock of a run that is gone "
                     f"({said['took-over'] or 'unknown'}): its SSH session has ended")
@@ -109,11 +134,16 @@ def acquire_lock(h, break_lock=False):
         say(h.name, f"{'lock':<11} {'note':<8} waiting for the work an interrupted run left "
                     f"going to finish ({', '.join(busy)})")
         h.read(wait_script(h.settings), timeout=WORK_TIMEOUT + 60)
-    return bool(busy)
+        gather(h)
 
 
-def release_lock(h, first=""):
-    """Give the lock back, only if it is still ours (after the script FIRST, if given)."""
-    if h.lock_token:
-        h.script(release_script(h.settings, h.lock_token, first))
+def finish(h, action):
+    """Settle the run's log line and give the lock back. A run that changed nothing and ended
+    as its line says needs neither: its session's end frees the lock."""
+    if not h.lock_token:
+        return
+    if h.first_change and entry(h, action) == h.logged:
         h.lock_token = None
+        return
+    h.script(release_script(h.settings, h.lock_token, final_script(h, action)))
+    h.lock_token = None

@@ -8,6 +8,7 @@ checks for a dry run, and every planner is tested without a server.
 """
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from invoke.exceptions import UnexpectedExit
@@ -153,28 +154,47 @@ class StepFailed(Exception):
     """Raised after a failed step was recorded, to stop the host's remaining steps."""
 
 
-def run_step(h, step):
-    """Plan STEP on H and apply the plan, recording ok/changed/failed; a failure stops
-    this host's run (StepFailed)."""
+@contextmanager
+def failing_as(h, step):
+    """A DeployError (or a failed command) in the block is recorded as STEP failed, and
+    stops this host's run (StepFailed)."""
     try:
-        status, message = apply(h, step.plan(h), step.name)
+        yield
     except DeployError as e:
         h.record(step.name, FAILED, str(e))
         raise StepFailed(step.name) from e
     except UnexpectedExit as e:
         h.record(step.name, FAILED, explain_failure(e.result))
         raise StepFailed(step.name) from e
+
+
+def run_step(h, step):
+    """Plan STEP on H and apply the plan, recording ok/changed/failed; a failure stops
+    this host's run (StepFailed)."""
+    with failing_as(h, step):
+        status, message = apply(h, step.plan(h), step.name)
     h.record(step.name, status, message)
     return status
+
+
+def prepare(h, steps):
+    """The local work of those STEPS that apply to H (a failure stops the run before the
+    server is touched)."""
+    for step in steps:
+        if step.prepare and (not step.applies or step.applies(h)):
+            with failing_as(h, step):
+                step.prepare(h)
 
 
 @dataclass(frozen=True)
 class Step:
     """A named part of the stack: PLAN(host) -> Plan. DOC is its task's one-line help.
     APPLIES(host), when given, says whether the host's stack has this part at all (a step
-    that does not apply says nothing)."""
+    that does not apply says nothing). PREPARE(host), when given, is its local work, done
+    before the server is read (hashing the app's folder)."""
 
     name: str
     plan: Callable
     doc: str = ""
     applies: Callable = None
+    prepare: Callable = None

@@ -5,9 +5,8 @@ from invoke.parser import Argument
 
 from tasks.core import DeployError, open_host
 from tasks.facts import gather
-from tasks.history import record_script
-from tasks.lock import acquire_lock, release_lock
-from tasks.plan import StepFailed, run_step
+from tasks.lock import LockHeld, finish, lock_and_gather
+from tasks.plan import StepFailed, prepare, run_step
 from tasks.results import CHANGED, FAILED
 from tasks.steps import PROVISION
 
@@ -32,15 +31,16 @@ class Rolling(Task):
 def converge(c, action, steps, dry_run=False, break_lock=False):
     """Run STEPS in order on one host, holding its deploy lock (not in a dry run, which
     changes nothing); gather facts again after any step that changed something. The run
-    goes in the server's deploy log as ACTION (the task's name). Returns the host's Run."""
+    goes in the server's deploy log as ACTION (the task's name). Returns the host's Run.
+
+    A converged run is one round trip: the lock, the log line and the facts."""
     h = open_host(c, dry_run)
-    stage = "facts"
     try:
-        gather(h)
-        if not dry_run:
-            stage = "lock"
-            if acquire_lock(h, break_lock):
-                gather(h)
+        prepare(h, steps)  # local work first: the log line names the source
+        if dry_run:
+            gather(h)
+        else:
+            lock_and_gather(h, action, break_lock)
         for step in steps:
             if step.applies and not step.applies(h):
                 continue
@@ -49,9 +49,9 @@ def converge(c, action, steps, dry_run=False, break_lock=False):
     except StepFailed:
         pass
     except DeployError as e:
-        h.record(stage, FAILED, str(e))
+        h.record("lock" if isinstance(e, LockHeld) else "facts", FAILED, str(e))
     finally:
-        release_lock(h, h.lock_token and record_script(h, action))
+        finish(h, action)
     return h.run
 
 

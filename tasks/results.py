@@ -38,7 +38,7 @@ class Run:
 
     def recap(self):
         return (f"ok={self.count(OK)} changed={self.count(CHANGED)} failed={self.count(FAILED)}"
-                f"  ({self.round_trips} SSH round trips)")
+                f"  ({self.round_trips} SSH round trip{'s' * (self.round_trips != 1)})")
 
 
 @dataclass

@@ -589,11 +589,19 @@ def plan(s, facts, source, rid=None):
     return Plan(changes + runtime_files(s, facts, "") + [Call(said, ship_it, would)])
 
 
+def resolve_local(h):
+    """A local folder's Source, resolved before the server is read (a git source is
+    fetched by the step itself)."""
+    if not h.settings.source_is_git:
+        h.source = resolve(h)
+
+
 def app_plan(h):
-    h.source = resolve(h)  # kept for the deploy log's revision
+    if h.settings.source_is_git or h.source is None:
+        h.source = resolve(h)  # kept for the deploy log's revision
     return plan(h.settings, h.facts, h.source)
 
 
 STEP = Step("app", app_plan,
             "Create the app user and upload the app as a release with its virtualenv.",
-            lambda h: h.settings.runs_app)
+            lambda h: h.settings.runs_app, resolve_local)

@@ -169,7 +169,7 @@ def test_a_second_concurrent_deploy_fails_fast_naming_the_holder(live):
                              env={**__import__("os").environ, "FABRIC_APP_SOURCE": str(slow)})
     try:
         deadline = time.monotonic() + 30
-        while "hello-world.lock" not in on(s, "ls /run/fab 2>/dev/null || true") \
+        while "changing" not in on(s, "ls /run/fab/hello-world.lock 2>/dev/null || true") \
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         started = time.monotonic()

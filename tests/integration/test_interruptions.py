@@ -6,6 +6,7 @@ one's kept), status that reads what runs, and a disk too full for a release.
 The module's tests share one server and run in order, the first on it fresh.
 """
 
+import json
 import shlex
 import subprocess
 
@@ -41,6 +42,10 @@ def test_apt_outlives_a_killed_provision_and_the_rerun_waits_for_it(server):
     assert running.startswith("fab-hello-world.apt-"), "apt died with the connection"
     rerun = fab("-H", s.name, "provision", check=True)
     assert "took over the lock of a run that is gone" in rerun.stdout
+    # the killed run's line in the deploy log says so; the rerun's says how it ended
+    log = [json.loads(line) for line in on(s, "cat /var/log/fab/hello-world.jsonl").splitlines()]
+    assert [(e["action"], e["result"]) for e in log[-2:]] == \
+        [("provision", "unfinished"), ("provision", "changed")]
     assert on(s, "ls -A /var/lib/dpkg/updates").strip() == ""
     assert http_get(s)[0] == 200
 
@@ -88,7 +93,9 @@ def test_status_reads_what_runs_and_deploy_restarts_what_an_interrupted_switch_l
 
 def test_a_live_holder_keeps_the_lock_and_a_gone_one_loses_it(server):
     s, root = server
-    acquire = acquire_script(load(Config(overrides={"app": {}})), "tok", "ann@laptop since 9")
+    # a run that has begun changing the server (a converged one's lock is taken over quietly)
+    acquire = acquire_script(load(Config(overrides={"app": {}})), "tok", "ann@laptop since 9",
+                             then=": > /run/fab/hello-world.lock/changing")
     holder = subprocess.Popen(
         [*sandbox.ssh_argv(s, "tom"), f"sudo sh -c {shlex.quote(acquire)} && sleep 120"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
@@ -114,8 +121,9 @@ def test_a_live_holder_keeps_the_lock_and_a_gone_one_loses_it(server):
 
 @pytest.mark.parametrize("fault,at,note", [
     ("kill", 3.0, "requirements"),  # inside the virtualenv's build
-    ("cut", 1.0, ""),  # a 10 s network cut early in a code-only deploy
-    ("reboot", 1.5, ""),  # the server reboots mid-deploy
+    # the other kinds: in make test-slow (and at many moments in make faults)
+    pytest.param("cut", 1.0, "", marks=pytest.mark.slow),  # a 10 s network cut, code-only
+    pytest.param("reboot", 1.5, "", marks=pytest.mark.slow),  # the server reboots mid-deploy
 ])
 def test_a_broken_deploy_converges_on_a_plain_rerun(server, fault, at, note):
     s, root = server

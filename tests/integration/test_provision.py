@@ -4,6 +4,7 @@ The module's tests share one provisioned server and run in order: the read-only
 checks first, then the second run, the workers change and the reboot.
 """
 
+import json
 import shutil
 import socket
 
@@ -106,6 +107,14 @@ def test_second_run_changes_nothing_and_restarts_nothing(provisioned):
     proc = fab("-H", provisioned.name, "provision", check=True)
     assert recap(proc, provisioned.name) == "ok=5 changed=0 failed=0"
     assert pids(provisioned) == before
+    # one round trip: the lock, the deploy log's line and the facts; the lock is given up
+    # with the SSH session, and the next run takes it over without a word
+    assert "(1 SSH round trip)" in proc.stdout and "took over" not in proc.stdout
+    again = fab("-H", provisioned.name, "provision", check=True)
+    assert "lock        " not in again.stdout  # neither a note nor a failure
+    log = on(provisioned, "tail -n 2 /var/log/fab/hello-world.jsonl").splitlines()
+    assert [(e["action"], e["result"], e["changed"]) for e in map(json.loads, log)] == \
+        [("provision", "ok", 0)] * 2
 
 
 def test_fewer_workers_changes_only_supervisor(provisioned):

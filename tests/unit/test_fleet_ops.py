@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from types import SimpleNamespace
 
 from invoke import Config
 
@@ -16,26 +17,44 @@ S = load(Config(overrides={"app": {}}))
 
 
 class FakeHost:
-    def __init__(self, run, source=None):
-        self.settings, self.run, self.source = S, run, source
-        self.facts = type("F", (), {"links": {S.current: "releases/20261127T000000Z-abc"}})()
+    def __init__(self, run, run_id, current):
+        self.settings = SimpleNamespace(name="hello-world", current=current)
+        self.run, self.run_id, self.source, self.facts = run, run_id, None, None
         self.c = type("C", (), {"user": "tom"})()
 
 
-def test_a_history_line_is_one_json_object_stamped_by_the_servers_clock(tmp_path, monkeypatch):
+def test_a_runs_history_line_is_written_with_the_lock_and_rewritten_when_it_ends(tmp_path,
+                                                                                 monkeypatch):
+    """Each line is one JSON object stamped by the server's clock; a run's line says `ok` as
+    written, `unfinished` once it changes something, and how it ended once it does."""
     monkeypatch.setattr(history, "HISTORY_DIR", str(tmp_path / "fab"))
-    run = Run("web1", [Outcome("app", CHANGED, "released"), Outcome("health", FAILED, "HTTP 502")])
-    line = json.dumps(history.entry(FakeHost(run), "deploy"))[1:]
-    script = history.append_script(S, line).replace(" -o root -g adm", "")
-    for _ in range(2):
-        subprocess.run(["sh", "-c", script], check=True)
-    written = (tmp_path / "fab/hello-world.jsonl").read_text().splitlines()
-    entries = history.parse("\n".join([*written, '{"cut short']))
-    assert len(entries) == 2 and entries[0]["time"].endswith("Z")
-    assert entries[0]["action"] == "deploy" and entries[0]["result"] == FAILED
-    assert entries[0]["failure"] == "health: HTTP 502" and entries[0]["changed"] == 1
-    assert entries[0]["release"] == "20261127T000000Z-abc"
-    assert entries[0]["revision"] is None  # the app step did not run
+    (tmp_path / "current").symlink_to("releases/20261127T000000Z-abc")
+
+    def sh(script):
+        subprocess.run(["sh", "-c", script.replace(" -o root -g adm", "")
+                        .replace("chown root:adm", "true")], check=True)
+    quiet, busy = (FakeHost(Run("web1"), run_id, str(tmp_path / "current"))
+                   for run_id in ("aaaa1111", "bbbb2222"))
+    for h in (quiet, busy):
+        sh(history.first_script(h, "provision"))
+    sh(history.unfinished_script(busy))
+    path = tmp_path / "fab/hello-world.jsonl"
+    entries = history.parse(path.read_text())
+    assert [(e["run"], e["result"], e["release"]) for e in entries] == [
+        ("aaaa1111", "ok", "20261127T000000Z-abc"),
+        ("bbbb2222", "unfinished", "20261127T000000Z-abc")]
+    assert all(e["time"].endswith("Z") and e["changed"] == 0 for e in entries)
+
+    busy.run.outcomes += [Outcome("app", CHANGED, "released"), Outcome("health", FAILED, "502")]
+    busy.facts = SimpleNamespace(links={busy.settings.current: "releases/20261128T000000Z-d"})
+    sh(history.final_script(busy, "provision"))
+    entries = history.parse(path.read_text() + '{"cut short')
+    assert entries[0] == {**entries[0], "run": "aaaa1111", "result": "ok"}
+    assert entries[1]["run"] == "bbbb2222" and entries[1]["result"] == FAILED
+    assert entries[1]["failure"] == "health: 502" and entries[1]["changed"] == 1
+    assert entries[1]["release"] == "20261128T000000Z-d" and len(entries) == 2
+    assert entries[1]["revision"] is None  # no source resolved
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
 
 
 def test_history_merges_hosts_newest_first(capsys):

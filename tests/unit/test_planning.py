@@ -769,3 +769,45 @@ def test_the_backup_name_pattern_is_the_same_for_python_and_grep():
     out = subprocess.run(["grep", "-E", NAME_RE.pattern], input=names, capture_output=True,
                          text=True).stdout.split()
     assert out == [n for n in names.split() if NAME_RE.fullmatch(n)] and len(out) == 2
+
+
+def test_a_gone_runs_lock_is_taken_over_quietly_unless_it_had_begun_changing(tmp_path,
+                                                                            monkeypatch):
+    """The lock's shell logic, run here on a directory of its own: a dead holder's lock is
+    taken (said only if the holder had marked it changing); a live holder blocks, at once
+    when it is changing, after two seconds when it is not (a run whose session is closing)."""
+    import subprocess
+    import time
+
+    monkeypatch.setattr(lock, "WORK_DIR", str(tmp_path))
+    held = tmp_path / "hello-world.lock"
+
+    def acquire(token):
+        script = lock.acquire_script(S, token, f"{token}@laptop", then="echo then-ran")
+        out = subprocess.run(["sh", "-c", script.replace("-o root -g root ", "")],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split()
+
+    assert acquire("one") == ["acquired", "then-ran"]
+    (held / "session").write_text("4194000:1\n")  # a session that is gone
+    assert acquire("two") == ["acquired", "then-ran"]
+    subprocess.run(["sh", "-c", lock.changing_script(S, "nottwo")], check=True)
+    assert not (held / "changing").exists()  # only the holder's token marks it
+    subprocess.run(["sh", "-c", lock.changing_script(S, "two")], check=True)
+    assert (held / "changing").exists()
+    (held / "session").write_text("4194000:1\n")
+    assert acquire("three") == ["took-over", "two@laptop", "acquired", "then-ran"]
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        start = open(f"/proc/{sleeper.pid}/stat").read().rsplit(")", 1)[1].split()[19]
+        (held / "session").write_text(f"{sleeper.pid}:{start}\n")
+        began = time.monotonic()
+        assert acquire("four") == ["held", "three@laptop"]
+        assert time.monotonic() - began > 1.5  # it waited for a quiet holder to end
+        (held / "changing").touch()
+        began = time.monotonic()
+        assert acquire("four") == ["held", "three@laptop"]
+        assert time.monotonic() - began < 1.5  # a changing holder blocks at once
+    finally:
+        sleeper.kill()
