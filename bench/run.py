@@ -166,6 +166,12 @@ supervisorctl restart hello-world >/dev/null
 """
 
 
+# fab's builds use no pip cache (the build account keeps nothing between builds): nor does this.
+PIP_FLOOR = ("rm -rf /tmp/pip-floor && python3 -m venv /tmp/pip-floor && PIP_NO_CACHE_DIR=1 "
+             "/tmp/pip-floor/bin/pip install -q {requirements} 'itsdangerous==2.2.0' && "
+             "rm -rf /tmp/pip-floor  # round {n}")
+
+
 def deploy_floor(server, app):
     """DEPLOY_FLOOR of APP's files on SERVER, one OpenSSH command; (seconds, None)."""
     start = time.monotonic()
@@ -179,8 +185,32 @@ def deploy_floor(server, app):
     return time.monotonic() - start, None
 
 
+STEP_LINE = re.compile(r"^\[[^\]]+\] (\w+) +(?:ok|changed|failed) .*?(?:\((\d+\.\d) s\))?$", re.M)
+
+
+def where_time_goes(elapsed, proc):
+    """{part: seconds} of one fab run on one host: Python's start and the connection (the
+    whole command's time less the run's own, from the recap), each step (from its line;
+    under 0.1 s it shows none), and the rest of the run (the lock, facts and log's round
+    trips, facts read again after a change)."""
+    took = float(re.search(r"SSH round trips?, ([\d.]+) s\)", proc.stdout).group(1))
+    parts = {"start": elapsed - took}
+    for step, seconds in STEP_LINE.findall(proc.stdout):
+        parts[step] = parts.get(step, 0) + float(seconds or 0)
+    parts["lock, facts, log"] = took - sum(v for k, v in parts.items() if k != "start")
+    return parts
+
+
+def breakdown(runs):
+    """The median of each part over RUNS [(elapsed, proc)], in the order they ran."""
+    parts = [where_time_goes(*run) for run in runs]
+    return ", ".join(f"{k} {statistics.median(p.get(k, 0) for p in parts):.2f} s"
+                     for k in parts[0]) + \
+        f"; {statistics.median(round_trips(proc)[0] for _, proc in runs):.0f} SSH round trips"
+
+
 def round_trips(proc):
-    return [int(n) for n in re.findall(r"\((\d+) SSH round trips?\)", proc.stdout)]
+    return [int(n) for n in re.findall(r"\((\d+) SSH round trips?[,)]", proc.stdout)]
 
 
 def summary(values, unit="s"):
@@ -313,8 +343,9 @@ class Bench:
         s = self.server()
         fab("-H", s.name, "provision")
         work = Path(tempfile.mkdtemp(prefix="bench-app-"))
-        kinds = ("code-only", "floor", "idle", "idle floor", "requirements")
+        kinds = ("code-only", "floor", "idle", "idle floor", "requirements", "pip")
         times, failures, served = {k: [] for k in kinds}, {k: 0 for k in kinds}, 0
+        runs = {k: [] for k in kinds}  # (seconds, process) of fab's deploys
         for n in range(self.rounds):
             for kind in kinds:
                 app = work / f"{kind}-{n}".replace(" ", "-")
@@ -328,15 +359,21 @@ class Bench:
                 if kind.endswith("floor"):
                     def deploy(app=app):
                         return deploy_floor(s, app)
+                elif kind == "pip":  # the requirements change's floor: a venv, pip install
+                    def deploy(n=n):
+                        return over_ssh([s], PIP_FLOOR.format(requirements=requirements(),
+                                                              n=n))
                 else:
                     def deploy(app=app):
                         return fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)})
                 if kind.startswith("idle"):
-                    times[kind].append(deploy()[0])
+                    runs[kind].append(deploy())
+                    times[kind].append(runs[kind][-1][0])
                     continue
                 with Load(s.address, clients=20, max_seconds=300) as load:
                     time.sleep(0.3)
-                    times[kind].append(deploy()[0])
+                    runs[kind].append(deploy())
+                    times[kind].append(runs[kind][-1][0])
                     time.sleep(0.3)
                 failures[kind] += sum(v for (code, _), v in load.results.items() if code != 200)
                 served += load.total
@@ -349,7 +386,13 @@ class Bench:
         self.record("code-only deploy, idle server",
                     f"{summary(times['idle'])}; its floor {short(times['idle floor'])}; "
                     f"fab / floor {ratios(times['idle'], times['idle floor'])}")
-        self.record("requirements-change deploy (20 clients)", summary(times["requirements"]))
+        extra = [a - b for a, b in zip(times["requirements"], times["pip"], strict=True)]
+        self.record("requirements-change deploy (20 clients)",
+                    f"{summary(times['requirements'])}; its floor (a new venv and pip install "
+                    f"of the same requirements, one OpenSSH command, same load) "
+                    f"{short(times['pip'])}; fab - floor {short(extra)}")
+        for kind in ("code-only", "idle", "requirements"):
+            self.record(f"where a {kind} deploy's time goes (medians)", breakdown(runs[kind]))
         self.record("failed requests during fab's deploys (20 clients)",
                     f"code-only {failures['code-only']}, requirements-change "
                     f"{failures['requirements']}, of {served} served in all (the floor's "

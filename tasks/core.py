@@ -208,10 +208,12 @@ class Host:
                               f"({e.strerror or e}): is its disk full? (df -h /tmp)") from None
         return tmp
 
-    def record(self, step, status, message=""):
-        """Keep a step's outcome and print its line: `[host] step  status  message`."""
-        self.run.outcomes.append(Outcome(step, status, message))
-        say(self.name, f"{step:<11} {status:<8} {message}".rstrip())
+    def record(self, step, status, message="", seconds=None):
+        """Keep a step's outcome and print its line: `[host] step  status  message`, and how
+        long it took when that was a tenth of a second or more."""
+        self.run.outcomes.append(Outcome(step, status, message, seconds))
+        took = f"  ({seconds:.1f} s)" if seconds is not None and seconds >= 0.1 else ""
+        say(self.name, f"{step:<11} {status:<8} {message}".rstrip() + took)
 
     def show_diff(self, diff):
         if diff:

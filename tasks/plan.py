@@ -7,6 +7,7 @@ compound change would do) and runs nothing that alters the server. So no step
 checks for a dry run, and every planner is tested without a server.
 """
 
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -155,25 +156,24 @@ class StepFailed(Exception):
 
 
 @contextmanager
-def failing_as(h, step):
-    """A DeployError (or a failed command) in the block is recorded as STEP failed, and
-    stops this host's run (StepFailed)."""
+def failing_as(h, step, began=None):
+    """A DeployError (or a failed command) in the block is recorded as STEP failed (timed
+    from BEGAN), and stops this host's run (StepFailed)."""
     try:
         yield
-    except DeployError as e:
-        h.record(step.name, FAILED, str(e))
-        raise StepFailed(step.name) from e
-    except UnexpectedExit as e:
-        h.record(step.name, FAILED, explain_failure(e.result))
+    except (DeployError, UnexpectedExit) as e:
+        message = explain_failure(e.result) if isinstance(e, UnexpectedExit) else str(e)
+        h.record(step.name, FAILED, message, began and time.monotonic() - began)
         raise StepFailed(step.name) from e
 
 
 def run_step(h, step):
-    """Plan STEP on H and apply the plan, recording ok/changed/failed; a failure stops
-    this host's run (StepFailed)."""
-    with failing_as(h, step):
+    """Plan STEP on H and apply the plan, recording ok/changed/failed and the time it took;
+    a failure stops this host's run (StepFailed)."""
+    began = time.monotonic()
+    with failing_as(h, step, began):
         status, message = apply(h, step.plan(h), step.name)
-    h.record(step.name, status, message)
+    h.record(step.name, status, message, time.monotonic() - began)
     return status
 
 

@@ -1,5 +1,7 @@
 """`provision`, one task per step, and the runner they share: converge a server to the stack."""
 
+import time
+
 from invoke import Task, task
 from invoke.parser import Argument
 
@@ -34,7 +36,7 @@ def converge(c, action, steps, dry_run=False, break_lock=False):
     goes in the server's deploy log as ACTION (the task's name). Returns the host's Run.
 
     A converged run is one round trip: the lock, the log line and the facts."""
-    h = open_host(c, dry_run)
+    began, h = time.monotonic(), open_host(c, dry_run)
     try:
         prepare(h, steps)  # local work first: the log line names the source
         if dry_run:
@@ -52,6 +54,7 @@ def converge(c, action, steps, dry_run=False, break_lock=False):
         h.record("lock" if isinstance(e, LockHeld) else "facts", FAILED, str(e))
     finally:
         finish(h, action)
+        h.run.seconds = time.monotonic() - began
     return h.run
 
 

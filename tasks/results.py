@@ -15,6 +15,7 @@ class Outcome:
     step: str
     status: str  # OK, CHANGED or FAILED
     message: str = ""
+    seconds: float = None  # how long the step took, when timed
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Run:
     host: str
     outcomes: list = field(default_factory=list)
     round_trips: int = 0
+    seconds: float = None  # the whole run on this host, once it ended
 
     def count(self, status):
         return sum(o.status == status for o in self.outcomes)
@@ -37,8 +39,9 @@ class Run:
         return self.count(CHANGED) > 0
 
     def recap(self):
+        took = f", {self.seconds:.1f} s" if self.seconds is not None else ""
         return (f"ok={self.count(OK)} changed={self.count(CHANGED)} failed={self.count(FAILED)}"
-                f"  ({self.round_trips} SSH round trip{'s' * (self.round_trips != 1)})")
+                f"  ({self.round_trips} SSH round trip{'s' * (self.round_trips != 1)}{took})")
 
 
 @dataclass
