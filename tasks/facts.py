@@ -145,7 +145,7 @@ def quoted(paths):
 # asking supervisord over its socket and reading ufw's own files keeps facts fast. A
 # program's cwd is the release it was started in (`current` resolved at its start): after
 # an interrupted switch it can differ from what `current` points to now.
-PROGRAM_STATE = """\
+SUPERVISOR_RPC = """\
 import http.client, os, socket, sys, xmlrpc.client
 class Unix(http.client.HTTPConnection):
     def connect(self):
@@ -155,6 +155,8 @@ class Transport(xmlrpc.client.Transport):
     def make_connection(self, host):
         return Unix("localhost")
 rpc = xmlrpc.client.ServerProxy("http://localhost", Transport())
+"""
+PROGRAM_STATE = SUPERVISOR_RPC + """\
 for name in sys.argv[1:]:
     try:
         info = rpc.supervisor.getProcessInfo(name)

@@ -4,7 +4,7 @@ processes (on a worker host, or on the web hosts when there is none) alive."""
 from tasks.core import DeployError, install_script, q, render
 from tasks.plan import Command, Plan, Step, upload
 from tasks.steps.app import WITH_APP_ENV
-from tasks.switch import bridged, live_release, serving
+from tasks.switch import UP, bridged, live_release, serving
 
 
 def render_conf(s):
@@ -47,7 +47,7 @@ def plan(s, facts):
                      install=load_covered if live else None)
     if program:
         changes += program if live else [*program, Command("", update_script(s, facts))]
-    elif facts.program_state != "RUNNING":
+    elif facts.program_state not in UP:
         changes.append(Command(f"started {s.programs[0]}",
                                f"supervisorctl start {q(s.programs[0])} >/dev/null"))
     if changes:
