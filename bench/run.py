@@ -28,6 +28,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import sandbox  # noqa: E402
+from tasks.switch import RESTART_NOW  # noqa: E402
 from tests.load import Load  # noqa: E402
 
 FAB = str(PROJECT / ".venv/bin/fab")
@@ -151,18 +152,16 @@ def floor(servers):
 
 
 # A code-only deploy's floor: the app's files (a tarball on stdin) unpacked into a new
-# release beside the live one, its venv linked, `current` switched, gunicorn restarted.
-# A code-only deploy's floor: the app's files (a tarball on stdin) unpacked into a new
 # release beside the live one (named and marked as fab names and marks its own, so the next
 # fab deploy sees a complete live release), its venv linked, `current` switched, gunicorn
-# restarted.
-DEPLOY_FLOOR = """set -e
+# restarted the quickest way there is (fab's own: over supervisord's socket, no startsecs).
+DEPLOY_FLOOR = f"""set -e
 cd /srv/hello-world
 rid=$(date -u +%Y%m%dT%H%M%SZ)-floor$(date +%N)
 mkdir releases/$rid && tar -xzf - -C releases/$rid
 ln -s "$(readlink current/.venv)" releases/$rid/.venv && echo floor > releases/$rid/.fab-release
 ln -sfn releases/$rid current.floor && mv -Tf current.floor current
-supervisorctl restart hello-world >/dev/null
+python3 -c {shlex.quote(RESTART_NOW)} hello-world
 """
 
 

@@ -129,7 +129,8 @@ def test_fewer_workers_changes_only_supervisor(provisioned):
 
 def test_broken_nginx_template_fails_at_nginx_and_the_old_config_serves(provisioned, tmp_path):
     copy = tmp_path / "project"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns(".venv", ".sandbox", ".git"))
+    shutil.copytree(PROJECT, copy,
+                    ignore=shutil.ignore_patterns(".venv", ".sandbox", ".git", ".peers"))
     site = copy / "templates/nginx-site.j2"
     site.write_text(site.read_text().replace("proxy_redirect off;", "proxy_redirect off"))
     proc = fab("-H", provisioned.name, "provision", cwd=copy, check=False,
