@@ -57,7 +57,8 @@ def role_script(s):
 
 
 def replace_if_changed(path, then):
-    """Shell: move PATH.fab-new over PATH if they differ (and run THEN), else drop it."""
+    """Shell: move PATH.fab-new over PATH if they differ (and run THEN), else drop it. PATH
+    goes in double quotes: a fixed path, or one built from shell variables ($pg/...)."""
     return (f'if cmp -s "{path}.fab-new" "{path}"; then rm -f "{path}.fab-new"; '
             f'else mv -f "{path}.fab-new" "{path}"; {then}; fi')
 
@@ -138,10 +139,10 @@ def setup_script(s, facts):
     lines += role_script(s)
     lines += redis_script(s) if s.local_redis else ["redis_url="]
     lines += ["{ [ -z \"$db_url\" ] || printf 'DATABASE_URL=%s\\n' \"$db_url\"",
-              f"  [ -z \"$redis_url\" ] || printf 'REDIS_URL=%s\\n' \"$redis_url\"; }} > {env}.new",
-              f"chown root:{reader} {env}.new; chmod 0640 {env}.new",
-              f"if cmp -s {env}.new {env}; then rm -f {env}.new; "
-              f"else mv -f {env}.new {env}; echo changed; fi"]
+              f"  [ -z \"$redis_url\" ] || printf 'REDIS_URL=%s\\n' \"$redis_url\"; }} "
+              f"> {env}.fab-new",
+              f"chown root:{reader} {env}.fab-new; chmod 0640 {env}.fab-new",
+              replace_if_changed(s.database_env_path, "echo changed")]
     if s.database_server:  # last: it says the access above is all in place
         lines.append(f"echo {q(access_line(s))} > {q(s.database_access_path)}")
     return "\n".join(lines)
@@ -251,9 +252,8 @@ def fetch_env(h):
         f"trap 'rm -f {q(tmp)}' EXIT",
         *([] if h.facts.user_exists else [system_account(s.user)]),
         f"install -d -o root -g root -m 0755 {q(s.conf_dir)}",
-        f"install -o root -g {q(s.user)} -m 0640 {q(tmp)} {path}.new",
-        f"if cmp -s {path}.new {path}; then rm -f {path}.new; "
-        f"else mv -f {path}.new {path}; echo changed; fi"]))
+        f"install -o root -g {q(s.user)} -m 0640 {q(tmp)} {path}.fab-new",
+        replace_if_changed(s.database_env_path, "echo changed")]))
     if "changed" in result and serving(s, h.facts):
         restart(h)
 

@@ -715,7 +715,7 @@ def test_passwords_are_made_on_the_server_and_reach_clients_only_on_stdin():
         for line in script.splitlines():  # only heredocs (stdin) and printf (a builtin)
             if "$pw" in line or "$rp" in line:
                 assert not line.startswith(("psql", "mysql", "runuser", "echo")), line
-        assert "chown root:hello-world /etc/hello-world/database.env.new" in script
+        assert "chown root:hello-world /etc/hello-world/database.env.fab-new" in script
         assert "chmod 0640" in script and "umask 077" in script
 
 
