@@ -188,15 +188,15 @@ STEP_LINE = re.compile(r"^\[[^\]]+\] (\w+) +(?:ok|changed|failed) .*?(?:\((\d+\.
 
 
 def where_time_goes(elapsed, proc):
-    """{part: seconds} of one fab run on one host: Python's start and the connection (the
-    whole command's time less the run's own, from the recap), each step (from its line;
-    under 0.1 s it shows none), and the rest of the run (the lock, facts and log's round
-    trips, facts read again after a change)."""
+    """{part: seconds} of one fab run on one host: Python's start and imports (the whole
+    command's time less the run's own, from the recap), each step (from its line; under
+    0.1 s it shows none), and the rest of the run: the SSH connection, the lock, facts and
+    log's round trips, and the facts read again after a change."""
     took = float(re.search(r"SSH round trips?, ([\d.]+) s\)", proc.stdout).group(1))
-    parts = {"start": elapsed - took}
+    parts = {"Python start": elapsed - took}
     for step, seconds in STEP_LINE.findall(proc.stdout):
         parts[step] = parts.get(step, 0) + float(seconds or 0)
-    parts["lock, facts, log"] = took - sum(v for k, v in parts.items() if k != "start")
+    parts["connect, lock, facts, log"] = took - sum(list(parts.values())[1:])
     return parts
 
 
@@ -287,17 +287,17 @@ class Bench:
         the same facts), taking turns in each round, and fab's SSH round trips."""
         s = self.server()
         fab("-H", s.name, "provision")
-        runs, floors, trips = [], [], []
+        runs, floors = [], []
         for _ in range(self.rounds):
-            elapsed, count, proc = ours([s])
-            runs.append(elapsed)
-            trips += round_trips(proc)
+            elapsed, _, proc = ours([s])
+            runs.append((elapsed, proc))
             floors.append(over_ssh([s], fact_script())[0])
         sandbox.destroy(s.name)
+        times = [elapsed for elapsed, _ in runs]
         self.record("converged re-run, 1 server, beside its floor",
-                    f"{summary(runs)}; its floor (the fact read, one OpenSSH command) "
-                    f"{short(floors)}; fab / floor {ratios(runs, floors)}; "
-                    f"{statistics.median(trips):.0f} SSH round trip(s)")
+                    f"{summary(times)}; its floor (the fact read, one OpenSSH command) "
+                    f"{short(floors)}; fab / floor {ratios(times, floors)}")
+        self.record("where a converged run's time goes (medians)", breakdown(runs))
 
     def fleet(self, count):
         return [self.server() for _ in range(count)]
