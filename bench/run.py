@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -345,6 +346,7 @@ class Bench:
         kinds = ("code-only", "floor", "idle", "idle floor", "requirements", "pip")
         times, failures, served = {k: [] for k in kinds}, {k: 0 for k in kinds}, 0
         runs = {k: [] for k in kinds}  # (seconds, process) of fab's deploys
+        kinds_of_failure = {k: Counter() for k in kinds}
         for n in range(self.rounds):
             for kind in kinds:
                 app = work / f"{kind}-{n}".replace(" ", "-")
@@ -375,6 +377,8 @@ class Bench:
                     times[kind].append(runs[kind][-1][0])
                     time.sleep(0.3)
                 failures[kind] += sum(v for (code, _), v in load.results.items() if code != 200)
+                kinds_of_failure[kind].update({f"{code} {body[:40]}": v for (code, body), v
+                                               in load.results.items() if code != 200})
                 served += load.total
         sandbox.destroy(s.name)
         shutil.rmtree(work)
@@ -395,7 +399,9 @@ class Bench:
         self.record("failed requests during fab's deploys (20 clients)",
                     f"code-only {failures['code-only']}, requirements-change "
                     f"{failures['requirements']}, of {served} served in all (the floor's "
-                    f"restarts, unbridged: {failures['floor']})")
+                    f"restarts, unbridged: {failures['floor']})" + "".join(
+                        f"; {kind}: {dict(kinds_of_failure[kind])}" for kind in
+                        ("code-only", "requirements") if kinds_of_failure[kind]))
 
     def tutorial(self):
         """The tutorial-shaped app (tests/apps/microblog): code-only deploys and deploys with
