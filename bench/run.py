@@ -29,6 +29,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import sandbox  # noqa: E402
+from tasks.facts import script  # noqa: E402
+from tasks.health import app_url, probe_command  # noqa: E402
+from tasks.settings import DEFAULTS, Settings, finish  # noqa: E402
 from tasks.switch import RESTART_NOW  # noqa: E402
 from tests.load import Load  # noqa: E402
 
@@ -36,6 +39,7 @@ FAB = str(PROJECT / ".venv/bin/fab")
 PEERS = PROJECT / "bench/peers"
 PEER_BIN = PROJECT / "bench/.peers/bin"
 APP = PROJECT / "hello_world"
+DEFAULT_SETTINGS = Settings(**finish(dict(DEFAULTS)))  # hello_world's, as the floors use them
 
 
 def timed(argv, cwd=PROJECT, env=None):
@@ -128,9 +132,7 @@ ufw allow OpenSSH >/dev/null && ufw allow http >/dev/null && ufw --force enable 
 def fact_script():
     """Converged: one command reading what fab's facts read (tasks/facts.py's script, for
     the default settings)."""
-    from tasks.facts import script
-    from tasks.settings import DEFAULTS, Settings, finish
-    return script(Settings(**finish(dict(DEFAULTS))))
+    return script(DEFAULT_SETTINGS)
 
 
 def over_ssh(servers, script):
@@ -155,7 +157,8 @@ def floor(servers):
 # A code-only deploy's floor: the app's files (a tarball on stdin) unpacked into a new
 # release beside the live one (named and marked as fab names and marks its own, so the next
 # fab deploy sees a complete live release), its venv linked, `current` switched, gunicorn
-# restarted the quickest way there is (fab's own: over supervisord's socket, no startsecs).
+# restarted the quickest way there is (fab's own: over supervisord's socket, no startsecs)
+# and probed until it answers (fab's own probe): a deploy is done when the app serves.
 DEPLOY_FLOOR = f"""set -e
 cd /srv/hello-world
 rid=$(date -u +%Y%m%dT%H%M%SZ)-floor$(date +%N)
@@ -163,6 +166,7 @@ mkdir releases/$rid && tar -xzf - -C releases/$rid
 ln -s "$(readlink current/.venv)" releases/$rid/.venv && echo floor > releases/$rid/.fab-release
 ln -sfn releases/$rid current.floor && mv -Tf current.floor current
 python3 -c {shlex.quote(RESTART_NOW)} hello-world
+{probe_command(DEFAULT_SETTINGS, app_url(DEFAULT_SETTINGS.port), 60)} >/dev/null
 """
 
 
@@ -414,6 +418,7 @@ class Bench:
         settings = ["-f", str(app / "deploy.yaml")]
         fab(*settings, "-H", s.name, "deploy")
         code_only, migrating, failed = [], [], 0
+        runs = {"code-only": [], "migration": []}
         routes = app / "app/routes.py"
         for n in range(self.rounds):
             for kind, times in (("code-only", code_only), ("migration", migrating)):
@@ -423,9 +428,10 @@ class Bench:
                         n=n, down=f"b{n - 1}" if n else "0001"))
                 with Load(s.address, path="/health", clients=20, max_seconds=300) as load:
                     time.sleep(0.3)
-                    elapsed, _ = fab(*settings, "-H", s.name, "deploy")
+                    elapsed, proc = fab(*settings, "-H", s.name, "deploy")
                     time.sleep(0.3)
                 times.append(elapsed)
+                runs[kind].append((elapsed, proc))
                 failed += sum(v for (code, _), v in load.results.items() if code != 200)
         sandbox.destroy(s.name)
         shutil.rmtree(work)
@@ -434,6 +440,9 @@ class Bench:
         self.record("tutorial app: deploy with a migration", summary(migrating))
         self.record("tutorial app: failed requests during those deploys (20 clients)",
                     str(failed))
+        for kind, kind_runs in runs.items():
+            self.record(f"where a tutorial {kind} deploy's time goes (medians)",
+                        breakdown(kind_runs))
 
     def databases(self):
         """Fresh provision with each app.database (and none), engines taking turns on fresh
