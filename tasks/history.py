@@ -132,7 +132,7 @@ class History:
             return
         for e in rows:
             line = "  ".join(f"{str(e.get(k) or '-'):<{w}}" for k, w in
-                             zip(FIELDS, (20, 9, 7, 27, 19, 0), strict=True))
+                             zip(FIELDS, (20, 9, 10, 27, 19, 0), strict=True))
             say(e["host"], line.rstrip() + (f"  ({e['failure']})" if e.get("failure") else ""))
         if not rows:
             print("history: no runs recorded yet on these hosts")
