@@ -208,8 +208,8 @@ def where_time_goes(elapsed, proc):
 def breakdown(runs):
     """The median of each part over RUNS [(elapsed, proc)], in the order they ran."""
     parts = [where_time_goes(*run) for run in runs]
-    return ", ".join(f"{k} {statistics.median(p.get(k, 0) for p in parts):.2f} s"
-                     for k in parts[0]) + \
+    medians = {k: statistics.median(p.get(k, 0) for p in parts) for k in parts[0]}
+    return ", ".join(f"{k} {v:.2f} s" for k, v in medians.items() if v >= 0.005) + \
         f"; {statistics.median(round_trips(proc)[0] for _, proc in runs):.0f} SSH round trips"
 
 
@@ -302,7 +302,7 @@ class Bench:
         self.record("converged re-run, 1 server, beside its floor",
                     f"{summary(times)}; its floor (the fact read, one OpenSSH command) "
                     f"{short(floors)}; fab / floor {ratios(times, floors)}")
-        self.record("where a converged run's time goes (medians)", breakdown(runs))
+        self.record("where a converged run spends its time (medians)", breakdown(runs))
 
     def fleet(self, count):
         return [self.server() for _ in range(count)]
@@ -398,8 +398,10 @@ class Bench:
                     f"{summary(times['requirements'])}; its floor (a new venv and pip install "
                     f"of the same requirements, one OpenSSH command, same load) "
                     f"{short(times['pip'])}; fab - floor {short(extra)}")
-        for kind in ("code-only", "idle", "requirements"):
-            self.record(f"where a {kind} deploy's time goes (medians)", breakdown(runs[kind]))
+        for kind, what in (("code-only", "a code-only deploy (20 clients)"),
+                           ("idle", "a code-only deploy on the idle server"),
+                           ("requirements", "a requirements-change deploy (20 clients)")):
+            self.record(f"where {what} spends its time (medians)", breakdown(runs[kind]))
         self.record("failed requests during fab's deploys (20 clients)",
                     f"code-only {failures['code-only']}, requirements-change "
                     f"{failures['requirements']}, of {served} served in all (the floor's "
@@ -441,7 +443,7 @@ class Bench:
         self.record("tutorial app: failed requests during those deploys (20 clients)",
                     str(failed))
         for kind, kind_runs in runs.items():
-            self.record(f"where a tutorial {kind} deploy's time goes (medians)",
+            self.record(f"where a tutorial {kind} deploy spends its time (medians)",
                         breakdown(kind_runs))
 
     def databases(self):
