@@ -817,3 +817,24 @@ def test_a_gone_runs_lock_is_taken_over_quietly_unless_it_had_begun_changing(tmp
         assert time.monotonic() - began < 1.5  # a changing holder blocks at once
     finally:
         sleeper.kill()
+
+
+def test_a_steps_local_work_runs_before_the_server_is_read_and_its_failure_is_the_steps():
+    """Step.prepare (hashing the app's folder) runs for the steps that apply; a failure there
+    is recorded as that step failed and stops the run before anything reaches the server."""
+    from tasks.core import Host
+    from tasks.plan import Step, StepFailed, prepare
+
+    h = Host(type("C", (), {"host": "web1", "original_host": "web1"})(), S)
+    seen = []
+
+    def broken(host):
+        raise DeployError("the app folder /nowhere does not exist (set app.source)")
+    steps = [Step("skipped", None, applies=lambda host: False, prepare=seen.append),
+             Step("hashed", None, prepare=seen.append), Step("app", None, prepare=broken),
+             Step("never", None, prepare=seen.append)]
+    with pytest.raises(StepFailed):
+        prepare(h, steps)
+    assert seen == [h] and h.run.round_trips == 0
+    assert [(o.step, o.status, o.message) for o in h.run.outcomes] == [
+        ("app", "failed", "the app folder /nowhere does not exist (set app.source)")]
