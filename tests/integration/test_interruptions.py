@@ -127,6 +127,10 @@ def test_a_live_holder_keeps_the_lock_and_a_gone_one_loses_it(server):
 ])
 def test_a_broken_deploy_converges_on_a_plain_rerun(server, fault, at, note):
     s, root = server
+    if on(s, "readlink /srv/hello-world/current || true").strip() == "":
+        # run alone (make test-slow): a site must be live before a deploy over it is broken
+        fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(make_app(root, "v-first"))},
+            check=True)
     name = f"v-{fault}"
     app = make_app(root, name, note and name)
     out = run_case(s, f"deploy ({note or 'code only'})", ["deploy"], fault, at,
