@@ -141,7 +141,10 @@ class HostsExecutor(Executor):
         first = [(by_role["db"], True)] if by_role["db"] else []
         last = [(by_role["lb"], True)] if by_role["lb"] else []
         lbs = roles.get("lb", [])
-        if not (lbs and by_role["web"] and not group[0].kwargs.get("dry_run")):
+        # A lone web host is never drained: nothing else could answer. Its own candidate
+        # covers its restarts, as on a single server.
+        if not (lbs and by_role["web"] and len(roles.get("web", [])) > 1
+                and not group[0].kwargs.get("dry_run")):
             return self.run_in_turn(first + self.batches(apps, size) + last)
         balancers = [self.context_for(self.parameterize(group[0], {"host": lb})) for lb in lbs]
         try:

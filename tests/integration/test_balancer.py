@@ -7,7 +7,9 @@ web host lost under load goes unnoticed; a worker release whose process dies is 
 back; the database ports are open to the web and worker hosts only, HTTP on the web hosts
 to the balancer only.
 
-The module's tests share the five servers and run in order."""
+The module's tests share the five servers and run in order. Five fresh servers take minutes:
+the module runs in make test-slow; tests/integration/test_roles.py keeps a balancer and a web
+host in make test."""
 
 import json
 import shutil
@@ -20,6 +22,8 @@ import sandbox
 from tests.conftest import boot, destroy, fab, http_get, on
 from tests.integration.test_tutorial_app import APPS, version_two
 from tests.load import Load
+
+pytestmark = pytest.mark.slow
 
 V1 = "v1 COMPILED BANNER posts=1 done=1"
 V2 = "v2 COMPILED BANNER posts=1 done=1 authors=anonymous"
