@@ -348,8 +348,8 @@ class Bench:
         fab("-H", s.name, "provision")
         work = Path(tempfile.mkdtemp(prefix="bench-app-"))
         kinds = ("code-only", "floor", "idle", "idle floor", "requirements", "pip")
-        times, failures, served = {k: [] for k in kinds}, {k: 0 for k in kinds}, 0
-        runs = {k: [] for k in kinds}  # (seconds, process) of fab's deploys
+        failures, served = {k: 0 for k in kinds}, 0
+        runs = {k: [] for k in kinds}  # (seconds, process: None for a floor) of each deploy
         kinds_of_failure = {k: Counter() for k in kinds}
         for n in range(self.rounds):
             for kind in kinds:
@@ -373,12 +373,10 @@ class Bench:
                         return fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)})
                 if kind.startswith("idle"):
                     runs[kind].append(deploy())
-                    times[kind].append(runs[kind][-1][0])
                     continue
                 with Load(s.address, clients=20, max_seconds=300) as load:
                     time.sleep(0.3)
                     runs[kind].append(deploy())
-                    times[kind].append(runs[kind][-1][0])
                     time.sleep(0.3)
                 failures[kind] += sum(v for (code, _), v in load.results.items() if code != 200)
                 kinds_of_failure[kind].update({f"{code} {body[:40]}": v for (code, body), v
@@ -386,6 +384,7 @@ class Bench:
                 served += load.total
         sandbox.destroy(s.name)
         shutil.rmtree(work)
+        times = {k: [elapsed for elapsed, _ in runs[k]] for k in kinds}
         self.record("code-only deploy (20 clients)",
                     f"{summary(times['code-only'])}; its floor (upload, switch, one restart: "
                     f"one OpenSSH command) {short(times['floor'])}; fab / floor "
@@ -419,27 +418,25 @@ class Bench:
         (app / "prod.env").write_text("SECRET_KEY=bench\nFLASK_APP=microblog.py\n")
         settings = ["-f", str(app / "deploy.yaml")]
         fab(*settings, "-H", s.name, "deploy")
-        code_only, migrating, failed = [], [], 0
-        runs = {"code-only": [], "migration": []}
+        runs, failed = {"code-only": [], "migration": []}, 0  # (seconds, process) of each
         routes = app / "app/routes.py"
         for n in range(self.rounds):
-            for kind, times in (("code-only", code_only), ("migration", migrating)):
+            for kind in runs:
                 routes.write_text(routes.read_text() + f"\n# {kind} {n}\n")
                 if kind == "migration":
                     (app / f"migrations/versions/b{n}.py").write_text(MIGRATION.format(
                         n=n, down=f"b{n - 1}" if n else "0001"))
                 with Load(s.address, path="/health", clients=20, max_seconds=300) as load:
                     time.sleep(0.3)
-                    elapsed, proc = fab(*settings, "-H", s.name, "deploy")
+                    runs[kind].append(fab(*settings, "-H", s.name, "deploy"))
                     time.sleep(0.3)
-                times.append(elapsed)
-                runs[kind].append((elapsed, proc))
                 failed += sum(v for (code, _), v in load.results.items() if code != 200)
         sandbox.destroy(s.name)
         shutil.rmtree(work)
         self.record("tutorial app: code-only deploy (build step, release command, worker)",
-                    summary(code_only))
-        self.record("tutorial app: deploy with a migration", summary(migrating))
+                    summary([elapsed for elapsed, _ in runs["code-only"]]))
+        self.record("tutorial app: deploy with a migration",
+                    summary([elapsed for elapsed, _ in runs["migration"]]))
         self.record("tutorial app: failed requests during those deploys (20 clients)",
                     str(failed))
         for kind, kind_runs in runs.items():

@@ -597,7 +597,7 @@ def resolve_local(h):
 
 
 def app_plan(h):
-    if h.settings.source_is_git or h.source is None:
+    if h.source is None:  # a local folder's was resolved before the run (resolve_local)
         h.source = resolve(h)  # kept for the deploy log's revision
     return plan(h.settings, h.facts, h.source)
 
