@@ -197,7 +197,7 @@ def where_time_goes(elapsed, proc):
     command's time less the run's own, from the recap), each step (from its line; under
     0.1 s it shows none), and the rest of the run: the SSH connection, the lock, facts and
     log's round trips, and the facts read again after a change."""
-    took = float(re.search(r"SSH round trips?, ([\d.]+) s\)", proc.stdout).group(1))
+    took = recaps(proc)[0][1]
     parts = {"Python start": elapsed - took}
     for step, seconds in STEP_LINE.findall(proc.stdout):
         parts[step] = parts.get(step, 0) + float(seconds or 0)
@@ -210,11 +210,13 @@ def breakdown(runs):
     parts = [where_time_goes(*run) for run in runs]
     medians = {k: statistics.median(p.get(k, 0) for p in parts) for k in parts[0]}
     return ", ".join(f"{k} {v:.2f} s" for k, v in medians.items() if v >= 0.005) + \
-        f"; {statistics.median(round_trips(proc)[0] for _, proc in runs):.0f} SSH round trips"
+        f"; {statistics.median(recaps(proc)[0][0] for _, proc in runs):.0f} SSH round trips"
 
 
-def round_trips(proc):
-    return [int(n) for n in re.findall(r"\((\d+) SSH round trips?[,)]", proc.stdout)]
+def recaps(proc):
+    """[(SSH round trips, seconds)] of each host's recap line in a fab run's output."""
+    return [(int(n), float(s)) for n, s in
+            re.findall(r"\((\d+) SSH round trips?, ([\d.]+) s\)", proc.stdout)]
 
 
 def summary(values, unit="s"):
@@ -261,7 +263,7 @@ class Bench:
                 elapsed, count, proc = tool([s])
                 converged[name].append(elapsed)
                 changed[name].add(count)
-                trips += round_trips(proc) if name == "fab" else []
+                trips += [n for n, _ in recaps(proc)] if name == "fab" else []
                 workers[name].append(tool([s], workers=3)[0])
                 sandbox.destroy(s.name)
         self.compare("fresh provision, 1 server", fresh)
@@ -303,6 +305,26 @@ class Bench:
                     f"{summary(times)}; its floor (the fact read, one OpenSSH command) "
                     f"{short(floors)}; fab / floor {ratios(times, floors)}")
         self.record("where a converged run spends its time (medians)", breakdown(runs))
+
+    def fresh(self):
+        """A fresh provision of one server beside its floor (FRESH_FLOOR on another fresh
+        server), taking turns in each round, and where fab's time goes."""
+        runs, floors = [], []
+        for _ in range(self.rounds):
+            for provision in (ours, floor):
+                s = self.server()
+                elapsed, *_, proc = provision([s])
+                if provision is ours:
+                    runs.append((elapsed, proc))
+                else:
+                    floors.append(elapsed)
+                sandbox.destroy(s.name)
+        times = [elapsed for elapsed, _ in runs]
+        self.record("fresh provision, 1 server, beside its floor",
+                    f"{summary(times)}; its floor (apt lists, packages, venv, ufw: one OpenSSH "
+                    f"command) {short(floors)}; fab / floor {ratios(times, floors)}")
+        self.record("where a fresh provision spends its time (medians; packages: both its "
+                    "lines)", breakdown(runs))
 
     def fleet(self, count):
         return [self.server() for _ in range(count)]
@@ -457,7 +479,7 @@ class Bench:
                 fresh[engine].append(elapsed)
                 elapsed, proc = fab("-H", s.name, "provision", env=env)
                 converged[engine].append(elapsed)
-                trips[engine] = round_trips(proc)[0]
+                trips[engine] = recaps(proc)[0][0]
                 sandbox.destroy(s.name)
         for engine in engines:
             self.record(f"fresh provision, app.database={engine}", summary(fresh[engine]))
@@ -553,8 +575,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(PROJECT / "bench/RESULTS.md"))
-    parser.add_argument("--only", choices=["peers", "peers-three", "converged", "ten", "deploys",
-                                           "tutorial", "databases", "served"])
+    parser.add_argument("--only", choices=["peers", "peers-three", "converged", "fresh", "ten",
+                                           "deploys", "tutorial", "databases", "served"])
     args = parser.parse_args()
     try:
         sandbox.require_root_linux()
@@ -562,9 +584,9 @@ def main():
         raise SystemExit(f"bench: {e}") from None
     bench, started = Bench(args.rounds), time.time()
     parts = {"peers": bench.peers_one_server, "peers-three": bench.peers_three_servers,
-             "converged": bench.converged, "ten": bench.ten_servers, "deploys": bench.deploys,
-             "tutorial": bench.tutorial, "databases": bench.databases,
-             "served": bench.served_stack}
+             "converged": bench.converged, "fresh": bench.fresh, "ten": bench.ten_servers,
+             "deploys": bench.deploys, "tutorial": bench.tutorial,
+             "databases": bench.databases, "served": bench.served_stack}
     peers_wanted = args.only in (None, "peers", "peers-three", "ten")
     if peers_wanted and not ((PEER_BIN / "pyinfra").exists()
                              and (PEER_BIN / "ansible-playbook").exists()):

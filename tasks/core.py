@@ -245,6 +245,19 @@ def for_systemd(text):
 WORK_DIR = "/run/fab"  # root-only: the deploy lock, and the output of detached work
 
 
+def work_unit(s, what):
+    """The name (before its fresh suffix) of the unit of the app's detached WHAT: apt,
+    build or release. The dot keeps one app's pattern from matching another's units (app
+    names have no dots)."""
+    return f"fab-{s.name}.{what}"
+
+
+def active_units(pattern):
+    """Prints the systemd units matching PATTERN still running (or stopping), one a line."""
+    return ("systemctl list-units --plain --no-legend --state=active,activating,deactivating "
+            f"{q(pattern)} 2>/dev/null | cut -d' ' -f1")
+
+
 def detached(unit, script, timeout):
     """A command that runs SCRIPT (as root) in a transient systemd service named UNIT plus a
     fresh suffix, waits for it and exits with its status, its output on stdout (on stderr if
@@ -264,6 +277,46 @@ def detached(unit, script, timeout):
             f"-p StandardError=inherit sh -c {q(for_systemd(script))} || rc=$?\n"
             f"if [ $rc = 0 ]; then cat {log}; elif [ -f {log} ]; then cat {log} >&2; fi\n"
             f"rm -f {log}; exit $rc\n")
+
+
+def result_file(unit):
+    """Where work started `in_background` as UNIT leaves its exit status and output."""
+    return f"{WORK_DIR}/{unit}.result"
+
+
+def in_background(unit, script, timeout):
+    """A command that starts SCRIPT (as root) in a transient systemd service named UNIT plus
+    a fresh suffix and returns at once: work that goes on beside the next steps. When
+    SCRIPT ends, `result_file(UNIT)` holds its exit status, then its output; `awaited`
+    collects it."""
+    result = result_file(unit)
+    # .out exists from now on: the facts read next see the work before its shell starts.
+    return (f"install -d -o root -g root -m 0700 {WORK_DIR}\nrm -f {result}\n"
+            f": > {result}.out\n"
+            f"systemd-run --quiet --collect --unit={q(f'{unit}-{uuid.uuid4().hex[:8]}')} "
+            f"--description={q(unit + ' (background work of fab)')} "
+            f"-p RuntimeMaxSec={timeout} sh -c {q(for_systemd(recording(script, result)))}\n")
+
+
+def recording(script, result):
+    """SCRIPT, leaving in RESULT its exit status, then its output (RESULT.out meanwhile)."""
+    return (f"({script}\n) > {result}.out 2>&1; echo $? > {result}.new\n"
+            f"cat {result}.out >> {result}.new; rm -f {result}.out; mv {result}.new {result}")
+
+
+def awaited(unit, timeout):
+    """A command that waits (up to TIMEOUT seconds) for the work started `in_background` as
+    UNIT, then exits with its status, its output on stdout (on stderr if it failed)."""
+    result = result_file(unit)
+    wait = f'while [ -n "$({active_units(unit + "-*")})" ]; do sleep 0.2; done'
+    return (f"timeout {timeout} sh -c {q(wait)} "
+            f"|| {{ echo 'fab: {unit} still runs after {timeout} s' >&2; exit 1; }}\n"
+            f"[ -f {result} ] || {{ rm -f {result}.out; echo 'fab: {unit} ended without a "
+            "result (it was stopped; "
+            f"see journalctl -u \"{unit}-*\")' >&2; exit 1; }}\n"
+            f"rc=$(head -n1 {result}); out=$(tail -n +2 {result}); rm -f {result}\n"
+            "if [ \"$rc\" = 0 ]; then printf '%s\\n' \"$out\"; "
+            "else printf '%s\\n' \"$out\" >&2; exit 1; fi\n")
 
 
 class LinePrefixer:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from tasks.backups import AS_POSTGRES
-from tasks.core import DeployError, explain_failure, q
+from tasks.core import WORK_DIR, DeployError, explain_failure, q, work_unit
 
 PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
 TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
@@ -337,6 +337,11 @@ class Facts:
                   'df -Pk "$d" | awk \'NR == 2 {print $2, $4}\'', disk)
     dpkg_interrupted: bool = fact(  # what apt refuses with "dpkg was interrupted"
         lambda s: "ls -A /var/lib/dpkg/updates 2>/dev/null | head -n1", non_empty, False)
+    background: list[str] = fact(  # work started in_background: running, or its result not
+        # yet collected (tasks.core.result_file; `.out` exists while it runs)
+        lambda s: f'for f in {WORK_DIR}/{work_unit(s, "*")}.result*; do [ -e "$f" ] && '
+                  'f=${f##*/} && echo "${f%%.result*}"; done | sort -u',
+        lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
     running: dict[str, Program] = fact(  # the app's programs, gunicorn's first
         lambda s: f"python3 -c {q(PROGRAM_STATE)} {quoted(s.programs)} 2>/dev/null",
         programs_running, default_factory=dict)

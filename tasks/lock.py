@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 
-from tasks.core import WORK_DIR, DeployError, q, say
+from tasks.core import WORK_DIR, DeployError, active_units, q, say, work_unit
 from tasks.facts import gather
 from tasks.history import entry, final_script, first_script, unfinished_script
 
@@ -31,17 +31,9 @@ def lock_path(s):
     return f"{WORK_DIR}/{s.name}.lock"
 
 
-def work_unit(s, what):
-    """The name (before its fresh suffix) of the unit of the app's detached WHAT: apt,
-    build or release. The dot keeps one app's pattern from matching another's units (app
-    names have no dots)."""
-    return f"fab-{s.name}.{what}"
-
-
 def work_units(s):
     """The app's detached work still running (or stopping): prints one unit per line."""
-    return ("systemctl list-units --plain --no-legend --state=active,activating,deactivating "
-            f"{q(work_unit(s, '*'))} 2>/dev/null | cut -d' ' -f1")
+    return active_units(work_unit(s, "*"))
 
 
 # This command's SSH session, as "pid:start time" of the nearest sshd ancestor (sshd-session

@@ -191,10 +191,13 @@ class Step:
     """A named part of the stack: PLAN(host) -> Plan. DOC is its task's one-line help.
     APPLIES(host), when given, says whether the host's stack has this part at all (a step
     that does not apply says nothing). PREPARE(host), when given, is its local work, done
-    before the server is read (hashing the app's folder)."""
+    before the server is read (hashing the app's folder). A step BESIDE_BACKGROUND may run
+    while apt installs in the background what only later steps use (tasks.steps.packages);
+    any other waits for that first."""
 
     name: str
     plan: Callable
     doc: str = ""
     applies: Callable = None
     prepare: Callable = None
+    beside_background: bool = False

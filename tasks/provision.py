@@ -10,7 +10,7 @@ from tasks.facts import gather
 from tasks.lock import LockHeld, finish, lock_and_gather
 from tasks.plan import StepFailed, prepare, run_step
 from tasks.results import CHANGED, FAILED
-from tasks.steps import PROVISION
+from tasks.steps import PROVISION, packages
 
 DRY_RUN = "show what would change, with diffs, running only read-only commands"
 BREAK_LOCK = ("take the deploy lock from another run (a dead run's is taken over by itself "
@@ -32,8 +32,10 @@ class Rolling(Task):
 
 def converge(c, action, steps, dry_run=False, break_lock=False):
     """Run STEPS in order on one host, holding its deploy lock (not in a dry run, which
-    changes nothing); gather facts again after any step that changed something. The run
-    goes in the server's deploy log as ACTION (the task's name). Returns the host's Run.
+    changes nothing); gather facts again after any step that changed something, and wait
+    for work started in the background before a step that needs it (and before the run
+    ends). The run goes in the server's deploy log as ACTION (the task's name). Returns the
+    host's Run.
 
     A converged run is one round trip: the lock, the log line and the facts."""
     began, h = time.monotonic(), open_host(c, dry_run)
@@ -46,8 +48,11 @@ def converge(c, action, steps, dry_run=False, break_lock=False):
         for step in steps:
             if step.applies and not step.applies(h):
                 continue
+            if not step.beside_background:
+                settle(h)
             if run_step(h, step) == CHANGED and not dry_run:
                 gather(h)
+        settle(h)
     except StepFailed:
         pass
     except DeployError as e:
@@ -56,6 +61,14 @@ def converge(c, action, steps, dry_run=False, break_lock=False):
         finish(h, action)
         h.run.seconds = time.monotonic() - began
     return h.run
+
+
+def settle(h):
+    """Wait for the work the run started in the background (apt installing what only the
+    later steps use), and gather the facts again."""
+    if h.facts.background and not h.dry_run:
+        run_step(h, packages.BACKGROUND)
+        gather(h)
 
 
 def step_task(step):

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.backups import backup_script
-from tasks.core import DeployError, detached, for_systemd, q, render
+from tasks.core import DeployError, detached, for_systemd, q, render, work_unit
 from tasks.facts import ENGINES, ancestors
-from tasks.lock import work_unit
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
 from tasks.roles import database_host
 from tasks.switch import (
@@ -604,4 +603,4 @@ def app_plan(h):
 
 STEP = Step("app", app_plan,
             "Create the app user and upload the app as a release with its virtualenv.",
-            lambda h: h.settings.runs_app, resolve_local)
+            lambda h: h.settings.runs_app, resolve_local, beside_background=True)

@@ -269,4 +269,4 @@ def applies(h):
 STEP = Step("database", lambda h: plan(h.settings, h.facts),
             "Set up the app's database (app.database) and Redis (app.redis): on the "
             "database host, if there is one.",
-            applies)
+            applies, beside_background=True)

@@ -1,13 +1,13 @@
-"""Step 1: the system packages the stack needs, installed with apt.
+"""Step 1: the system packages the stack needs, installed with apt (on a fresh server, what
+only the steps after the app's use goes on installing in the background beside them).
 
 apt runs detached on the server (tasks.core.detached): a connection lost mid-install
 no longer leaves dpkg half-done. One interrupted anyway (a reboot, a kill) is repaired
 first with `dpkg --configure -a`, as apt itself asks."""
 
-from tasks.core import DeployError, detached
+from tasks.core import DeployError, awaited, detached, in_background, work_unit
 from tasks.facts import wanted_packages
-from tasks.lock import work_unit
-from tasks.plan import Command, Plan, Step
+from tasks.plan import Call, Command, Plan, Step
 
 APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 "
        "-o Acquire::Retries=3 "
@@ -25,6 +25,19 @@ def missing(s, facts):
 
 
 REPAIR = "dpkg --force-confdef --force-confold --configure -a >/dev/null"
+# What only the steps after the app's use. On a server with no live release yet, apt
+# installs these in the background while the database and app steps build the first one.
+AFTER_THE_APP = ("nginx", "supervisor", "ufw", "openssl", "certbot")
+LATER = "apt-later"  # the background install's work unit (tasks.core.work_unit)
+
+
+def install(packages, refresh):
+    """Shell installing PACKAGES (refreshing the apt lists first if REFRESH)."""
+    command = f"{APT} install {' '.join(packages)} >/dev/null"
+    # A download that failed even after apt's retries (a mirror mid-sync, a dropped
+    # connection) gets one more try on fresh lists, as apt's own message advises.
+    return (["apt-get -q update >/dev/null"] if refresh else []) + \
+        [f"{command} || {{ apt-get -q update >/dev/null && {command}; }}"]
 
 
 def plan(s, facts):
@@ -32,21 +45,32 @@ def plan(s, facts):
     repair = facts.dpkg_interrupted
     if not absent and not repair:
         return Plan(ok=f"{len(wanted_packages(s))} packages present")
+    now, later = absent, []
+    if not facts.current_hash:
+        now = [p for p in absent if p not in AFTER_THE_APP]
+        later = [p for p in absent if p in AFTER_THE_APP] if now else []
+        now = now or absent
     said = ", ".join(filter(None, ["repaired an interrupted dpkg (dpkg --configure -a)"
                                    if repair else "",
-                                   f"installed {', '.join(absent)}" if absent else ""]))
-    lines = ["set -e", "export DEBIAN_FRONTEND=noninteractive"]
-    if repair:
-        lines.append(REPAIR)
-    if absent:
-        install = f"{APT} install {' '.join(absent)} >/dev/null"
-        # A download that failed even after apt's retries (a mirror mid-sync, a dropped
-        # connection) gets one more try on fresh lists, as apt's own message advises.
-        lines += (["apt-get -q update >/dev/null"] if refresh else []) + \
-            [f"{install} || {{ apt-get -q update >/dev/null && {install}; }}"]
-    return Plan([Command(said, detached(work_unit(s, "apt"), "\n".join(lines), 900),
-                         timeout=960)])
+                                   f"installed {', '.join(now)}" if now else "",
+                                   f"installing {', '.join(later)} in the background"
+                                   if later else ""]))
+    lines = ["set -e", "export DEBIAN_FRONTEND=noninteractive"] + \
+        ([REPAIR] if repair else []) + (install(now, refresh) if now else [])
+    script = detached(work_unit(s, "apt"), "\n".join(lines), 900)
+    if later:
+        script = f"({script}) || exit $?\n" + in_background(work_unit(s, LATER), "\n".join(
+            ["set -e", *install(later, False), f"echo installed {', '.join(later)}"]), 900)
+    return Plan([Command(said, script, timeout=960)])
+
+
+def collect(h):
+    """Wait for the background install and say what it did (or fail with apt's error)."""
+    out = h.change(awaited(work_unit(h.settings, LATER), 960), timeout=1000)
+    return (out.strip().splitlines() or ["installed"])[-1] + " (in the background)"
 
 
 STEP = Step("packages", lambda h: plan(h.settings, h.facts),
             "Install python3-venv, nginx, supervisor and ufw (apt).")
+BACKGROUND = Step("packages", lambda h: Plan([Call("", collect, "wait for the packages "
+                                                   "apt installs in the background")]))

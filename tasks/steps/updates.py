@@ -5,8 +5,7 @@ security archive: `#clear` empties the origins its default configuration allows 
 releases too) before ours is set. It reboots only when app.auto_reboot_at asks.
 """
 
-from tasks.core import detached, q, sha256
-from tasks.lock import work_unit
+from tasks.core import detached, q, sha256, work_unit
 from tasks.plan import Command, Plan, Step
 from tasks.steps.packages import APT
 

@@ -49,7 +49,7 @@ def live(tmp_path_factory):
     s = boot()
     try:
         proc = fab("-H", s.name, "deploy", check=True)
-        assert recap(proc, s.name) == "ok=1 changed=5 failed=0"
+        assert recap(proc, s.name) == "ok=1 changed=6 failed=0"
         assert "] health      ok       HTTP 200" in proc.stdout
         yield s, tmp_path_factory.mktemp("apps")
     finally:

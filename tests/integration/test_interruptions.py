@@ -27,21 +27,27 @@ def server(module_server):
 
 
 def test_apt_outlives_a_killed_provision_and_the_rerun_waits_for_it(server):
+    """Killed while apt installs nginx, supervisor and ufw in the background (beside the
+    app step of a fresh server's provision)."""
     s, _ = server
     proc = subprocess.Popen(
         [FAB, "-S", str(sandbox.STATE / "ssh_config"), "-H", s.name, "provision"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
         start_new_session=True)
-    sandbox.wait_for(lambda: on(s, "pgrep -x dpkg >/dev/null && echo yes", check=False).strip(),
-               120, "dpkg to run")
+    later = ("systemctl list-units --plain --no-legend --state=active "
+             "'fab-hello-world.apt-later-*' | cut -d' ' -f1")
+    sandbox.wait_for(lambda: on(s, later, check=False).strip(), 120, "the background apt")
     proc.kill()  # SIGKILL: the connection ends with fab
     proc.wait()
     # apt goes on, on the server, in its own service
-    running = on(s, "systemctl list-units --plain --no-legend --state=active "
-                    "'fab-hello-world.apt-*' | cut -d' ' -f1").strip()
-    assert running.startswith("fab-hello-world.apt-"), "apt died with the connection"
+    assert on(s, later).strip().startswith("fab-hello-world.apt-later-"), \
+        "apt died with the connection"
     rerun = fab("-H", s.name, "provision", check=True)
     assert "took over the lock of a run that is gone" in rerun.stdout
+    assert "waiting for the work an interrupted run left going to finish" in rerun.stdout
+    assert "packages    changed  installed nginx, supervisor, ufw (in the background)" \
+        in rerun.stdout
+    assert on(s, "ls -A /run/fab | grep -c result || true").strip() == "0"  # collected
     # the killed run's line in the deploy log says so; the rerun's says how it ended
     log = [json.loads(line) for line in on(s, "cat /var/log/fab/hello-world.jsonl").splitlines()]
     assert [(e["action"], e["result"]) for e in log[-2:]] == \

@@ -34,7 +34,7 @@ def test_provision_runs_all_three_in_parallel_with_one_recap(trio):
     servers, _, run = trio
     for s in servers:
         assert http_get(s)[2] == "Hello world"
-        assert recap(run, s.name) == "ok=0 changed=5 failed=0"
+        assert recap(run, s.name) == "ok=0 changed=6 failed=0"
     assert SUDO_PW not in run.stdout + run.stderr
 
 

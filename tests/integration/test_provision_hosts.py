@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import fab, on, recap
+from tests.conftest import fab, http_get, on, recap
 
 # Logging in and using sudo leave these behind by themselves; anything else is a change.
 LOGIN_NOISE = ("/var/log/journal/", "/var/log/lastlog", "/var/log/wtmp", "/var/log/btmp",
@@ -46,7 +46,27 @@ def test_one_unreachable_host_does_not_stop_the_others(server):
     proc = fab("-H", f"{server.name},tom@10.213.0.250", "provision", check=False,
                env={"FABRIC_TIMEOUTS_CONNECT": "10"})  # ARP gives up (EHOSTUNREACH) in ~3 s
     assert proc.returncode == 1
-    assert recap(proc, server.name) == "ok=0 changed=5 failed=0"
+    assert recap(proc, server.name) == "ok=0 changed=6 failed=0"
     assert recap(proc, "10.213.0.250") == "unreachable or failed (see above)"
     assert "cannot reach" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_failed_background_install_stops_the_run_with_apt_s_error_and_a_rerun_ends_it(server):
+    """On a fresh server apt installs nginx, supervisor and ufw beside the app step; when
+    that fails, the run stops before anything uses them, and a re-run installs them."""
+    pin = "/etc/apt/preferences.d/no-supervisor"  # apt may not install supervisor
+    on(server, f"printf 'Package: supervisor\\nPin: release *\\nPin-Priority: -1\\n' > {pin}")
+    proc = fab("-H", server.name, "provision", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "installing nginx, supervisor, ufw in the background" in proc.stdout
+    assert (f"[{server.name}] packages    failed   E: Package 'supervisor' has no installation "
+            "candidate") in proc.stdout
+    assert "] supervisor" not in proc.stdout
+    assert recap(proc, server.name) == "ok=0 changed=2 failed=1"
+    on(server, f"rm {pin}")
+    again = fab("-H", server.name, "provision", check=True)
+    assert f"[{server.name}] packages    changed  installed nginx, supervisor, ufw" \
+        in again.stdout
+    assert recap(again, server.name) == "ok=1 changed=4 failed=0"  # the release was live
+    assert http_get(server)[2] == "Hello world"

@@ -304,14 +304,58 @@ def test_a_converged_server_plans_nothing_and_every_step_says_why():
 
 
 def test_packages_plan_one_apt_command_refreshing_stale_lists():
-    plan = packages.plan(S, Facts(os_id="debian", packages={"nginx": True}, apt_age=None))
-    (command,) = plan.changes
+    live = Facts(os_id="debian", packages={"nginx": True}, apt_age=None, current_hash="c0ffee")
+    (command,) = packages.plan(S, live).changes
     assert command.said == "installed python3-venv, supervisor, ufw"
     # apt runs in a systemd service of its own, so a lost connection cannot cut it short
     assert "systemd-run --quiet --wait --collect --unit=fab-hello-world.apt-" in command.script
     inner = command.script.split(" sh -c ", 1)[1]
     assert inner.index("apt-get -q update") < inner.index("install python3-venv")
-    assert "dpkg" not in inner
+    assert "dpkg" not in inner and "apt-later" not in command.script
+
+
+def test_packages_on_a_fresh_server_install_what_the_app_needs_first_the_rest_beside_it():
+    fresh = Facts(os_id="debian", apt_age=None)
+    (command,) = packages.plan(S, fresh).changes
+    assert command.said == ("installed python3-venv, installing nginx, supervisor, ufw in the "
+                            "background")
+    waited, started = command.script.split("|| exit $?\n")
+    assert "--wait" in waited and "install python3-venv" in waited and "nginx" not in waited
+    assert "--wait" not in started and "--unit=fab-hello-world.apt-later-" in started
+    # the lists are fresh by then: refreshed only if a download fails
+    assert "apt-get -q update" not in started.split("install nginx supervisor ufw")[0]
+    # the database's engine is installed first too: the database step runs beside the rest
+    pg = load(Config(overrides={"app": {"database": "postgresql"}}))
+    (command,) = packages.plan(pg, fresh).changes
+    assert command.said.startswith("installed python3-venv, postgresql, installing nginx")
+    # nothing the app needs is missing: nothing to install beside, so all at once
+    bare = Facts(os_id="debian", apt_age=None, packages={"python3-venv": True})
+    assert packages.plan(S, bare).changes[0].said == "installed nginx, supervisor, ufw"
+
+
+def test_work_in_the_background_leaves_its_status_and_output_for_awaited(tmp_path, monkeypatch):
+    import subprocess
+
+    from tasks import core
+    monkeypatch.setattr(core, "WORK_DIR", str(tmp_path))
+    result = core.result_file("fab-x.apt-later")
+
+    def collect():
+        return subprocess.run(["sh", "-c", core.awaited("fab-x.apt-later", 5)],
+                              capture_output=True, text=True)
+    subprocess.run(["sh", "-c", core.recording("set -e\necho apt said\necho installed a, b",
+                                               result)], check=True)
+    done = collect()
+    assert (done.returncode, done.stdout) == (0, "apt said\ninstalled a, b\n")
+    assert list(tmp_path.iterdir()) == []  # collected once
+    subprocess.run(["sh", "-c", core.recording("set -e\necho E: no nginx >&2\nfalse\necho x",
+                                               result)], check=True)
+    failed = collect()
+    assert (failed.returncode, failed.stderr) == (1, "E: no nginx\n")
+    (tmp_path / "fab-x.apt-later.result.out").write_text("")  # a unit stopped mid-way
+    stopped = collect()
+    assert stopped.returncode == 1 and "fab-x.apt-later ended without a result" in stopped.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_packages_repair_an_interrupted_dpkg_first_even_with_nothing_missing():
@@ -491,7 +535,7 @@ class RecordingHost:
 
 
 def test_a_dry_run_runs_nothing_and_says_the_same_as_a_real_run(capsys):
-    plan = packages.plan(S, Facts(os_id="debian", apt_age=0))
+    plan = packages.plan(S, Facts(os_id="debian", apt_age=0, current_hash="c0ffee"))
     dry = RecordingHost(True, Facts())
     assert apply(dry, plan) == ("changed", "installed python3-venv, nginx, supervisor, ufw")
     assert dry.ran == []
