@@ -118,10 +118,7 @@ class Host:
     dry_run: bool = False
     facts: object = None  # tasks.facts.Facts, once gathered
     run: Run = None
-    lock_token: str = None
-    run_id: str = None  # names the run's line in the deploy log (tasks.history)
-    logged: dict = None  # that line as the run wrote it, with the lock
-    first_change: str = ""  # a script run with the first change (marks lock and line)
+    hold: object = None  # tasks.lock.Hold, while the run holds the server's deploy lock
     source: object = None  # tasks.steps.app.Source, once resolved
 
     def __post_init__(self):
@@ -179,7 +176,7 @@ class Host:
         """Run a script that alters the server (stopping at its first failing command)."""
         if self.dry_run:
             raise RuntimeError(f"a change in a dry run: {script.strip().splitlines()[0]}")
-        first, self.first_change = self.first_change, ""
+        first = self.hold.take_first_change() if self.hold else ""
         return self.read(f"set -e\n{first}\n{script}", sudo, timeout)
 
     def put(self, content, path, owner="root", group="root", mode="0644"):

@@ -64,7 +64,7 @@ def entry(h, action):
     return {"release": release, "action": action, "result": result,
             "revision": revision(h) if h.source else None,  # the app step's source
             "by": f"{h.c.user} for {getpass.getuser()}@{socket.gethostname()}",
-            "changed": run.count(CHANGED), "run": h.run_id,
+            "changed": run.count(CHANGED), "run": h.hold and h.hold.run_id,
             **({"failure": failure} if failure else {})}
 
 
@@ -78,7 +78,7 @@ def line_command(release, line):
 
 def marker(h):
     """The text that finds this run's line."""
-    return f'"run": "{h.run_id}"'
+    return f'"run": "{h.hold.run_id}"'
 
 
 def first_script(h, action):

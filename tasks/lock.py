@@ -19,6 +19,7 @@ import getpass
 import socket
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from tasks.core import WORK_DIR, DeployError, active_units, q, say, work_unit
 from tasks.facts import gather
@@ -101,23 +102,39 @@ class LockHeld(DeployError):
     """Another live run holds the lock."""
 
 
+@dataclass
+class Hold:
+    """A run's hold on its server: the lock's token, the id of the run's line in the deploy
+    log, that line as written with the lock, and the script the run's first change runs
+    with (marking the lock `changing` and the line `unfinished`; Host.change)."""
+
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    logged: dict = None
+    first_change: str = ""
+
+    def take_first_change(self):
+        first, self.first_change = self.first_change, ""
+        return first
+
+
 def lock_and_gather(h, action, break_lock=False):
     """Take the server's deploy lock, log the run and gather the facts, in one round trip;
     fail (LockHeld) naming who holds the lock. Waits for work a dead run left going, and
     gathers again after it. The run's first change marks the lock and the log line
-    (Host.first_change); `finish` settles both."""
-    token, h.run_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    (Hold.first_change); `finish` settles both."""
+    h.hold = hold = Hold()
     who = (f"{getpass.getuser()}@{socket.gethostname()} since "
            f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}")
-    lines = gather(h, acquire_script(h.settings, token, who, break_lock,
+    lines = gather(h, acquire_script(h.settings, hold.token, who, break_lock,
                                      then=first_script(h, action)))
     said = {line.split(" ", 1)[0]: line.partition(" ")[2] for line in lines}
     if "acquired" not in said:
+        h.hold = None
         raise LockHeld(f"another deploy holds the lock ({said.get('held') or 'unknown'}); "
                        "wait for it, or if it is stale run again with --break-lock")
-    h.lock_token = token
-    h.logged = entry(h, action)  # the line as written: the facts were read with it
-    h.first_change = changing_script(h.settings, token) + "\n" + unfinished_script(h)
+    hold.logged = entry(h, action)  # the line as written: the facts were read with it
+    hold.first_change = changing_script(h.settings, hold.token) + "\n" + unfinished_script(h)
     if "took-over" in said:
         say(h.name, f"{'lock':<11} {'note':<8} took over the lock of a run that is gone "
                     f"({said['took-over'] or 'unknown'}): its SSH session has ended")
@@ -132,10 +149,11 @@ def lock_and_gather(h, action, break_lock=False):
 def finish(h, action):
     """Settle the run's log line and give the lock back. A run that changed nothing and ended
     as its line says needs neither: its session's end frees the lock."""
-    if not h.lock_token:
+    hold = h.hold
+    if not hold:
         return
-    if h.first_change and entry(h, action) == h.logged:
-        h.lock_token = None
-        return
-    h.script(release_script(h.settings, h.lock_token, final_script(h, action)))
-    h.lock_token = None
+    try:
+        if not (hold.first_change and entry(h, action) == hold.logged):
+            h.script(release_script(h.settings, hold.token, final_script(h, action)))
+    finally:
+        h.hold = None

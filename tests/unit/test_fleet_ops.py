@@ -19,7 +19,8 @@ S = load(Config(overrides={"app": {}}))
 class FakeHost:
     def __init__(self, run, run_id, current):
         self.settings = SimpleNamespace(name="hello-world", current=current)
-        self.run, self.run_id, self.source, self.facts = run, run_id, None, None
+        self.run, self.source, self.facts = run, None, None
+        self.hold = SimpleNamespace(run_id=run_id)
         self.c = type("C", (), {"user": "tom"})()
 
 
