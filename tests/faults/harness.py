@@ -137,6 +137,7 @@ done
 for v in venvs/*; do [ -d "$v" ] && { [ -f "$v/.fab-complete" ] || echo "half-built $v"; }; done
 systemctl list-units --no-legend --plain --state=active,activating \
   'fab-hello-world.*' 'hello-world-candidate-*' | cut -d' ' -f1 | sed 's/^/still running /'
+ls /run/fab/fab-hello-world.*.result* 2>/dev/null | sed 's/^/not collected /'
 true"""
 
 
