@@ -20,8 +20,7 @@ from tasks.switch import expect_healthy, switch_to
 
 
 def probe_site(h):
-    code, ms = expect_healthy(h, h.settings.site_url, "the site through nginx",
-                              h.settings.health_timeout)
+    code, ms = expect_healthy(h, [(h.settings.site_url, "the site through nginx")])
     return f"HTTP {code} in {ms:.0f} ms through nginx"
 
 

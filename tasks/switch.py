@@ -30,14 +30,25 @@ def candidate_unit(s):
     return f"{s.name}-candidate-{uuid.uuid4().hex[:8]}"
 
 
-def expect_healthy(h, base, what, wait):
-    """Probe BASE (a URL) until healthy or WAIT seconds; raise with details if not."""
-    result = h.script(probe_command(h.settings, base, wait), sudo=False)
-    ok, code, ms, excerpt = parse_probe(result.stdout + result.stderr)
-    if not ok:
-        answer = f"HTTP {code}" if code else "no answer"
-        raise DeployError(f"{what} is unhealthy: GET {base}{h.settings.health_path} "
-                          f"gave {answer}: {excerpt[:100]!r}")
+def expect_healthy(h, checks, first=""):
+    """Probe each (base URL, what) of CHECKS in turn, until healthy or the health timeout;
+    raise with details for the first that is not, else return the last one's (code, ms).
+    FIRST, when given, is a change run just before, in the same command (a candidate's
+    start, a switch): one round trip for the change and its proof."""
+    s = h.settings
+    probes = " && ".join(probe_command(s, base, s.health_timeout) for base, _ in checks)
+    if first:
+        out = h.change(f"{first}\necho @@probes\n{{ {probes}; }} || true").split("@@probes\n")[-1]
+    else:
+        result = h.script(probes, sudo=False)
+        out = result.stdout + result.stderr
+    answers = out.splitlines()
+    for i, (base, what) in enumerate(checks):
+        ok, code, ms, excerpt = parse_probe(answers[i] if i < len(answers) else "")
+        if not ok:
+            answer = f"HTTP {code}" if code else "no answer"
+            raise DeployError(f"{what} is unhealthy: GET {base}{s.health_path} "
+                              f"gave {answer}: {excerpt[:100]!r}")
     return code, ms
 
 
@@ -52,18 +63,15 @@ def app_log_tail(h, unit=None, lines=6):
     return "\n".join("  | " + line for line in shown)
 
 
-def start_candidate(h, release, workers):
-    """Start gunicorn on RELEASE, port+1, as the app user, with WORKERS workers; return its
-    unit. Candidates a dead run left behind are stopped first."""
-    s = h.settings
-    unit = candidate_unit(s)
-    h.change(f"systemctl stop {q(s.name + '-candidate-*')} >/dev/null 2>&1 || true\n"
-             f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
-             f"--working-directory={q(release)} --property=KillMode=mixed "
-             f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
-             f"--chdir {q(release)} --workers {workers} "
-             f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
-    return unit
+def start_candidate(s, unit, release, workers):
+    """A script starting gunicorn on RELEASE, port+1, as the app user, with WORKERS workers,
+    as UNIT. Candidates a dead run left behind are stopped first."""
+    return (f"systemctl stop {q(s.name + '-candidate-*')} >/dev/null 2>&1 || true\n"
+            f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
+            f"--working-directory={q(release)} --property=KillMode=mixed "
+            f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
+            f"--chdir {q(release)} --workers {workers} "
+            f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
 
 
 def stop_candidate(h, unit):
@@ -151,10 +159,11 @@ def candidate(h, release, covers=True):
     only proves the release (COVERS false: no traffic reaches it) has a single worker: ten
     fresh servers sharing two cores start thirty fewer Python processes."""
     s = h.settings
-    unit = start_candidate(h, release, s.workers if covers else 1)
+    unit = candidate_unit(s)
     try:
         try:
-            expect_healthy(h, app_url(s.port + 1), "the new release", s.health_timeout)
+            expect_healthy(h, [(app_url(s.port + 1), "the new release")],
+                           first=start_candidate(s, unit, release, s.workers if covers else 1))
         except DeployError as e:
             raise DeployError(f"{e}; it was not switched in. Its log:\n"
                               + app_log_tail(h, unit)) from None
@@ -178,18 +187,19 @@ def not_running(h, what):
                        + "\n".join("  | " + line for line in logs.splitlines()[-6:]))
 
 
-def expect_serving(h, what, through_nginx=True):
-    """A web host answers healthy on gunicorn's port (and through nginx); a worker host's
-    processes run."""
+def expect_serving(h, what, through_nginx=True, first=""):
+    """After FIRST (a change, in the same command on a web host), a web host answers healthy
+    on gunicorn's port (and through nginx); a worker host's processes run."""
     s = h.settings
     if not s.serves_app:
+        if first:
+            h.change(first)
         problem = not_running(h, what)
         if problem:
             raise problem
         return
-    expect_healthy(h, app_url(s.port), what, s.health_timeout)
-    if through_nginx:
-        expect_healthy(h, s.site_url, "the site through nginx", s.health_timeout)
+    expect_healthy(h, [(app_url(s.port), what)]
+                   + ([(s.site_url, "the site through nginx")] if through_nginx else []), first)
 
 
 def bridged(h, release, action, undo=None):
@@ -199,15 +209,13 @@ def bridged(h, release, action, undo=None):
     processes restart on it."""
     with candidate(h, release, covers=h.settings.serves_app):
         try:
-            h.change(action)
-            expect_serving(h, "the app after the switch")
+            expect_serving(h, "the app after the switch", first=action)
         except DeployError as e:
             if not h.settings.serves_app:  # a failed restart says only its exit code
                 e = not_running(h, "the app after the switch") or e
             log = app_log_tail(h) if h.settings.serves_app else ""
             if undo:
-                h.change(undo)
-                expect_serving(h, "the app after rolling back", through_nginx=False)
+                expect_serving(h, "the app after rolling back", through_nginx=False, first=undo)
                 e = DeployError(f"{e}; rolled back." + (f" App log:\n{log}" if log else ""))
             raise e from None
 
