@@ -33,6 +33,11 @@ class DeployError(Exception):
     """A failure worded for people: what went wrong and how to fix it."""
 
 
+# The server's python3 for fab's own stdlib-only scripts (probes, supervisor's state): no
+# site-packages and no PYTHON* variables, and a start 10 ms quicker.
+PYTHON = "python3 -I -S"
+
+
 def q(value):
     """Quote one value for the remote shell: the only way values enter commands."""
     return shlex.quote(str(value))
@@ -120,6 +125,7 @@ class Host:
     run: Run = None
     hold: object = None  # tasks.lock.Hold, while the run holds the server's deploy lock
     source: object = None  # tasks.steps.app.Source, once resolved
+    site_answer: str = ""  # the site's healthy answer through nginx since the last change
 
     def __post_init__(self):
         self.run = self.run or Run(self.name)
@@ -177,6 +183,7 @@ class Host:
         if self.dry_run:
             raise RuntimeError(f"a change in a dry run: {script.strip().splitlines()[0]}")
         first = self.hold.take_first_change() if self.hold else ""
+        self.site_answer = ""
         return self.read(f"set -e\n{first}\n{script}", sudo, timeout)
 
     def put(self, content, path, owner="root", group="root", mode="0644"):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from tasks.backups import AS_POSTGRES
-from tasks.core import WORK_DIR, DeployError, explain_failure, q, work_unit
+from tasks.core import PYTHON, WORK_DIR, DeployError, explain_failure, q, work_unit
 
 PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
 TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
@@ -236,6 +236,17 @@ def service(enabled="missing", active=""):
     return Service(enabled, active)
 
 
+def services_script(s):
+    """`unit enabled active` lines of the stack's units (`missing` for a unit not installed),
+    from one systemctl: its blocks come in the order asked."""
+    units = " ".join(services_of(s))
+    return (f"systemctl show -p UnitFileState -p ActiveState {units} 2>/dev/null | "
+            f"awk -v units={q(units)} 'BEGIN {{ RS = \"\"; FS = \"\\n\"; split(units, u, \" \") }} "
+            '{ e = "missing"; a = ""; for (i = 1; i <= NF; i++) '
+            '{ if ($i ~ /^UnitFileState=./) e = substr($i, 15); '
+            'else if ($i ~ /^ActiveState=/) a = substr($i, 13) } print u[NR], e, a }\'')
+
+
 def ufw_rule(line):
     """`allow 80/tcp` from a `### tuple ### allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in` line of
     ufw's user.rules, `allow 80/tcp from 10.0.0.2` from one whose source is one address
@@ -328,9 +339,11 @@ class Facts:
                   f'for v in {q(s.venvs)}/*; do [ -d "$v" ] && [ ! -L "$v" ] && '
                   '[ ! -f "$v/.fab-complete" ] && echo "venv ${v##*/}"; done',
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
-    candidates: list[str] = fact(  # candidate units still loaded (a dead run's, if any)
+    candidates: list[str] = fact(  # candidate units still loaded (a dead run's, if any),
+        # but not one stopping on its own (tasks.switch.candidate)
         lambda s: f"for u in /run/systemd/transient/{q(s.name)}-candidate-*.service; do "
-                  '[ -e "$u" ] && echo "${u##*/}"; done',
+                  '[ -e "$u" ] && u=${u##*/} && '
+                  '[ "$(systemctl is-active "$u")" != deactivating ] && echo "$u"; done',
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
     disk: Disk | None = fact(  # the filesystem that holds (or will hold) the app's folder
         lambda s: f'd={q(s.dir)}; while [ ! -d "$d" ]; do d=${{d%/*}}; d=${{d:-/}}; done\n'
@@ -343,7 +356,7 @@ class Facts:
                   'f=${f##*/} && echo "${f%%.result*}"; done | sort -u',
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
     running: dict[str, Program] = fact(  # the app's programs, gunicorn's first
-        lambda s: f"python3 -c {q(PROGRAM_STATE)} {quoted(s.programs)} 2>/dev/null",
+        lambda s: f"{PYTHON} -c {q(PROGRAM_STATE)} {quoted(s.programs)} 2>/dev/null",
         programs_running, default_factory=dict)
     database: set[str] = fact(  # "role", "db": what exists of the app's database
         database_script, lambda lines: {line.strip() for line in lines if line.strip()},
@@ -363,11 +376,9 @@ class Facts:
     redis_configured: bool = fact(  # redis-server reads its password from fab's file
         lambda s: "grep -qsx 'include /etc/redis/fab.conf' /etc/redis/redis.conf && "
                   "grep -qs '^requirepass ' /etc/redis/fab.conf && echo yes", non_empty, False)
-    services: dict[str, Service] = fact(
-        lambda s: f"for u in {' '.join(services_of(s))}; do\n"
-                  '  e=$(systemctl is-enabled $u 2>/dev/null); '
-                  'echo "$u ${e:-missing} $(systemctl is-active $u)"\ndone',
-        lambda lines: words_by_first(lines, service), default_factory=dict)
+    services: dict[str, Service] = fact(services_script,
+                                        lambda lines: words_by_first(lines, service),
+                                        default_factory=dict)
     programs: list[str] = fact(  # the supervisor programs in the app's file
         lambda s: f"sed -n 's/^\\[program:\\(.*\\)\\]$/\\1/p' {q(s.supervisor_conf)} 2>/dev/null",
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)

@@ -4,7 +4,7 @@ Probing from the server reaches gunicorn on localhost and nginx on port 80 even
 when the firewall or a bastion keeps the operator's machine out.
 """
 
-from tasks.core import q
+from tasks.core import PYTHON, q
 
 PROBE = """\
 import ssl, sys, time, urllib.request, urllib.error
@@ -43,7 +43,7 @@ def probe_command(s, base, wait):
 
     It retries for up to WAIT seconds until the answer is 200 with the expected text."""
     url = f"{base}{s.health_path}"
-    return f"python3 -c {q(PROBE)} {q(url)} {q(s.health_text)} {q(wait)} {q(s.site_host)}"
+    return f"{PYTHON} -c {q(PROBE)} {q(url)} {q(s.health_text)} {q(wait)} {q(s.site_host)}"
 
 
 def parse_probe(text):

@@ -23,8 +23,7 @@ from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
 from tasks.roles import database_host
 from tasks.switch import (
     bridged,
-    candidate,
-    link_current,
+    first_release,
     live_release,
     restart_script,
     serving,
@@ -430,9 +429,8 @@ def ship(h, source, rid=None):
         ran = release_phase(h, f"{s.releases}/{rid}")
         if live_release(h) or f.program_state:  # a program to restart, whatever its state
             switch_to(h, rid, previous)
-        else:  # no program yet: prove the release healthy, then point `current` at it
-            with candidate(h, f"{s.releases}/{rid}", covers=False):
-                h.change(link_current(s, rid))
+        else:
+            first_release(h, rid)
     except DeployError:  # the new release never went live: remove it (and a half-built venv)
         venv = q(f"{s.venvs}/{source.venv_hash}")
         release = q(f"{s.releases}/{rid}")

@@ -156,9 +156,37 @@ def test_release_switches_current_by_renaming_a_new_symlink():
     # gunicorn restarts over supervisord's socket without waiting out startsecs: the
     # health probes after the switch are its proof
     restart = "\n".join(lines[2:])
-    assert restart.startswith("python3 -c ") and restart.endswith("' hello-world")
+    assert restart.startswith("python3 -I -S -c ") and restart.endswith("' hello-world")
     assert "stopProcess(name, True)" in restart and "startProcess(name, False)" in restart
     assert "supervisorctl" not in restart
+
+
+class ScriptedHost:
+    """A host whose changes are recorded; the candidate's start answers healthy."""
+
+    def __init__(self):
+        self.settings, self.changes = S, []
+
+    def change(self, script, **_):
+        self.changes.append(script)
+        return "@@probes\n1 200 3.0 Hello world\n" if "@@probes" in script else ""
+
+
+def test_a_candidate_is_stopped_without_waiting_only_after_the_block_succeeded():
+    """Its graceful exit goes on alone, with what needed the block's success in the same
+    command; after a failure the stop waits, so nothing of it outlives the run."""
+    h = ScriptedHost()
+    switch.first_release(h, "20260101T000000Z-abcd")
+    start, stop = h.changes
+    assert "--workers 1 --bind 127.0.0.1:8001" in start
+    assert stop.startswith("systemctl stop --no-block hello-world-candidate-")
+    assert stop.endswith(switch.link_current(S, "20260101T000000Z-abcd"))
+
+    h = ScriptedHost()
+    with pytest.raises(DeployError, match="nope"), switch.candidate(h, "/r", then="echo then"):
+        raise DeployError("nope")
+    assert h.changes[-1].startswith("systemctl stop hello-world-candidate-")
+    assert not any("echo then" in script for script in h.changes)
 
 
 def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
