@@ -32,7 +32,7 @@ import sandbox  # noqa: E402
 from tasks.facts import script  # noqa: E402
 from tasks.health import app_url, probe_command  # noqa: E402
 from tasks.settings import DEFAULTS, Settings, finish  # noqa: E402
-from tasks.switch import RESTART_NOW  # noqa: E402
+from tasks.switch import RESTART_NOW, candidate_unit, start_candidate, stop_candidate  # noqa: E402
 from tests.load import Load  # noqa: E402
 
 FAB = str(PROJECT / ".venv/bin/fab")
@@ -54,9 +54,12 @@ def timed(argv, cwd=PROJECT, env=None):
     return elapsed, proc
 
 
-def fab(*args, env=None):
-    """Run fab; return (seconds, completed process)."""
-    return timed([FAB, "-S", str(sandbox.STATE / "ssh_config"), *args], env=env)
+def fab(*args, env=None, trace=False):
+    """Run fab (TRACE: with each round trip timed, bench/trace.py); return (seconds,
+    completed process)."""
+    program = [str(PROJECT / ".venv/bin/python"), str(PROJECT / "bench/trace.py")] \
+        if trace else [FAB]
+    return timed([*program, "-S", str(sandbox.STATE / "ssh_config"), *args], env=env)
 
 
 def ours(servers, workers=4):
@@ -164,10 +167,26 @@ cd /srv/hello-world
 rid=$(date -u +%Y%m%dT%H%M%SZ)-floor$(date +%N)
 mkdir releases/$rid && tar -xzf - -C releases/$rid
 ln -s "$(readlink current/.venv)" releases/$rid/.venv && echo floor > releases/$rid/.fab-release
-ln -sfn releases/$rid current.floor && mv -Tf current.floor current
-python3 -c {shlex.quote(RESTART_NOW)} hello-world
+@covered@ln -sfn releases/$rid current.floor && mv -Tf current.floor current
+python3 -I -S -c {shlex.quote(RESTART_NOW)} hello-world
 {probe_command(DEFAULT_SETTINGS, app_url(DEFAULT_SETTINGS.port), 60)} >/dev/null
-"""
+@stopped@"""
+
+# The same, with what makes fab's deploys fail no request: fab's candidate of the new
+# release (by a fixed link, as fab's scripts quote the path they are given), started with
+# four workers and probed before the switch, covering the restart, stopped (not waited
+# for) after it.
+FLOOR_RELEASE = "/srv/hello-world/floor-release"
+
+
+def covered(unit):
+    """The lines DEPLOY_FLOOR's @covered@ and @stopped@ stand for, for a candidate UNIT."""
+    return {"@covered@": f"ln -sfn releases/$rid {FLOOR_RELEASE}\n"
+                         + start_candidate(DEFAULT_SETTINGS, unit, FLOOR_RELEASE, 4) + "\n"
+                         + probe_command(DEFAULT_SETTINGS, app_url(DEFAULT_SETTINGS.port + 1), 60)
+                         + " >/dev/null\n",
+            "@stopped@": stop_candidate(DEFAULT_SETTINGS, unit, wait=False)
+                         + f"\nrm -f {FLOOR_RELEASE}\n"}
 
 
 # fab's builds use no pip cache (the build account keeps nothing between builds): nor does this.
@@ -176,13 +195,17 @@ PIP_FLOOR = ("rm -rf /tmp/pip-floor && python3 -m venv /tmp/pip-floor && PIP_NO_
              "rm -rf /tmp/pip-floor  # round {n}")
 
 
-def deploy_floor(server, app):
-    """DEPLOY_FLOOR of APP's files on SERVER, one OpenSSH command; (seconds, None)."""
+def deploy_floor(server, app, covered_by_candidate=False):
+    """DEPLOY_FLOOR of APP's files on SERVER (COVERED_BY_CANDIDATE: fab's), one OpenSSH
+    command; (seconds, None)."""
+    script = DEPLOY_FLOOR
+    for marker, lines in covered(candidate_unit(DEFAULT_SETTINGS)).items():
+        script = script.replace(marker, lines if covered_by_candidate else "")
     start = time.monotonic()
     tar = subprocess.run(["tar", "-czf", "-", "-C", str(app), "."], capture_output=True,
                          check=True).stdout
     proc = subprocess.run([*sandbox.ssh_argv(server, sandbox.USER),
-                           f"sudo sh -c {shlex.quote(DEPLOY_FLOOR)}"], input=tar,
+                           f"sudo sh -c {shlex.quote(script)}"], input=tar,
                           capture_output=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"bench: the deploy floor failed: {proc.stderr.decode()}")
@@ -211,6 +234,20 @@ def breakdown(runs):
     medians = {k: statistics.median(p.get(k, 0) for p in parts) for k in parts[0]}
     return ", ".join(f"{k} {v:.2f} s" for k, v in medians.items() if v >= 0.005) + \
         f"; {statistics.median(recaps(proc)[0][0] for _, proc in runs):.0f} SSH round trips"
+
+
+def round_trips(runs):
+    """The median time of each kind of round trip over RUNS [(elapsed, traced process)],
+    in the order they ran, and the median count of each."""
+    traced = [re.findall(r"^@trace ([\d.]+) (.*)$", proc.stderr, re.M) for _, proc in runs]
+    kinds = list(dict.fromkeys(kind for run in traced for _, kind in run))
+    parts = []
+    for kind in kinds:
+        times = [sum(float(t) for t, k in run if k == kind) for run in traced]
+        count = statistics.median(sum(k == kind for _, k in run) for run in traced)
+        parts.append(f"{kind} {statistics.median(times):.2f} s"
+                     + (f" ({count:.0f} round trips)" if count > 1 else ""))
+    return ", ".join(parts)
 
 
 def recaps(proc):
@@ -369,7 +406,8 @@ class Bench:
         s = self.server()
         fab("-H", s.name, "provision")
         work = Path(tempfile.mkdtemp(prefix="bench-app-"))
-        kinds = ("code-only", "floor", "idle", "idle floor", "requirements", "pip")
+        kinds = ("code-only", "floor", "covered floor", "idle", "idle floor", "requirements",
+                 "pip")
         failures, served = {k: 0 for k in kinds}, 0
         runs = {k: [] for k in kinds}  # (seconds, process: None for a floor) of each deploy
         kinds_of_failure = {k: Counter() for k in kinds}
@@ -384,15 +422,16 @@ class Bench:
                     with open(app / "requirements.txt", "a") as f:
                         f.write(f"# round {n}\nitsdangerous==2.2.0\n")
                 if kind.endswith("floor"):
-                    def deploy(app=app):
-                        return deploy_floor(s, app)
+                    def deploy(app=app, guarded=kind == "covered floor"):
+                        return deploy_floor(s, app, guarded)
                 elif kind == "pip":  # the requirements change's floor: a venv, pip install
                     def deploy(n=n):
                         return over_ssh([s], PIP_FLOOR.format(requirements=requirements(),
                                                               n=n))
                 else:
                     def deploy(app=app):
-                        return fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)})
+                        return fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)},
+                                   trace=True)
                 if kind.startswith("idle"):
                     runs[kind].append(deploy())
                     continue
@@ -410,7 +449,10 @@ class Bench:
         self.record("code-only deploy (20 clients)",
                     f"{summary(times['code-only'])}; its floor (upload, switch, one restart: "
                     f"one OpenSSH command) {short(times['floor'])}; fab / floor "
-                    f"{ratios(times['code-only'], times['floor'])}")
+                    f"{ratios(times['code-only'], times['floor'])}; the floor covered by "
+                    f"fab's candidate (started and probed first, stopped after) "
+                    f"{short(times['covered floor'])}; fab / covered floor "
+                    f"{ratios(times['code-only'], times['covered floor'])}")
         self.record("code-only deploy, idle server",
                     f"{summary(times['idle'])}; its floor {short(times['idle floor'])}; "
                     f"fab / floor {ratios(times['idle'], times['idle floor'])}")
@@ -423,10 +465,12 @@ class Bench:
                            ("idle", "a code-only deploy on the idle server"),
                            ("requirements", "a requirements-change deploy (20 clients)")):
             self.record(f"where {what} spends its time (medians)", breakdown(runs[kind]))
+            self.record(f"each round trip of {what} (medians)", round_trips(runs[kind]))
         self.record("failed requests during fab's deploys (20 clients)",
                     f"code-only {failures['code-only']}, requirements-change "
                     f"{failures['requirements']}, of {served} served in all (the floor's "
-                    f"restarts, unbridged: {failures['floor']})" + "".join(
+                    f"restarts, unbridged: {failures['floor']}; covered: "
+                    f"{failures['covered floor']})" + "".join(
                         f"; {kind}: {dict(kinds_of_failure[kind])}" for kind in
                         ("code-only", "requirements") if kinds_of_failure[kind]))
 

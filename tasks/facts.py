@@ -145,12 +145,13 @@ def quoted(paths):
 # asking supervisord over its socket and reading ufw's own files keeps facts fast. A
 # program's cwd is the release it was started in (`current` resolved at its start): after
 # an interrupted switch it can differ from what `current` points to now.
-SUPERVISOR_RPC = """\
+SUPERVISOR_SOCKET = "/var/run/supervisor.sock"
+SUPERVISOR_RPC = f"""\
 import http.client, os, socket, sys, xmlrpc.client
 class Unix(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect("/var/run/supervisor.sock")
+        self.sock.connect("{SUPERVISOR_SOCKET}")
 class Transport(xmlrpc.client.Transport):
     def make_connection(self, host):
         return Unix("localhost")
@@ -356,7 +357,9 @@ class Facts:
                   'f=${f##*/} && echo "${f%%.result*}"; done | sort -u',
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
     running: dict[str, Program] = fact(  # the app's programs, gunicorn's first
-        lambda s: f"{PYTHON} -c {q(PROGRAM_STATE)} {quoted(s.programs)} 2>/dev/null",
+        # No supervisord (a fresh server's first reads), no Python started to ask it.
+        lambda s: f"[ ! -S {SUPERVISOR_SOCKET} ] || "
+                  f"{PYTHON} -c {q(PROGRAM_STATE)} {quoted(s.programs)} 2>/dev/null",
         programs_running, default_factory=dict)
     database: set[str] = fact(  # "role", "db": what exists of the app's database
         database_script, lambda lines: {line.strip() for line in lines if line.strip()},
