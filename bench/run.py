@@ -131,6 +131,23 @@ python3 -m venv /srv/floor
 ufw allow OpenSSH >/dev/null && ufw allow http >/dev/null && ufw --force enable >/dev/null
 """
 
+# The same, ending as fab's provision does, with the app serving: hello_world's files,
+# gunicorn's four workers under supervisor, nginx's site in front, probed through nginx.
+SERVED_FLOOR = FRESH_FLOOR + f"""mkdir -p /srv/floor-app && cat > /srv/floor-app/app.py <<'EOF'
+{(APP / "app.py").read_text()}EOF
+cat > /etc/supervisor/conf.d/floor.conf <<'EOF'
+[program:floor]
+command=/srv/floor/bin/gunicorn --workers 4 --bind 127.0.0.1:8000 --chdir /srv/floor-app app:app
+user=nobody
+EOF
+supervisorctl reread >/dev/null && supervisorctl update floor >/dev/null
+echo 'server {{ listen 80 default_server; location / {{ proxy_pass http://127.0.0.1:8000; }} }}' \
+  > /etc/nginx/sites-available/floor
+ln -sf ../sites-available/floor /etc/nginx/sites-enabled/floor
+rm -f /etc/nginx/sites-enabled/default && systemctl reload nginx
+{probe_command(DEFAULT_SETTINGS, "http://127.0.0.1", 60)} >/dev/null
+"""
+
 
 def fact_script():
     """Converged: one command reading what fab's facts read (tasks/facts.py's script, for
@@ -155,6 +172,10 @@ def over_ssh(servers, script):
 
 def floor(servers):
     return over_ssh(servers, FRESH_FLOOR)
+
+
+def served_floor(servers):
+    return over_ssh(servers, SERVED_FLOOR)
 
 
 # A code-only deploy's floor: the app's files (a tarball on stdin) unpacked into a new
@@ -346,20 +367,23 @@ class Bench:
     def fresh(self):
         """A fresh provision of one server beside its floor (FRESH_FLOOR on another fresh
         server), taking turns in each round, and where fab's time goes."""
-        runs, floors = [], []
+        runs, floors = [], {floor: [], served_floor: []}
         for _ in range(self.rounds):
-            for provision in (ours, floor):
+            for provision in (ours, floor, served_floor):
                 s = self.server()
                 elapsed, *_, proc = provision([s])
                 if provision is ours:
                     runs.append((elapsed, proc))
                 else:
-                    floors.append(elapsed)
+                    floors[provision].append(elapsed)
                 sandbox.destroy(s.name)
         times = [elapsed for elapsed, _ in runs]
         self.record("fresh provision, 1 server, beside its floor",
                     f"{summary(times)}; its floor (apt lists, packages, venv, ufw: one OpenSSH "
-                    f"command) {short(floors)}; fab / floor {ratios(times, floors)}")
+                    f"command) {short(floors[floor])}; fab / floor {ratios(times, floors[floor])}"
+                    f"; the floor ending with the app served as fab's does "
+                    f"{short(floors[served_floor])}; fab / served floor "
+                    f"{ratios(times, floors[served_floor])}")
         self.record("where a fresh provision spends its time (medians; packages: both its "
                     "lines)", breakdown(runs))
 
@@ -369,14 +393,14 @@ class Bench:
     def ten_servers(self, count=10):
         """COUNT servers at once: a fresh provision and the converged re-run beside their
         floors (tools taking turns, each on fresh servers), fab status, fab's peak memory."""
-        tools = {"floor": floor, **TOOLS}
+        tools = {"floor": floor, "served floor": served_floor, **TOOLS}
         fresh, converged = ({t: [] for t in tools} for _ in range(2))
         read, status, rss, one = [], [], [], []
         for _ in range(self.rounds):
             for name, tool in tools.items():
                 fleet = self.fleet(count)
                 fresh[name].append(tool(fleet)[0])
-                if name != "floor":
+                if name in TOOLS:
                     converged[name].append(tool(fleet)[0])
                 if name == "fab":
                     hosts = ",".join(s.name for s in fleet)
@@ -390,7 +414,10 @@ class Bench:
         n = f"{count} servers"
         self.compare(f"fresh provision, {n} at once", {t: fresh[t] for t in TOOLS},
                      f"its floor (apt lists, packages, venv, ufw; one OpenSSH command each): "
-                     f"{short(fresh['floor'])}; fab / floor {ratios(fresh['fab'], fresh['floor'])}")
+                     f"{short(fresh['floor'])}; fab / floor {ratios(fresh['fab'], fresh['floor'])}"
+                     f"; the floor ending with the app served as fab's does (gunicorn under "
+                     f"supervisor, nginx's site, probed): {short(fresh['served floor'])}; "
+                     f"fab / served floor {ratios(fresh['fab'], fresh['served floor'])}")
         self.compare(f"converged re-run, {n}", {t: converged[t] for t in TOOLS},
                      f"its floor (the fact read, one OpenSSH command each): {short(read)}; "
                      f"fab / floor {ratios(converged['fab'], read)}; fab {n} / 1 server "

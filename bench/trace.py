@@ -23,7 +23,7 @@ KINDS = (("@@before", "lock, log line, facts"), ("@@os_id", "facts again"),
          ("import ssl", "site probed"))
 
 
-def round_trip(command):
+def round_trip(command, *_):
     """The name of the work COMMAND does (its first line when none is known)."""
     return next((kind for marker, kind in KINDS if marker in command),
                 command.strip().splitlines()[0][:60])

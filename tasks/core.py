@@ -178,12 +178,15 @@ class Host:
         A pty makes the remote command end when the connection is closed (Ctrl-C)."""
         return self.script(script, pty=True, out_stream=out)
 
-    def change(self, script, sudo=True, timeout=None):
-        """Run a script that alters the server (stopping at its first failing command)."""
+    def change(self, script, sudo=True, timeout=None, serving_unchanged=False):
+        """Run a script that alters the server (stopping at its first failing command).
+        SERVING_UNCHANGED: it cannot change what the site serves (old releases pruned, a
+        candidate stopped), so the site's last healthy answer still stands."""
         if self.dry_run:
             raise RuntimeError(f"a change in a dry run: {script.strip().splitlines()[0]}")
         first = self.hold.take_first_change() if self.hold else ""
-        self.site_answer = ""
+        if not serving_unchanged:
+            self.site_answer = ""
         return self.read(f"set -e\n{first}\n{script}", sudo, timeout)
 
     def put(self, content, path, owner="root", group="root", mode="0644"):

@@ -181,7 +181,7 @@ def candidate(h, release, covers=True, then=""):
     except BaseException:
         h.change(stop_candidate(s, unit))
         raise
-    h.change("\n".join([stop_candidate(s, unit, wait=False), then]))
+    h.change("\n".join([stop_candidate(s, unit, wait=False), then]), serving_unchanged=not then)
 
 
 def not_running(h, what):

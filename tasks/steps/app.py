@@ -437,7 +437,7 @@ def ship(h, source, rid=None):
         h.change(f"rm -f {release}/.fab-release; rm -rf {release}\n"
                  + (f"[ -f {venv}/.fab-complete ] || rm -rf {venv}" if build_venv else ""))
         raise
-    h.change(prune_script(s, [rid, previous]))
+    h.change(prune_script(s, [rid, previous]), serving_unchanged=True)
     over = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("shared over: ")]
     return released(rid, source.venv_hash if build_venv else None) + (
         f" (the shared {', '.join(over)} replaced the release's own)" if over else "") + ran
