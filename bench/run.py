@@ -365,8 +365,9 @@ class Bench:
         self.record("where a converged run spends its time (medians)", breakdown(runs))
 
     def fresh(self):
-        """A fresh provision of one server beside its floor (FRESH_FLOOR on another fresh
-        server), taking turns in each round, and where fab's time goes."""
+        """A fresh provision of one server beside its floors (FRESH_FLOOR, and SERVED_FLOOR
+        that also serves the app, each on another fresh server), taking turns in each round,
+        and where fab's time goes."""
         runs, floors = [], {floor: [], served_floor: []}
         for _ in range(self.rounds):
             for provision in (ours, floor, served_floor):
@@ -392,7 +393,8 @@ class Bench:
 
     def ten_servers(self, count=10):
         """COUNT servers at once: a fresh provision and the converged re-run beside their
-        floors (tools taking turns, each on fresh servers), fab status, fab's peak memory."""
+        floors (FRESH_FLOOR and SERVED_FLOOR for the provision; tools taking turns, each on
+        fresh servers), fab status, fab's peak memory."""
         tools = {"floor": floor, "served floor": served_floor, **TOOLS}
         fresh, converged = ({t: [] for t in tools} for _ in range(2))
         read, status, rss, one = [], [], [], []
