@@ -206,7 +206,7 @@ def covered(unit):
                          + start_candidate(DEFAULT_SETTINGS, unit, FLOOR_RELEASE, 4) + "\n"
                          + probe_command(DEFAULT_SETTINGS, app_url(DEFAULT_SETTINGS.port + 1), 60)
                          + " >/dev/null\n",
-            "@stopped@": stop_candidate(DEFAULT_SETTINGS, unit, wait=False)
+            "@stopped@": stop_candidate(unit, wait=False)
                          + f"\nrm -f {FLOOR_RELEASE}\n"}
 
 

@@ -77,7 +77,7 @@ def start_candidate(s, unit, release, workers):
             f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
 
 
-def stop_candidate(s, unit, wait=True):
+def stop_candidate(unit, wait=True):
     """A script stopping the candidate UNIT; without WAIT it returns at once, and the
     candidate finishes its graceful exit on its own (the facts do not count a stopping
     candidate as left behind; the next one's start waits for it)."""
@@ -179,9 +179,9 @@ def candidate(h, release, covers=True, then=""):
                               + app_log_tail(h, unit)) from None
         yield
     except BaseException:
-        h.change(stop_candidate(s, unit))
+        h.change(stop_candidate(unit))
         raise
-    h.change("\n".join([stop_candidate(s, unit, wait=False), then]), serving_unchanged=not then)
+    h.change("\n".join([stop_candidate(unit, wait=False), then]), serving_unchanged=not then)
 
 
 def not_running(h, what):
