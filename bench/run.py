@@ -29,6 +29,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import sandbox  # noqa: E402
+from tasks.core import PYTHON  # noqa: E402
 from tasks.facts import script  # noqa: E402
 from tasks.health import app_url, probe_command  # noqa: E402
 from tasks.settings import DEFAULTS, Settings, finish  # noqa: E402
@@ -189,7 +190,7 @@ rid=$(date -u +%Y%m%dT%H%M%SZ)-floor$(date +%N)
 mkdir releases/$rid && tar -xzf - -C releases/$rid
 ln -s "$(readlink current/.venv)" releases/$rid/.venv && echo floor > releases/$rid/.fab-release
 @covered@ln -sfn releases/$rid current.floor && mv -Tf current.floor current
-python3 -I -S -c {shlex.quote(RESTART_NOW)} hello-world
+{PYTHON} -c {shlex.quote(RESTART_NOW)} hello-world
 {probe_command(DEFAULT_SETTINGS, app_url(DEFAULT_SETTINGS.port), 60)} >/dev/null
 @stopped@"""
 

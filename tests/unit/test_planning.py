@@ -2,12 +2,13 @@
 
 import io
 import tarfile
+from types import SimpleNamespace
 
 import pytest
 from invoke import Config
 
 from tasks import deploy, lock, switch
-from tasks.core import DeployError, sha256
+from tasks.core import DeployError, Host, sha256
 from tasks.facts import PACKAGES, Facts, Program, ancestors, parse, script, wanted_packages
 from tasks.health import parse_probe
 from tasks.plan import Call, Command, Plan, apply
@@ -187,6 +188,22 @@ def test_a_candidate_is_stopped_without_waiting_only_after_the_block_succeeded()
         raise DeployError("nope")
     assert h.changes[-1].startswith("systemctl stop hello-world-candidate-")
     assert not any("echo then" in script for script in h.changes)
+
+
+def test_the_site_s_last_answer_stands_until_a_change_that_may_alter_what_it_serves():
+    """The health step reports the answer that proved the switch; a prune or a stopped
+    candidate leaves it standing, any other change makes the step probe again."""
+    class Connection:
+        user, host, is_connected = "root", "web1", True
+
+        def run(self, command, **_):
+            return SimpleNamespace(stdout="", stderr="", exited=0)
+    h = Host(Connection(), S)
+    h.site_answer = "HTTP 200 in 3 ms through nginx"
+    h.change("true", serving_unchanged=True)
+    assert deploy.probe_site(h) == "HTTP 200 in 3 ms through nginx (probed after the last change)"
+    h.change("true")
+    assert h.site_answer == ""
 
 
 def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
