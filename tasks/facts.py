@@ -237,10 +237,12 @@ def service(enabled="missing", active=""):
     return Service(enabled, active)
 
 
-def services_script(s):
-    """`unit enabled active` lines of the stack's units (`missing` for a unit not installed),
-    from one systemctl: its blocks come in the order asked."""
-    units = " ".join(services_of(s))
+def services_script(units):
+    """`unit enabled active` lines of UNITS (`missing` for a unit not installed), from one
+    systemctl: its blocks come in the order asked."""
+    if not units:
+        return ""
+    units = " ".join(units)
     return (f"systemctl show -p UnitFileState -p ActiveState {units} 2>/dev/null | "
             f"awk -v units={q(units)} 'BEGIN {{ RS = \"\"; FS = \"\\n\"; split(units, u, \" \") }} "
             '{ e = "missing"; a = ""; for (i = 1; i <= NF; i++) '
@@ -379,7 +381,7 @@ class Facts:
     redis_configured: bool = fact(  # redis-server reads its password from fab's file
         lambda s: "grep -qsx 'include /etc/redis/fab.conf' /etc/redis/redis.conf && "
                   "grep -qs '^requirepass ' /etc/redis/fab.conf && echo yes", non_empty, False)
-    services: dict[str, Service] = fact(services_script,
+    services: dict[str, Service] = fact(lambda s: services_script(services_of(s)),
                                         lambda lines: words_by_first(lines, service),
                                         default_factory=dict)
     programs: list[str] = fact(  # the supervisor programs in the app's file

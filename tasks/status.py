@@ -11,7 +11,7 @@ from invoke import task
 
 from tasks.backups import size_script
 from tasks.core import DeployError, open_host, q
-from tasks.facts import SERVICES, fact_of, sections, services_of
+from tasks.facts import SERVICES, fact_of, sections, services_of, services_script
 from tasks.health import parse_probe, probe_command
 from tasks.switch import stale_programs
 
@@ -131,10 +131,7 @@ ufw=$(ufw status 2>/dev/null)
 echo @@ufw; echo "$ufw" | head -n1
 echo "$ufw" | awk '/ALLOW/ && $0 !~ /\\(v6\\)/ {{print $1}}'
 echo @@release; readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null
-echo @@enabled
-for u in {' '.join(u for u in services_of(s) if u in SERVICES)}; do
-  echo "$u $(systemctl is-enabled $u 2>/dev/null)"
-done
+echo @@enabled; {services_script([u for u in services_of(s) if u in SERVICES])}
 echo @@probe; {probe_command(s, s.site_url, 0) if s.serves_app or s.balancing else ""}
 echo @@tls; {tls_line}
 echo @@database; {size_script(s)}

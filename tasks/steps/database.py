@@ -12,7 +12,7 @@ output or a log. Every script checks what exists itself: a re-run creates nothin
 and nothing here ever drops data.
 """
 
-from tasks.core import DeployError, q
+from tasks.core import PYTHON, DeployError, q
 from tasks.facts import PG_RESTART, REDIS, data_services
 from tasks.plan import Call, Command, Plan, Step
 from tasks.roles import address, database_host
@@ -21,7 +21,7 @@ from tasks.switch import serving
 
 SCHEMES = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql", "sqlite": "sqlite"}
 REDIS_CONF = "/etc/redis/fab.conf"
-NEW_PASSWORD = "python3 -c 'import secrets; print(secrets.token_hex(24))'"
+NEW_PASSWORD = f"{PYTHON} -c 'import secrets; print(secrets.token_hex(24))'"
 
 
 def role_script(s):
