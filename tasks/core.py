@@ -7,6 +7,7 @@ switch and the run's result so far. Steps read facts and return plans
 
 import difflib
 import hashlib
+import re
 import shlex
 import shutil
 import sys
@@ -58,6 +59,15 @@ def unified_diff(old, new, path):
     return "".join(lines)
 
 
+# Control characters other than tab, shown escaped: what a server sends (an app's log, a
+# page it serves) never moves the operator's cursor, rewrites a line or sets a title.
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(line):
+    return CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+
+
 def say(host, text, stream=None):
     """Print whole lines, each prefixed with the host, without interleaving threads."""
     stream = stream or sys.stdout
@@ -65,7 +75,7 @@ def say(host, text, stream=None):
         if _progress and stream.isatty():
             stream.write("\r\033[K")  # the status line goes; the next tick draws it again
         for line in text.rstrip("\n").split("\n"):
-            stream.write(f"[{host}] {line}\n")
+            stream.write(f"[{host}] {printable(line)}\n")
         stream.flush()
 
 

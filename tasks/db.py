@@ -5,7 +5,13 @@ import sys
 
 from invoke import task
 
-from tasks.backups import NAME_RE, backup_script, list_script, restore_script, size_script
+from tasks.backups import (
+    NAME_RE,
+    backup_script,
+    list_script,
+    restore_script,
+    size_script,
+)
 from tasks.core import DeployError, LinePrefixer, open_host, q
 from tasks.deploy import Executed
 from tasks.plan import Call, Plan, Step

@@ -7,13 +7,16 @@ joins every fact's shell into one read-only script whose output is `@@name` bloc
 without a server; adding a fact is adding a field.
 """
 
+import json
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from tasks.backups import AS_POSTGRES
 from tasks.core import PYTHON, WORK_DIR, DeployError, explain_failure, q, work_unit
+from tasks.names import RELEASE_ID, VENV_HASH, listed
 
 PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
 TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
@@ -29,6 +32,7 @@ PORTS = {"postgresql": 5432, "mysql": 3306, "redis": 6379}  # what a database ho
 # postgresql@.service has no Restart=: a killed server would stay down.
 PG_RESTART = "/etc/systemd/system/postgresql@.service.d/fab-restart.conf"
 ANYWHERE = ("0.0.0.0/0", "::/0")
+STATE_RE = re.compile(r"-|[A-Z]{1,16}")  # supervisor's state names, "-" when not loaded
 
 
 class FileFact(NamedTuple):
@@ -147,7 +151,7 @@ def quoted(paths):
 # an interrupted switch it can differ from what `current` points to now.
 SUPERVISOR_SOCKET = "/var/run/supervisor.sock"
 SUPERVISOR_RPC = f"""\
-import http.client, os, socket, sys, xmlrpc.client
+import http.client, json, os, socket, sys, xmlrpc.client
 class Unix(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX)
@@ -165,10 +169,11 @@ for name in sys.argv[1:]:
         print(name, "-", 0, "-")
         continue
     try:
-        cwd = os.readlink(f"/proc/{info['pid']}/cwd") if info["pid"] else "-"
+        cwd = os.readlink(f"/proc/{info['pid']}/cwd") if info["pid"] else ""
     except OSError:
-        cwd = "-"
-    print(name, info["statename"], info["pid"], cwd)
+        cwd = ""
+    # The folder is the app's to choose (any bytes, a newline too): it crosses as JSON.
+    print(name, info["statename"], info["pid"], json.dumps(cwd))
 """
 
 
@@ -223,13 +228,19 @@ def links(lines):
 
 
 def programs_running(lines):
-    """{program: Program} from `name state pid cwd` lines."""
+    """{program: Program} from `name state pid "cwd"` lines (the folder as a JSON string,
+    "-" for a program supervisor has not loaded)."""
     out = {}
     for line in lines:
         parts = line.split(" ", 3)
-        if len(parts) == 4 and parts[2].isdigit():
-            state, cwd = ("" if part == "-" else part for part in (parts[1], parts[3]))
-            out[parts[0]] = Program(state, int(parts[2]), cwd)
+        if len(parts) != 4 or not parts[2].isdigit() or not STATE_RE.fullmatch(parts[1]):
+            continue
+        try:
+            cwd = "" if parts[3] == "-" else json.loads(parts[3])
+        except ValueError:
+            continue
+        if isinstance(cwd, str):
+            out[parts[0]] = Program("" if parts[1] == "-" else parts[1], int(parts[2]), cwd)
     return out
 
 
@@ -326,27 +337,33 @@ class Facts:
     current_hash: str = fact(  # the source identity of the live release
         lambda s: f"cat {q(s.current)}/.fab-release 2>/dev/null", lambda lines: "".join(
             lines).strip(), "")
-    releases: list[str] = fact(  # complete releases (their marker is written last)
-        lambda s: f'for r in {q(s.releases)}/*/.fab-release; do '
-                  '[ -f "$r" ] && r=${r%/.fab-release} && echo "${r##*/}"; done',
-        lambda lines: sorted(r.strip() for r in lines if r.strip()), default_factory=list)
+    releases: list[str] = fact(  # complete releases (their marker is written last), by id
+        lambda s: f'for r in {q(s.releases)}/*/.fab-release; do [ -f "$r" ] || continue; '
+                  f'r=${{r%/.fab-release}}; r=${{r##*/}}; {listed("r")}; done',
+        lambda lines: sorted(r for r in map(str.strip, lines) if RELEASE_ID.fullmatch(r)),
+        default_factory=list)
     venvs: dict[str, int] = fact(  # complete virtualenvs: requirements hash -> size in KB
         lambda s: f'for v in {q(s.venvs)}/*/.fab-complete; do [ -f "$v" ] || continue; '
-                  'size=; read -r size < "$v"; v=${v%/.fab-complete}; echo "${v##*/} $size"; '
+                  'size=; read -r size < "$v"; case "$size" in *[!0-9]*) size=0;; esac; '
+                  f'v=${{v%/.fab-complete}}; v=${{v##*/}}; echo "$({listed("v")}) $size"; '
                   'done',
         lambda lines: {p[0]: int(p[1]) if p[1:] and p[1].isdigit() else 0
-                       for p in map(str.split, lines) if p}, default_factory=dict)
+                       for p in map(str.split, lines) if p and VENV_HASH.fullmatch(p[0])},
+        default_factory=dict)
     half_built: list[str] = fact(  # what an interrupted run left: "release ID", "venv HASH"
+        # (names of another shape are listed too: `leftovers` reports them, never acts)
         lambda s: f'for r in {q(s.releases)}/*; do [ -d "$r" ] && [ ! -L "$r" ] && '
-                  '[ ! -f "$r/.fab-release" ] && echo "release ${r##*/}"; done\n'
+                  f'[ ! -f "$r/.fab-release" ] && r=${{r##*/}} && echo "release $({listed("r")})"; '
+                  'done\n'
                   f'for v in {q(s.venvs)}/*; do [ -d "$v" ] && [ ! -L "$v" ] && '
-                  '[ ! -f "$v/.fab-complete" ] && echo "venv ${v##*/}"; done',
+                  f'[ ! -f "$v/.fab-complete" ] && v=${{v##*/}} && echo "venv $({listed("v")})"; '
+                  'done',
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
     candidates: list[str] = fact(  # candidate units still loaded (a dead run's, if any),
-        # but not one stopping on its own (tasks.switch.candidate)
+        # but not one stopping on its own (tasks.switch.candidate); `leftovers` checks shapes
         lambda s: f"for u in /run/systemd/transient/{q(s.name)}-candidate-*.service; do "
                   '[ -e "$u" ] && u=${u##*/} && '
-                  '[ "$(systemctl is-active "$u")" != deactivating ] && echo "$u"; done',
+                  f'[ "$(systemctl is-active "$u")" != deactivating ] && {listed("u")}; done',
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
     disk: Disk | None = fact(  # the filesystem that holds (or will hold) the app's folder
         lambda s: f'd={q(s.dir)}; while [ ! -d "$d" ]; do d=${{d%/*}}; d=${{d:-/}}; done\n'
@@ -356,7 +373,7 @@ class Facts:
     background: list[str] = fact(  # work started in_background: running, or its result not
         # yet collected (tasks.core.result_file; `.out` exists while it runs)
         lambda s: f'for f in {WORK_DIR}/{work_unit(s, "*")}.result*; do [ -e "$f" ] && '
-                  'f=${f##*/} && echo "${f%%.result*}"; done | sort -u',
+                  f'f=${{f##*/}} && f=${{f%%.result*}} && {listed("f")}; done | sort -u',
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
     running: dict[str, Program] = fact(  # the app's programs, gunicorn's first
         # No supervisord (a fresh server's first reads), no Python started to ask it.
@@ -423,18 +440,41 @@ def fact_of(name):
     return next(f.metadata["fact"] for f in fields(Facts) if f.name == name)
 
 
-def script(s):
-    """The one read-only command that gathers every fact of a run (run as root)."""
-    blocks = [f"echo @@{f.name}\n{f.metadata['fact'].shell(s)}" for f in fields(Facts)]
-    return "\n".join(blocks) + "\ntrue\n"
+# The first line of a fact script's answer is its mark: "@@" and 24 random hex digits, drawn
+# by root on the server and printed before anything else runs. Only lines that begin with
+# the mark start a block, so no value printed later (an app's working folder, a program's
+# output) can start or replace one.
+MARK_RE = re.compile(r"@@[0-9a-f]{24}")
+NEW_MARK = "mark=@@$(od -An -N12 -tx1 /dev/urandom | tr -d ' \\n'); echo \"$mark\""
+
+
+def framed(blocks):
+    """One script printing each (name, shell) of BLOCKS as a block behind the run's mark."""
+    return "\n".join([NEW_MARK, *(f'echo "$mark {name}"\n{shell}' for name, shell in blocks),
+                      "true\n"])
+
+
+def script(s, before=""):
+    """The one read-only command that gathers every fact of a run (run as root); BEFORE,
+    when given, runs first as the block `before` (taking the lock)."""
+    return framed(([("before", before)] if before else [])
+                  + [(f.name, f.metadata["fact"].shell(s)) for f in fields(Facts)])
 
 
 def sections(text):
-    """{name: lines} of the `@@name` blocks in TEXT."""
-    out, current = {}, None
-    for line in text.splitlines():
-        if line.startswith("@@"):
-            current = line[2:].strip()
+    """{name: lines} of the blocks of a `framed` script's answer. Lines split at "\\n"
+    only: a carriage return inside a value never starts a line."""
+    lines = text.split("\n")
+    if not MARK_RE.fullmatch(lines[0].strip()):
+        raise DeployError("the server's answer to fab's facts did not start with their mark "
+                          f"(it began {lines[0][:40]!r}): a shell start-up file prints text?")
+    mark, out, current = lines[0].strip() + " ", {}, None
+    for line in lines[1:]:
+        if line.startswith(mark):
+            current = line[len(mark):]
+            if current in out:
+                raise DeployError(f"the server's answer to fab's facts has block {current!r} "
+                                  "twice")
             out[current] = []
         elif current is not None:
             out[current].append(line)
@@ -453,7 +493,7 @@ def gather(h, before=""):
     when given, is a script run first in the same command (taking the lock): returns its
     output lines; else the facts."""
     # $SSH_CONNECTION is expanded by the login shell, before sudo resets the environment.
-    text = (f"echo @@before\n{before}\n" if before else "") + script(h.settings)
+    text = script(h.settings, before)
     result = h.execute(f'env FAB_SSH="$SSH_CONNECTION" sh -c {q(text)}', sudo=True)
     if result.exited != 0:
         raise DeployError(explain_failure(result))

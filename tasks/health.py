@@ -4,10 +4,12 @@ Probing from the server reaches gunicorn on localhost and nginx on port 80 even
 when the firewall or a bastion keeps the operator's machine out.
 """
 
+import json
+
 from tasks.core import PYTHON, q
 
 PROBE = """\
-import ssl, sys, time, urllib.request, urllib.error
+import json, ssl, sys, time, urllib.request, urllib.error
 url, want, wait, host = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), sys.argv[4]
 request = urllib.request.Request(url, headers={"Host": host} if host else {})
 deadline = time.monotonic() + wait
@@ -25,8 +27,9 @@ while True:
     ms = (time.monotonic() - start) * 1000
     ok = code == 200 and want in body
     if ok or time.monotonic() >= deadline:
-        excerpt = body[:120].decode("utf-8", "replace").replace("\\n", " ")
-        print(int(ok), code, round(ms, 1), excerpt)
+        # The body is the app's: it crosses as one JSON line, whatever it holds.
+        excerpt = body[:120].decode("utf-8", "replace")
+        print(json.dumps([int(ok), code, round(ms, 1), excerpt]))
         sys.exit(0 if ok else 1)
     time.sleep(0.05)
 """
@@ -47,9 +50,10 @@ def probe_command(s, base, wait):
 
 
 def parse_probe(text):
-    """(ok, status code, latency ms, body excerpt) from a probe's output."""
-    parts = (text.strip().splitlines() or [""])[-1].split(" ", 3) + ["", "", ""]
+    """(ok, status code, latency ms, body excerpt) from a probe's output (its last line)."""
+    last = (text.strip().split("\n") or [""])[-1]
     try:
-        return parts[0] == "1", int(parts[1]), float(parts[2]), parts[3]
-    except ValueError:
+        ok, code, ms, excerpt = json.loads(last)
+        return ok == 1, int(code), float(ms), str(excerpt).replace("\n", " ")
+    except (ValueError, TypeError):
         return False, 0, 0.0, text.strip()[-120:]

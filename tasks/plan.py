@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 from invoke.exceptions import UnexpectedExit
 
-from tasks.core import DeployError, explain_failure, progress, q, say, sha256, unified_diff
+from tasks.core import (
+    DeployError,
+    explain_failure,
+    progress,
+    q,
+    say,
+    sha256,
+    unified_diff,
+)
 from tasks.results import CHANGED, FAILED, OK
 
 
@@ -104,6 +112,7 @@ class Probe:
 class Plan:
     changes: list = field(default_factory=list)
     ok: object = ""  # why nothing needs doing ("4 packages present"), or a Probe
+    notes: list = field(default_factory=list)  # said in the step line whatever it did
 
 
 
@@ -145,10 +154,12 @@ def apply(h, plan, step=""):
         with progress(h.name, f"{step}: {doing if isinstance(doing, str) else 'working'}"):
             said.append(change.apply(h) or change.said)
     if plan.changes:
-        return CHANGED, ", ".join(dict.fromkeys(s for s in said if s))
-    if isinstance(plan.ok, Probe):
-        return OK, plan.ok.in_dry_run if h.dry_run else plan.ok.run(h)
-    return OK, plan.ok
+        status, message = CHANGED, ", ".join(dict.fromkeys(s for s in said if s))
+    elif isinstance(plan.ok, Probe):
+        status, message = OK, plan.ok.in_dry_run if h.dry_run else plan.ok.run(h)
+    else:
+        status, message = OK, plan.ok
+    return status, "; ".join(filter(None, [message, *plan.notes]))
 
 
 class StepFailed(Exception):

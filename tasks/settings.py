@@ -634,7 +634,10 @@ def validate(config):
     if not is_git_url(values["source"]):
         if not (source / "requirements.txt").is_file():
             raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
-        from tasks.steps.app import DeployError, source_files  # the files a deploy would send
+        from tasks.steps.app import (  # the files a deploy would send
+            DeployError,
+            source_files,
+        )
         try:
             source_files(source)
         except DeployError as e:

@@ -11,7 +11,14 @@ from invoke import task
 
 from tasks.backups import size_script
 from tasks.core import DeployError, open_host, q
-from tasks.facts import SERVICES, fact_of, sections, services_of, services_script
+from tasks.facts import (
+    SERVICES,
+    fact_of,
+    framed,
+    sections,
+    services_of,
+    services_script,
+)
 from tasks.health import parse_probe, probe_command
 from tasks.switch import stale_programs
 
@@ -118,31 +125,29 @@ def status_script(s):
                 if s.tls != "off" else "")
     # The pending updates are counted beside the rest. Supervisor is asked once, over its
     # socket (each supervisorctl is a Python start, a quarter of a second).
-    return f"""
-pending=$(mktemp)
+    return framed([
+        ("running", f"""pending=$(mktemp)
 ( {PENDING_SECURITY} ) > "$pending" 2>/dev/null &
 running=$({fact_of("running").shell(s)})
-echo @@running; echo "$running"
-pid=$(echo "$running" | awk -v n={q(s.name)} '$1 == n {{print $3}}')
-echo @@workers; case "$pid" in ''|0|*[!0-9]*) echo 0;; *) pgrep -c -P "$pid";; esac
-echo @@uptime; case "$pid" in ''|0|*[!0-9]*) ;; *) ps -o etimes= -p "$pid";; esac
-echo @@nginx; systemctl is-active nginx; out=$(nginx -t 2>&1); echo "$?"; echo "$out" | tail -n1
-ufw=$(ufw status 2>/dev/null)
-echo @@ufw; echo "$ufw" | head -n1
-echo "$ufw" | awk '/ALLOW/ && $0 !~ /\\(v6\\)/ {{print $1}}'
-echo @@release; readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null
-echo @@enabled; {services_script([u for u in services_of(s) if u in SERVICES])}
-echo @@probe; {probe_command(s, s.site_url, 0) if s.serves_app or s.balancing else ""}
-echo @@tls; {tls_line}
-echo @@database; {size_script(s)}
-echo @@redis; {REDIS_MEMORY if s.local_redis else ""}
-echo @@disk; {fact_of("disk").shell(s)}
-wait
-echo @@updates; cat "$pending"; rm -f "$pending"
-echo @@reboot; [ -f /run/reboot-required ] && echo "reboot $(sort -u /run/reboot-required.pkgs \
-  2>/dev/null | tr '\n' ' ')"
-true
-"""
+echo "$running"
+pid=$(echo "$running" | awk -v n={q(s.name)} '$1 == n {{print $3}}')"""),
+        ("workers", 'case "$pid" in \'\'|0|*[!0-9]*) echo 0;; *) pgrep -c -P "$pid";; esac'),
+        ("uptime", 'case "$pid" in \'\'|0|*[!0-9]*) ;; *) ps -o etimes= -p "$pid";; esac'),
+        ("nginx", 'systemctl is-active nginx; out=$(nginx -t 2>&1); echo "$?"; '
+                  'echo "$out" | tail -n1'),
+        ("ufw", 'ufw=$(ufw status 2>/dev/null); echo "$ufw" | head -n1\n'
+                'echo "$ufw" | awk \'/ALLOW/ && $0 !~ /\\(v6\\)/ {print $1}\''),
+        ("release", f"readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null"),
+        ("enabled", services_script([u for u in services_of(s) if u in SERVICES])),
+        ("probe", probe_command(s, s.site_url, 0) if s.serves_app or s.balancing else ""),
+        ("tls", tls_line),
+        ("database", size_script(s)),
+        ("redis", REDIS_MEMORY if s.local_redis else ""),
+        ("disk", fact_of("disk").shell(s)),
+        ("updates", 'wait; cat "$pending"; rm -f "$pending"'),
+        ("reboot", '[ -f /run/reboot-required ] && echo "reboot $(sort -u '
+                   '/run/reboot-required.pkgs 2>/dev/null | tr \'\\n\' \' \')"'),
+    ])
 
 
 def parse_status(host, s, text):

@@ -41,9 +41,8 @@ def expect_healthy(h, checks, first=""):
     if first:
         out = h.change(f"{first}\necho @@probes\n{{ {probes}; }} || true").split("@@probes\n")[-1]
     else:
-        result = h.script(probes, sudo=False)
-        out = result.stdout + result.stderr
-    answers = out.splitlines()
+        out = h.script(probes).stdout
+    answers = [line for line in out.split("\n") if line.strip()]
     for i, (base, what) in enumerate(checks):
         ok, code, ms, excerpt = parse_probe(answers[i] if i < len(answers) else "")
         if not ok:

@@ -19,6 +19,8 @@ from pathlib import Path
 from tasks.backups import backup_script
 from tasks.core import DeployError, detached, for_systemd, q, render, work_unit
 from tasks.facts import ENGINES, ancestors
+from tasks.names import RELEASE_ID, VENV_HASH
+from tasks.names import candidate_unit as candidate_unit_shape
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
 from tasks.roles import database_host
 from tasks.switch import (
@@ -330,17 +332,19 @@ def markers(tree_hash, venv_hash, release):
 def prune_script(s, keep):
     """Drop old releases (never those in KEEP) and virtualenvs no release uses. Each loses
     its marker first: one removed half-way (a run killed here) is half-built, never a
-    release or venv that looks whole but lacks files."""
+    release or venv that looks whole but lacks files. Only names of fab's own shapes."""
     keep_args = " ".join(q(k) for k in keep)
     return f"""
 cd {q(s.releases)}
-ls -1 | sort | head -n -{s.keep_releases} | while read -r r; do
+ls -1 | grep -xE {q(RELEASE_ID.pattern.replace(chr(92) + "d", "[0-9]"))} | sort | head -n -{s.keep_releases} \\
+  | while read -r r; do
   case " {keep_args} " in *" $r "*) continue;; esac
   rm -f -- "$r/.fab-release"; rm -rf -- "$r"
 done
 cd {q(s.venvs)}
 for v in *; do
-  [ -d "$v" ] || continue
+  case "$v" in *[!0-9a-f]*) continue;; esac
+  [ ${{#v}} = 16 ] && [ -d "$v" ] || continue
   used=$(find {q(s.releases)} -mindepth 2 -maxdepth 2 -name .venv -lname "../../venvs/$v")
   [ -n "$used" ] || {{ rm -f -- "$v/.fab-complete"; rm -rf -- "$v"; }}
 done
@@ -438,7 +442,10 @@ def ship(h, source, rid=None):
                  + (f"[ -f {venv}/.fab-complete ] || rm -rf {venv}" if build_venv else ""))
         raise
     h.change(prune_script(s, [rid, previous]), serving_unchanged=True)
-    over = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("shared over: ")]
+    # The build's output is the app's to shape: only the shared paths' own names count.
+    names = {path for path, _ in s.shared_items}
+    over = [name for name in dict.fromkeys(line.removeprefix("shared over: ")
+                                           for line in out.split("\n")) if name in names]
     return released(rid, source.venv_hash if build_venv else None) + (
         f" (the shared {', '.join(over)} replaced the release's own)" if over else "") + ran
 
@@ -517,18 +524,40 @@ def leftovers(s, facts):
     """Stopping the candidate an interrupted run left running and removing what it left
     half-built (a release without its marker, a virtualenv without its own), as changes.
     Safe: this run holds the lock, and the work the dead run left going on the server has
-    ended (tasks.lock)."""
+    ended (tasks.lock). Only names of the exact shape fab makes are acted on; any other
+    is named in the step line and left alone."""
     changes = []
-    if facts.candidates:
-        changes.append(Command(f"stopped {', '.join(facts.candidates)} (an interrupted run's)",
-                               "systemctl stop " + " ".join(q(u) for u in facts.candidates)))
-    if facts.half_built:
-        paths = [f"{s.releases}/{name[8:]}" if name.startswith("release ") else
-                 f"{s.venvs}/{name[5:]}" for name in facts.half_built]
+    units = [u for u in facts.candidates if candidate_unit_shape(s.name).fullmatch(u)]
+    if units:
+        changes.append(Command(f"stopped {', '.join(units)} (an interrupted run's)",
+                               "systemctl stop " + " ".join(q(u) for u in units)))
+    half = [(line, path) for line, path in map(half_built_path(s), facts.half_built) if path]
+    if half:
         changes.append(Command(f"removed what an interrupted run left half-built "
-                               f"({', '.join(facts.half_built)})",
-                               "rm -rf -- " + " ".join(q(p) for p in paths)))
+                               f"({', '.join(line for line, _ in half)})",
+                               "rm -rf -- " + " ".join(q(path) for _, path in half)))
     return changes
+
+
+def half_built_path(s):
+    """("release ID", its path) for a line of facts.half_built naming a release or venv of
+    fab's own shape; (the line, None) for any other."""
+    shapes = {"release": (RELEASE_ID, s.releases), "venv": (VENV_HASH, s.venvs)}
+
+    def path(line):
+        kind, _, name = line.partition(" ")
+        shape, parent = shapes.get(kind, (None, None))
+        return line, f"{parent}/{name}" if shape and shape.fullmatch(name) else None
+    return path
+
+
+def strangers(s, facts):
+    """A note naming what looks like an interrupted run's leftovers but has a name fab
+    never makes: reported, never acted on ([] if none)."""
+    odd = [f"unit {u}" for u in facts.candidates if not candidate_unit_shape(s.name).fullmatch(u)]
+    odd += [line for line, path in map(half_built_path(s), facts.half_built) if not path]
+    return [f"left alone {', '.join(odd)}: not a name fab makes (remove it by hand if it is "
+            "not yours)"] if odd else []
 
 
 DEFAULT_VENV_KB = 100 * 1024  # a Flask app's virtualenv, when none was built here yet
@@ -571,7 +600,8 @@ def plan(s, facts, source, rid=None):
         restarts = restart_stale(s, facts)
         if not restarts and runtime and serving(s, facts):
             restarts = [Call("", restart)]
-        return Plan(changes + runtime + restarts, ok=f"release {live} is live")
+        return Plan(changes + runtime + restarts, ok=f"release {live} is live",
+                    notes=strangers(s, facts))
     rid = rid or (release_id(source.identity) if source.identity else "<time>-<commit>")
     new_venv = source.venv_hash if source.venv_hash and source.venv_hash not in facts.venvs \
         else None
@@ -583,7 +613,8 @@ def plan(s, facts, source, rid=None):
     def ship_it(h):
         return ", ".join(filter(None, [ship(h, source, rid if source.identity else None), move]))
     said = ", ".join(filter(None, [released(rid, new_venv), move]))
-    return Plan(changes + runtime_files(s, facts, "") + [Call(said, ship_it, would)])
+    return Plan(changes + runtime_files(s, facts, "") + [Call(said, ship_it, would)],
+                notes=strangers(s, facts))
 
 
 def resolve_local(h):

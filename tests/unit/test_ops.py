@@ -10,13 +10,21 @@ from invoke import Config
 from tasks.core import LinePrefixer
 from tasks.logs import log_files, logs_script
 from tasks.settings import load
-from tasks.status import parse_status, status_script
+from tasks import status as status_module
+from tasks.status import status_script
+from tests.unit.answers import answer, probe_line
 
 S = load(Config(overrides={"app": {}}))
 
+
+def parse_status(host, s, text):
+    """Status from a server's answer written as `@@name` blocks."""
+    return status_module.parse_status(host, s, answer(text))
+
+
 HEALTHY = """\
 @@running
-hello-world RUNNING 4242 /srv/hello-world/releases/20261124T182935Z-2539ae32
+hello-world RUNNING 4242 "/srv/hello-world/releases/20261124T182935Z-2539ae32"
 @@workers
 4
 @@uptime
@@ -37,8 +45,7 @@ supervisor enabled
 nginx enabled
 ufw enabled
 @@probe
-1 200 3.2 Hello world
-"""
+""" + probe_line(1, 200, 3.2, "Hello world") + "\n"
 
 
 def test_a_healthy_server_has_no_problems():
@@ -57,7 +64,7 @@ def test_every_unhealthy_field_is_named():
                      "nginx: [emerg] unexpected end of file")
             .replace("Status: active", "Status: inactive")
             .replace("nginx enabled", "nginx disabled")
-            .replace("1 200 3.2 Hello world", "0 502 1.0 Bad Gateway"))
+            .replace(probe_line(1, 200, 3.2, "Hello world"), probe_line(0, 502, 1.0, "Bad Gateway")))
     problems = parse_status("web1", S, text).problems
     assert problems == ["app is BACKOFF", "nginx is not active",
                         "nginx -t failed: nginx: [emerg] unexpected end of file",

@@ -9,17 +9,26 @@ from invoke import Config
 
 from tasks import deploy, lock, switch
 from tasks.core import DeployError, Host, sha256
-from tasks.facts import PACKAGES, Facts, Program, ancestors, parse, script, wanted_packages
+from tasks import facts as facts_module
+from tasks.facts import PACKAGES, Facts, Program, ancestors, script, wanted_packages
 from tasks.health import parse_probe
 from tasks.plan import Call, Command, Plan, apply
 from tasks.settings import load
 from tasks.steps import app, firewall, nginx, packages, supervisor
 from tasks.steps.nginx import render_site
+from tests.unit.answers import answer, probe_line
 
 S = load(Config(overrides={"app": {}}))
 TLS = load(Config(overrides={"app": {"tls": "self-signed"}}))
 LETSENCRYPT = load(Config(overrides={"app": {
     "tls": "letsencrypt", "server_name": "example.org", "letsencrypt_email": "a@example.org"}}))
+
+
+
+def parse(text):
+    """Facts from a server's answer written as `@@name` blocks."""
+    return facts_module.parse(answer(text))
+
 
 CONVERGED = """\
 @@os_id
@@ -46,17 +55,17 @@ root root 700 /srv
 root root 755 /srv/hello-world
 @@links
 /etc/nginx/sites-available/hello-world /etc/nginx/sites-enabled/hello-world
-releases/20260101T000000Z-aaaa /srv/hello-world/current
+releases/20260101T000000Z-aaaaaaaa /srv/hello-world/current
 ../../venvs/0123456789abcdef /srv/hello-world/current/.venv
 @@current_hash
 feedface
 @@releases
-20250101T000000Z-bbbb
-20260101T000000Z-aaaa
+20250101T000000Z-bbbbbbbb
+20260101T000000Z-aaaaaaaa
 @@venvs
 0123456789abcdef
 @@running
-hello-world RUNNING 4242 /srv/hello-world/releases/20260101T000000Z-aaaa
+hello-world RUNNING 4242 "/srv/hello-world/releases/20260101T000000Z-aaaaaaaa"
 hello-world-worker - 0 -
 @@services
 nginx enabled active
@@ -80,11 +89,11 @@ def test_parse_reads_every_section():
     assert f.packages == {"nginx": True, "python3-venv": True, "supervisor": True, "ufw": True}
     assert f.files["/etc/supervisor/conf.d/hello-world.conf"].sha256 == "abc123"
     assert f.modes["/srv"] == ("root", "root", "700")
-    assert f.links["/srv/hello-world/current"] == "releases/20260101T000000Z-aaaa"
+    assert f.links["/srv/hello-world/current"] == "releases/20260101T000000Z-aaaaaaaa"
     assert f.current_hash == "feedface" and set(f.venvs) == {"0123456789abcdef"}
-    assert f.releases == ["20250101T000000Z-bbbb", "20260101T000000Z-aaaa"]
+    assert f.releases == ["20250101T000000Z-bbbbbbbb", "20260101T000000Z-aaaaaaaa"]
     assert (f.program_state, f.program_pid) == ("RUNNING", 4242)
-    assert f.program.release == "/srv/hello-world/releases/20260101T000000Z-aaaa"
+    assert f.program.release == "/srv/hello-world/releases/20260101T000000Z-aaaaaaaa"
     assert f.running["hello-world-worker"] == ("", 0, "")  # not loaded
     assert f.services["ufw"] == ("enabled", "active")
     assert f.ufw_active and f.ufw_rules == {"allow 2222/tcp", "allow 80/tcp"}
@@ -152,7 +161,7 @@ def test_layout_opens_only_traversal_of_the_tree_and_fixes_what_differs():
 
 
 def test_release_switches_current_by_renaming_a_new_symlink():
-    lines = switch.switch_script(S, "20260101T000000Z-abcd").splitlines()
+    lines = switch.switch_script(S, "20260101T000000Z-abcdabcd").splitlines()
     assert lines[1] == "mv -Tf /srv/hello-world/current.fab-new /srv/hello-world/current"
     # gunicorn restarts over supervisord's socket without waiting out startsecs: the
     # health probes after the switch are its proof
@@ -170,18 +179,18 @@ class ScriptedHost:
 
     def change(self, script, **_):
         self.changes.append(script)
-        return "@@probes\n1 200 3.0 Hello world\n" if "@@probes" in script else ""
+        return f"@@probes\n{probe_line(1, 200, 3.0, 'Hello world')}\n" if "@@probes" in script else ""
 
 
 def test_a_candidate_is_stopped_without_waiting_only_after_the_block_succeeded():
     """Its graceful exit goes on alone, with what needed the block's success in the same
     command; after a failure the stop waits, so nothing of it outlives the run."""
     h = ScriptedHost()
-    switch.first_release(h, "20260101T000000Z-abcd")
+    switch.first_release(h, "20260101T000000Z-abcdabcd")
     start, stop = h.changes
     assert "--workers 1 --bind 127.0.0.1:8001" in start
     assert stop.startswith("systemctl stop --no-block hello-world-candidate-")
-    assert stop.endswith(switch.link_current(S, "20260101T000000Z-abcd"))
+    assert stop.endswith(switch.link_current(S, "20260101T000000Z-abcdabcd"))
 
     h = ScriptedHost()
     with pytest.raises(DeployError, match="nope"), switch.candidate(h, "/r", then="echo then"):
@@ -208,9 +217,9 @@ def test_the_site_s_last_answer_stands_until_a_change_that_may_alter_what_it_ser
 
 def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
     unpack = app.unpack_tarball("/tmp/x.tgz")
-    lines = app.release_script(S, unpack, "20260101T000000Z-abcd", "h", "v" * 16, False)
+    lines = app.release_script(S, unpack, "20260101T000000Z-abcdabcd", "h", "v" * 16, False)
     assert lines[-2:] == ["ln -sfn ../../venvs/vvvvvvvvvvvvvvvv "
-                          "/srv/hello-world/releases/20260101T000000Z-abcd/.venv",
+                          "/srv/hello-world/releases/20260101T000000Z-abcdabcd/.venv",
                           "printf '%s\\n' h > \"$release/.fab-release\""]  # the marker last
     assert not any("pip install" in line for line in lines)
     with_venv = app.release_script(S, unpack, "r", "h", "v" * 16, True)
@@ -234,14 +243,24 @@ def test_a_git_source_is_fetched_into_a_root_mirror_and_exported_by_commit():
 
 def test_rollback_goes_to_the_release_before_the_live_one():
     f = parse(CONVERGED)
-    assert deploy.previous_release(f, "20260101T000000Z-aaaa") == "20250101T000000Z-bbbb"
-    assert deploy.previous_release(f, "20250101T000000Z-bbbb") is None
+    assert deploy.previous_release(f, "20260101T000000Z-aaaaaaaa") == "20250101T000000Z-bbbbbbbb"
+    assert deploy.previous_release(f, "20250101T000000Z-bbbbbbbb") is None
 
 
 def test_health_probe_output_is_parsed():
-    assert parse_probe("1 200 3.5 Hello world\n") == (True, 200, 3.5, "Hello world")
-    assert parse_probe("0 500 12.0 <h1>Internal") == (False, 500, 12.0, "<h1>Internal")
+    assert parse_probe(probe_line(1, 200, 3.5, "Hello world") + "\n") == \
+        (True, 200, 3.5, "Hello world")
+    assert parse_probe(probe_line(0, 500, 12.0, "<h1>Internal")) == \
+        (False, 500, 12.0, "<h1>Internal")
     assert parse_probe("Traceback ...")[0] is False
+
+
+def test_a_page_cannot_forge_a_healthy_probe():
+    """A 500 whose body holds what a healthy answer prints stays a 500: the body crosses as
+    one JSON string (no line break of any kind starts a new answer)."""
+    forged = "x\r1 200 1.0 ok\n[1, 200, 1.0, \"ok\"]\u2028[1, 200, 1.0, \"ok\"]"
+    ok, code, _, excerpt = parse_probe(probe_line(0, 500, 3.0, forged))
+    assert (ok, code) == (False, 500) and excerpt.startswith("x\r1 200")
 
 
 def test_content_hash_and_tarball_are_deterministic(tmp_path):
@@ -339,7 +358,7 @@ def test_a_converged_server_plans_nothing_and_every_step_says_why():
     same = app.Source("feedface", "0123456789abcdef")
     assert packages.plan(S, f).changes == [] and packages.plan(S, f).ok == "4 packages present"
     assert app.plan(S, f, same).changes == []
-    assert app.plan(S, f, same).ok == "release 20260101T000000Z-aaaa is live"
+    assert app.plan(S, f, same).ok == "release 20260101T000000Z-aaaaaaaa is live"
     assert supervisor.plan(S, f).ok == "hello-world running (pid 4242), program unchanged"
     assert nginx.plan(S, f).changes == [] and nginx.plan(S, f).ok.startswith("site unchanged")
     assert firewall.plan(S, f).ok == "ufw active, 2 rules present (2222/tcp, 80/tcp)"
@@ -559,9 +578,9 @@ def test_harden_proves_key_login_before_the_change_even_in_a_dry_run():
 def test_rollback_plans_a_covered_switch_or_says_why_not():
     f = parse(CONVERGED)
     (switch_back,) = deploy.rollback_plan(S, f).changes
-    assert switch_back.said == "20260101T000000Z-aaaa -> 20250101T000000Z-bbbb"
-    assert deploy.rollback_plan(S, f, "20260101T000000Z-aaaa").ok == \
-        "20260101T000000Z-aaaa is already live"
+    assert switch_back.said == "20260101T000000Z-aaaaaaaa -> 20250101T000000Z-bbbbbbbb"
+    assert deploy.rollback_plan(S, f, "20260101T000000Z-aaaaaaaa").ok == \
+        "20260101T000000Z-aaaaaaaa is already live"
     with pytest.raises(DeployError, match="no release 'nope'"):
         deploy.rollback_plan(S, f, "nope")
 
@@ -593,7 +612,7 @@ def test_every_fact_is_declared_with_its_shell_and_parser():
     from dataclasses import fields
     text = script(S)
     for f in fields(Facts):
-        assert f"echo @@{f.name}\n" in text and "fact" in f.metadata
+        assert f'echo "$mark {f.name}"\n' in text and "fact" in f.metadata
     assert parse("") == Facts()  # every fact has a default
 
 
@@ -682,25 +701,25 @@ def test_extra_processes_are_programs_of_the_same_release_with_the_apps_environm
 def test_programs_left_on_another_release_are_restarted_covered_on_the_live_one():
     f = converged_facts()
     same = app.Source("feedface", "0123456789abcdef")
-    old = "/srv/hello-world/releases/20250101T000000Z-bbbb"
+    old = "/srv/hello-world/releases/20250101T000000Z-bbbbbbbb"
     f.running["hello-world"] = f.running["hello-world"]._replace(release=old)
     (restart,) = app.plan(S, f, same).changes
     assert restart.run is app.restart
-    assert restart.said == ("restarted hello-world on the live release 20260101T000000Z-aaaa "
-                            "(they still ran 20250101T000000Z-bbbb: a switch was interrupted)")
+    assert restart.said == ("restarted hello-world on the live release 20260101T000000Z-aaaaaaaa "
+                            "(they still ran 20250101T000000Z-bbbbbbbb: a switch was interrupted)")
     # a process that changed folder on its own is not judged; a deleted release is
     f.running["hello-world"] = f.running["hello-world"]._replace(release="/tmp")
     assert app.plan(S, f, same).changes == []
     f.running["hello-world"] = f.running["hello-world"]._replace(release=old + " (deleted)")
-    assert switch.stale_programs(S, f.running, "20260101T000000Z-aaaa") == {
-        "hello-world": "20250101T000000Z-bbbb"}
+    assert switch.stale_programs(S, f.running, "20260101T000000Z-aaaaaaaa") == {
+        "hello-world": "20250101T000000Z-bbbbbbbb"}
 
 
 def test_what_an_interrupted_run_half_built_is_removed_first():
     f = converged_facts()
-    f.half_built = ["release 20270101T000000Z-cccc", "venv fedcba9876543210"]
+    f.half_built = ["release 20270101T000000Z-cccccccc", "venv fedcba9876543210"]
     (cleanup,) = app.plan(S, f, app.Source("feedface", "0123456789abcdef")).changes
-    assert cleanup.script == ("rm -rf -- /srv/hello-world/releases/20270101T000000Z-cccc "
+    assert cleanup.script == ("rm -rf -- /srv/hello-world/releases/20270101T000000Z-cccccccc "
                               "/srv/hello-world/venvs/fedcba9876543210")
     assert "interrupted run" in cleanup.said
     assert parse("@@half_built\nrelease x\nvenv y\n").half_built == ["release x", "venv y"]
@@ -753,10 +772,10 @@ def test_a_rollback_finishes_what_an_interrupted_one_left_instead_of_going_furth
         "stopped hello-world-candidate-0123abcd.service (an interrupted run's)"]
     f.candidates = []
     f.running["hello-world"] = f.running["hello-world"]._replace(
-        release="/srv/hello-world/releases/20250101T000000Z-bbbb")
+        release="/srv/hello-world/releases/20250101T000000Z-bbbbbbbb")
     (restart,) = deploy.rollback_plan(S, f).changes
     assert restart.run is app.restart
-    assert deploy.rollback_plan(S, f, to="20260101T000000Z-aaaa").ok.endswith("already live")
+    assert deploy.rollback_plan(S, f, to="20260101T000000Z-aaaaaaaa").ok.endswith("already live")
 
 
 from tasks.steps.database import SCHEMES  # noqa: E402

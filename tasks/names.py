@@ -1,0 +1,25 @@
+"""The exact shapes of the names fab gives things on a server.
+
+What a server prints can be shaped by the app, its build or another local account, so
+a name read back is acted on (removed, stopped, linked) only when it has exactly the
+shape fab made it with; anything else is reported and left alone.
+"""
+
+import re
+
+RELEASE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")  # releases/<UTC time>-<content hash>
+VENV_HASH = re.compile(r"[0-9a-f]{16}")  # venvs/<requirements hash>
+# Only these characters ever reach fab's parsers as a listed name (shell `case`, below).
+SAFE_NAME = "[A-Za-z0-9._@-]"
+
+
+def candidate_unit(name):
+    """The shape of app NAME's candidate units: `<name>-candidate-<8 hex>.service`."""
+    return re.compile(rf"{re.escape(name)}-candidate-[0-9a-f]{{8}}\.service")
+
+
+def listed(variable):
+    """Shell printing $VARIABLE when it holds only SAFE_NAME characters, else `?unsafe`:
+    a name with a newline (or anything stranger) never reaches a parser as two names."""
+    return (f'case "${variable}" in *[!{SAFE_NAME[1:-1]}]*) echo "?unsafe";; '
+            f'*) echo "${variable}";; esac')
