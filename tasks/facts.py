@@ -316,7 +316,10 @@ class Facts:
     user_exists: bool = fact(lambda s: f"id -u {q(s.user)} 2>/dev/null", non_empty, False)
     user_groups: set[str] = fact(lambda s: f"id -Gn {q(s.user)} 2>/dev/null",
                                  lambda lines: set(" ".join(lines).split()), default_factory=set)
-    build_user_exists: bool = fact(lambda s: "id -u fab-build 2>/dev/null", non_empty, False)
+    user_comment: str = fact(  # the account's comment: fab's own says it made it
+        lambda s: f"getent passwd {q(s.user)} | cut -d: -f5", first_line, "")
+    build_user_exists: bool = fact(lambda s: f"id -u {q(s.build_user)} 2>/dev/null",
+                                   non_empty, False)
     program_conf: dict[str, str] = fact(  # user= and directory= of the app's supervisor program
         lambda s: f"grep -sE '^(user|directory)=' {q(s.supervisor_conf)}",
         lambda lines: dict(line.strip().split("=", 1) for line in lines if "=" in line),

@@ -7,7 +7,7 @@ shape fab made it with; anything else is reported and left alone.
 
 import re
 
-RELEASE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")  # releases/<UTC time>-<content hash>
+RELEASE_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")  # <UTC time>-<hash>; an ERE too
 VENV_HASH = re.compile(r"[0-9a-f]{16}")  # venvs/<requirements hash>
 # Only these characters ever reach fab's parsers as a listed name (shell `case`, below).
 SAFE_NAME = "[A-Za-z0-9._@-]"

@@ -10,6 +10,7 @@ validation here is the first wall: names, users, paths, ports and counts must
 look like what they are, or the run stops before any connection.
 """
 
+import hashlib
 import posixpath
 import re
 from dataclasses import dataclass, fields
@@ -44,6 +45,7 @@ DEFAULTS = {
     "tls_key": None,  # tls: custom: its local private key (PEM, unencrypted)
     "hsts_max_age": 31536000,  # Strict-Transport-Security max-age with TLS on; 0 = no header
     "letsencrypt_email": "",  # the ACME account's contact address (tls: letsencrypt)
+    "exclude": "",  # .gitignore-style patterns of local files that never ship: "docs/ *.psd"
     "packages": "",  # pip requirements beside requirements.txt, e.g. "pymysql cryptography"
     "shared_paths": "",  # kept across releases in <dir>/shared: "logs/ instance/ app.db"
     "build_command": "",  # run in each new release before it is sealed: "flask translate compile"
@@ -125,6 +127,7 @@ class Settings:
     tls_key: str
     hsts_max_age: int
     letsencrypt_email: str
+    exclude: str  # space-separated .gitignore patterns (tasks.source)
     packages: str  # space-separated pip requirements installed with requirements.txt
     shared_paths: str  # space-separated paths in the release; a trailing / marks a folder
     build_command: str
@@ -209,6 +212,21 @@ class Settings:
         """The extra processes this host runs."""
         return {proc: cmd for proc, cmd in self.processes.items()
                 if f"{self.name}-{proc}" in self.programs}
+
+    @property
+    def build_user(self):
+        """The account that builds this app's releases (each app its own): fab-build-<name>,
+        cut to a Unix name's 32 characters with a hash to keep it unique."""
+        name = f"fab-build-{self.name}"
+        if len(name) <= 32:
+            return name
+        digest = hashlib.sha256(self.name.encode()).hexdigest()[:7]
+        return f"fab-build-{self.name[:14]}-{digest}"
+
+    @property
+    def build_scratch(self):
+        """Where a build's shared paths point while it runs (no live data)."""
+        return f"{self.dir}/build"
 
     @property
     def conf_dir(self):
@@ -311,17 +329,22 @@ class Settings:
 
     @property
     def git_url(self):
-        """The git source's URL as git sees it: without a password (see git_credentials)."""
+        """The git source's URL as git sees it: an http(s) URL without its user part, which
+        may be a token (see git_credentials)."""
         parts = urlsplit(self.source)
-        if not parts.password:
+        if not self.git_credentials:
             return self.source
-        return urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.hostname}"
-                                         + (f":{parts.port}" if parts.port else "")))
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
     @property
     def git_credentials(self):
-        """A git-credential-store line for an http(s) source with a password ("" if none)."""
-        return self.source if urlsplit(self.source).password else ""
+        """A git-credential-store line for an http(s) source with a user part ("" if none):
+        `user:password`, `TOKEN` or `TOKEN:x-oauth-basic` alike."""
+        parts = urlsplit(self.source)
+        if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+            return ""
+        return self.source if parts.password is not None else \
+            urlunsplit(parts._replace(netloc=parts.netloc.replace("@", ":@", 1)))
 
     @property
     def git_credentials_path(self):
@@ -329,11 +352,7 @@ class Settings:
 
     @property
     def source_shown(self):
-        """The source as fab prints it: a password in a URL is masked."""
-        parts = urlsplit(self.source)
-        if not parts.password:
-            return self.source
-        return self.source.replace(f":{parts.password}@", ":****@", 1)
+        return shown_url(self.source)
 
     @property
     def repo_cache(self):
@@ -343,6 +362,15 @@ class Settings:
     @property
     def source_path(self):
         return Path(self.source)
+
+
+def shown_url(url):
+    """URL as fab prints it: the user part of an http(s) URL (a password, or a token in the
+    user's place) masked whole."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if not parts or parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="****@" + parts.netloc.rpartition("@")[2]))
 
 
 def is_git_url(source):
@@ -425,8 +453,8 @@ def problems_of(values):
         expect(problem is None, problem)
     source = values["source"]
     if is_git_url(source):
-        expect(GIT_URL_RE.fullmatch(source), f"app.source={source!r}: not a git URL this tool "
-              "accepts (https://, ssh://, git://, file:// or user@host:path)")
+        expect(GIT_URL_RE.fullmatch(source), f"app.source={shown_url(source)!r}: not a git URL "
+              "this tool accepts (https://, ssh://, git://, file:// or user@host:path)")
     else:
         expect(isinstance(source, str) and source and "\n" not in source,
               f"app.source={source!r}: must be the local path of the app's folder or a git URL")
@@ -473,6 +501,10 @@ def problems_of(values):
     expect(isinstance(packages, str) and all(REQUIREMENT_RE.fullmatch(p) for p in packages.split()),
            f"app.packages={packages!r}: must be pip requirements separated by spaces, like "
            "'pymysql cryptography==44.0.0'")
+    exclude = values["exclude"]
+    expect(isinstance(exclude, str) and SAFE_TEXT_RE.fullmatch(exclude),
+           f"app.exclude={exclude!r}: must be .gitignore patterns separated by spaces, like "
+           "'docs/ *.psd'")
     shared = values["shared_paths"]
     bad = [p for p in shared.split() if not SHARED_RE.fullmatch(p)] \
         if isinstance(shared, str) else [shared]
@@ -634,12 +666,9 @@ def validate(config):
     if not is_git_url(values["source"]):
         if not (source / "requirements.txt").is_file():
             raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
-        from tasks.steps.app import (  # the files a deploy would send
-            DeployError,
-            source_files,
-        )
+        from tasks.source import DeployError, select  # the files a deploy would send
         try:
-            source_files(source)
+            select(source, values["exclude"], values["env_file"])
         except DeployError as e:
             raise ConfigError([str(e)]) from None
     return values

@@ -9,9 +9,6 @@ Layout on the server (Capistrano-style, so rollback is a symlink switch):
 """
 
 import hashlib
-import io
-import os
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ from tasks.names import RELEASE_ID, VENV_HASH
 from tasks.names import candidate_unit as candidate_unit_shape
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
 from tasks.roles import database_host
+from tasks.source import content_hash, select, tarball
 from tasks.switch import (
     bridged,
     first_release,
@@ -32,51 +30,6 @@ from tasks.switch import (
     stale_programs,
     switch_to,
 )
-
-SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache", "node_modules"}
-SKIP_SUFFIXES = (".pyc", ".pyo")
-
-
-def source_files(root):
-    """The app's files and links, sorted, without caches or virtualenvs. A link is kept as
-    a link (never read through), and only if it stays inside the folder."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DeployError(f"the app folder {root} does not exist (set app.source)")
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        links = [d for d in dirnames if Path(dirpath, d).is_symlink()]
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and d not in links)
-        for name in sorted(filenames + links):
-            path = Path(dirpath, name)
-            if path.is_symlink():
-                check_link(root, path)
-            if not name.endswith(SKIP_SUFFIXES):
-                out.append(path)
-    return sorted(out)
-
-
-def check_link(root, path):
-    """Refuse a link that leaves the app folder: its target would be uploaded and served."""
-    link = os.readlink(path)
-    target = Path(os.path.normpath(path.parent / link))
-    if os.path.isabs(link) or not target.is_relative_to(root):
-        raise DeployError(f"app.source: {path.relative_to(root)} links to {os.readlink(path)}, "
-                          "outside the app folder: copy the file in, or remove the link")
-
-
-def content_hash(root, files=None):
-    """A hash of the app's paths, exec bits and bytes (a link's target): equal trees, equal
-    hashes."""
-    digest = hashlib.sha256()
-    for path in files or source_files(root):
-        rel = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            digest.update(f"{rel}\0link\0{os.readlink(path)}\0".encode())
-            continue
-        digest.update(f"{rel}\0{os.access(path, os.X_OK)}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
 
 
 def driver(s):
@@ -105,42 +58,58 @@ def requirements_hash(root, s):
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def tarball(root):
-    """A gzip tarball of the app with normalised owners, modes and times."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for path in source_files(root):
-            info = tarfile.TarInfo(path.relative_to(root).as_posix())
-            info.mtime, info.uid, info.gid = 0, 0, 0
-            if path.is_symlink():
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
-                tar.addfile(info)
-                continue
-            data = path.read_bytes()
-            info.size = len(data)
-            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def release_id(tree_hash):
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + tree_hash[:8]
 
 
 GUNICORN = "gunicorn==23.0.0"  # what the tool is tested with, for apps that do not pin one
-BUILD_USER = "fab-build"  # builds virtualenvs: the app's packages never run code as root
 SUDO_GROUPS = {"sudo", "admin", "wheel", "root"}
+# A build runs the app's packages' code: it may write only the release (and its venv and
+# scratch folder), sees no home, no /tmp but its own and no other process, gains no
+# privilege (no setuid: no crontab, no at), and everything it starts ends with it.
+BUILD_SANDBOX = ("-p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p ProtectSystem=strict "
+                 "-p ProtectHome=yes -p PrivateTmp=yes -p ProtectProc=invisible "
+                 "-p KillMode=control-group")
 
 
-def system_account(name):
-    """A system account with no login shell, no home, no sudo, and a group of its own."""
-    return (f"useradd --system --user-group --shell /usr/sbin/nologin --home-dir /nonexistent "
-            f"--no-create-home {q(name)}")
+def account_comment(s, build=False):
+    """What fab writes in the comment field of the accounts it makes: how it knows them."""
+    return f"fab builds {s.name}" if build else f"fab app {s.name}"
+
+
+def system_account(s, build=False):
+    """The app's account (or its build account, with BUILD): a system account with no
+    login shell, no home, no sudo, a group of its own and fab's comment; an account of the
+    build is never cron's or at's."""
+    name = s.build_user if build else s.user
+    make = (f"useradd --system --user-group --shell /usr/sbin/nologin --home-dir /nonexistent "
+            f"--no-create-home --comment {q(account_comment(s, build))} {q(name)}")
+    if not build:
+        return make
+    return "\n".join([make, *(f"grep -qsxF {q(name)} {deny} || echo {q(name)} >> {deny}"
+                              for deny in ("/etc/cron.deny", "/etc/at.deny"))])
+
+
+def adopted(s, facts):
+    """Whether the existing account app.user is one fab made: its comment says so, or (made
+    by an earlier version, without a comment) this app's tree or program already run as it."""
+    return (facts.user_comment == account_comment(s)
+            or facts.modes.get(s.shared, ("",))[0] == s.user
+            or facts.program_conf.get("user") == s.user)
+
+
+def foreign_user(s, facts):
+    """Why app.user may not be used (None: it may): an account fab did not make."""
+    if facts.user_exists and not adopted(s, facts):
+        return (f"app.user={s.user} is an account fab did not make (another service's, like "
+                "www-data or postgres?): leave app.user unset (the app gets its own account), "
+                "or name one no account has")
+    return None
 
 
 def refusals(s, facts):
     """Why this deploy tree or app user would let the app reach root (empty: none)."""
-    out = []
+    out = [foreign] if (foreign := foreign_user(s, facts)) else []
     powerful = SUDO_GROUPS & facts.user_groups
     if powerful:
         out.append(f"app.user={s.user} is in group {', '.join(sorted(powerful))}, so the app "
@@ -162,9 +131,11 @@ def layout_script(s, facts):
     for nginx to traverse."""
     lines = []
     if not facts.user_exists:
-        lines.append(system_account(s.user))
+        lines.append(system_account(s))
+    elif facts.user_comment != account_comment(s):  # made by an earlier version (adopted)
+        lines.append(f"usermod --comment {q(account_comment(s))} {q(s.user)}")
     if not facts.build_user_exists:
-        lines.append(system_account(BUILD_USER))
+        lines.append(system_account(s, build=True))
     wanted = [(s.dir, "root", "root", "755"), (s.releases, "root", "root", "755"),
               (s.venvs, "root", "root", "755"), (s.shared, s.user, s.user, "750"),
               (s.log_dir, "root", s.user, "750")]
@@ -260,8 +231,11 @@ def build_function(s, venv):
     the build account's to read), in a transient service: nothing it starts outlives it
     (a process left behind could still write the files after they are sealed)."""
     env = f"-p EnvironmentFile=-{q(s.env_path)} " if s.env_file else ""
-    return (f"build() {{ systemd-run --quiet --wait --pipe --collect --uid={BUILD_USER} "
-            f'--gid={BUILD_USER} --working-directory="$release" -p RuntimeMaxSec=900 {env}'
+    build = q(s.build_user)
+    return (f"build() {{ systemd-run --quiet --wait --pipe --collect --uid={build} "
+            f'--gid={build} --working-directory="$release" -p RuntimeMaxSec=900 {env}'
+            f'{BUILD_SANDBOX} -p "ReadWritePaths=$release" -p ReadWritePaths=-{venv} '
+            f"-p ReadWritePaths=-{q(s.build_scratch)} "
             f"--setenv=PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin "
             '--setenv=HOME=/nonexistent --setenv=PIP_NO_CACHE_DIR=1 "$@"; }')
 
@@ -284,8 +258,9 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
     lines = [f"release={q(release)}", 'rm -rf "$release"', 'install -d -m 0755 "$release"',
              *unpack, *link_shared(s), build_function(s, venv)]
     if not (build_venv or s.build_command):
-        return lines + markers(tree_hash, venv_hash, release)
-    lines += [f'chown -hR {BUILD_USER}:{BUILD_USER} "$release"']
+        return lines + private(s) + markers(s, tree_hash, venv_hash, release)
+    build = f"{q(s.build_user)}:{q(s.build_user)}"
+    lines += [f'chown -hR {build} "$release"']
     if build_venv:
         # Debian's pip wheel, run by the venv's python, installs into the venv: no pip is
         # copied into every venv (ensurepip alone takes ~4 s of a fresh provision).
@@ -297,7 +272,7 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
                     for pin, name in unless_listed(s)],
                   "set -f  # $extra is split into requirements, never globbed",
                   f"rm -rf {venv}",
-                  f"install -d -o {BUILD_USER} -g {BUILD_USER} -m 0755 {venv}",
+                  f"install -d -o {q(s.build_user)} -g {q(s.build_user)} -m 0755 {venv}",
                   "whl=$(ls /usr/share/python-wheels/pip-*.whl 2>/dev/null | tail -n1)",
                   'if [ -n "$whl" ]; then',
                   f"  build python3 -m venv --without-pip {venv}",
@@ -310,23 +285,40 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
                   f"du -sk {venv} | cut -f1 > {venv}/.fab-complete"]  # its size: tasks.space
     if s.build_command:
         scratch_dirs = " ".join(f'"$scratch"/{q(p)}' for p, is_dir in s.shared_items if is_dir)
-        lines += ["scratch=$(mktemp -d /tmp/fab-build.XXXXXXXX)",
+        lines += [f"scratch={q(s.build_scratch)}", 'rm -rf "$scratch"',
+                  f'install -d -o {q(s.build_user)} -g {q(s.build_user)} -m 0700 "$scratch"',
                   *([f"mkdir -p {scratch_dirs}"] if scratch_dirs else []),
-                  f'chown -R {BUILD_USER}:{BUILD_USER} "$scratch"',
+                  f'chown -R {build} "$scratch"',
                   *link_shared(s, '"$scratch"'),
                   f"build sh -c {q(for_systemd(s.build_command))} "
                   '|| { rc=$?; rm -rf "$scratch"; exit $rc; }',
                   'rm -rf "$scratch"',
                   *link_shared(s, q(s.shared))]
-    return lines + seal('"$release"') + markers(tree_hash, venv_hash, release)
+    return lines + seal('"$release"') + private(s) + markers(s, tree_hash, venv_hash, release)
 
 
-def markers(tree_hash, venv_hash, release):
-    """The release's venv link and identity, written by root over whatever is there. The
-    identity goes last: a release without it is half-built (an interrupted run's)."""
-    return ['rm -rf "$release/.fab-release" "$release/.venv"',
+def private(s):
+    """The release_script lines that make "$release" the app's to read and no other local
+    account's (its code may hold what is not for `www-data` or `nobody`), but for the
+    static folder nginx serves: readable, and the folders above it passable (not
+    listable). A link is never followed: the source chose where it points."""
+    steps = s.static_dir.split("/")
+    above = ['"$release"'] + [f'"$release"/{q("/".join(steps[:i]))}' for i in range(1, len(steps))]
+    static = f'"$release"/{q(s.static_dir)}'
+    return [f'chown -hR root:{q(s.user)} "$release"', 'chmod -R go-w,o-rwx,ug-s "$release"',
+            *[f"[ -L {d} ] || chmod o+x {d}" for d in above],
+            f"if [ -d {static} ] && [ ! -L {static} ]; then chmod -R o+rX {static}; fi"]
+
+
+def markers(s, tree_hash, venv_hash, release):
+    """The release's venv link and identity (root:<app user> 0640, like the code), written
+    by root over whatever is there. The identity goes last: a release without it is
+    half-built (an interrupted run's)."""
+    return ['rm -rf "$release/.fab-release" "$release/.fab-release.new" "$release/.venv"',
             f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv",
-            f"printf '%s\\n' {q(tree_hash)} > \"$release/.fab-release\""]
+            f"(umask 027; printf '%s\\n' {q(tree_hash)} > \"$release/.fab-release.new\")",
+            f'chgrp {q(s.user)} "$release/.fab-release.new"',
+            'mv "$release/.fab-release.new" "$release/.fab-release"']
 
 
 def prune_script(s, keep):
@@ -336,8 +328,7 @@ def prune_script(s, keep):
     keep_args = " ".join(q(k) for k in keep)
     return f"""
 cd {q(s.releases)}
-ls -1 | grep -xE {q(RELEASE_ID.pattern.replace(chr(92) + "d", "[0-9]"))} | sort | head -n -{s.keep_releases} \\
-  | while read -r r; do
+ls -1 | grep -xE {q(RELEASE_ID.pattern)} | sort | head -n -{s.keep_releases} | while read -r r; do
   case " {keep_args} " in *" $r "*) continue;; esac
   rm -f -- "$r/.fab-release"; rm -rf -- "$r"
 done
@@ -379,6 +370,7 @@ class Source:
     venv_hash: str  # hash of its requirements.txt (None: not known yet)
     action: str = ""  # what a dry run would do to get it ("upload 3 files")
     size_kb: int = 0  # the code's size (0: not known before a git source is fetched)
+    files: tuple = ()  # a local folder's files that ship (tasks.source.select)
 
 
 def resolve(h):
@@ -387,10 +379,10 @@ def resolve(h):
     `git ls-remote`; a server without releases fetches when the release is built)."""
     s = h.settings
     if not s.source_is_git:
-        files = source_files(s.source_path)
-        size = sum(f.lstat().st_size for f in files) // 1024 + 1
-        return Source(content_hash(s.source_path, files), requirements_hash(s.source_path, s),
-                      f"upload {len(files)} files", size)
+        chosen = select(s.source_path, s.exclude, s.env_file)
+        return Source(content_hash(s.source_path, chosen.files),
+                      requirements_hash(s.source_path, s), f"upload {chosen.summary()}",
+                      chosen.size // 1024 + 1, tuple(chosen.files))
     if h.dry_run:
         if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
             return Source(s.ref, None, f"fetch {s.source_shown}")
@@ -425,7 +417,7 @@ def ship(h, source, rid=None):
     build_venv = source.venv_hash not in f.venvs
     previous = f.links.get(s.current, "").rpartition("/")[2]
     unpack = unpack_commit(s, source.identity) if s.source_is_git else \
-        unpack_tarball(h.upload(tarball(s.source_path)))
+        unpack_tarball(h.upload(tarball(s.source_path, source.files)))
     build = "\n".join(["set -e", *release_script(s, unpack, rid, source.identity,
                                                   source.venv_hash, build_venv)])
     try:

@@ -16,7 +16,7 @@ from tasks.core import PYTHON, DeployError, q
 from tasks.facts import PG_RESTART, REDIS, data_services
 from tasks.plan import Call, Command, Plan, Step
 from tasks.roles import address, database_host
-from tasks.steps.app import restart, system_account
+from tasks.steps.app import foreign_user, restart, system_account
 from tasks.switch import serving
 
 SCHEMES = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql", "sqlite": "sqlite"}
@@ -129,7 +129,7 @@ def setup_script(s, facts):
     reader = "root" if s.database_server else q(s.user)
     lines = ["umask 077", "restart="]
     if not (facts.user_exists or s.database_server):  # database.env is the app user's to read
-        lines.append(system_account(s.user))
+        lines.append(system_account(s))
     lines.append(f"install -d -o root -g root -m 0755 {q(s.conf_dir)}")
     if s.local_engine in ("postgresql", "mysql"):
         # the password the app has, if any, else a new one
@@ -198,7 +198,7 @@ def plan(s, facts):
     """The engine (and Redis) on and started at boot, restarting by itself after a crash;
     the role, the database and database.env made if missing. An app host with a database
     host gets its database.env from there."""
-    refused = refusal(s, facts)
+    refused = refusal(s, facts) or (foreign_user(s, facts) if s.runs_app else None)
     if refused:
         raise DeployError(refused)
     if s.managed_database == "none" and not s.redis:
@@ -250,7 +250,7 @@ def fetch_env(h):
     tmp = h.upload(env)
     result = h.change("\n".join([
         f"trap 'rm -f {q(tmp)}' EXIT",
-        *([] if h.facts.user_exists else [system_account(s.user)]),
+        *([] if h.facts.user_exists else [system_account(s)]),
         f"install -d -o root -g root -m 0755 {q(s.conf_dir)}",
         f"install -o root -g {q(s.user)} -m 0640 {q(tmp)} {path}.fab-new",
         replace_if_changed(s.database_env_path, "echo changed")]))

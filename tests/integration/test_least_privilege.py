@@ -183,7 +183,7 @@ def test_a_package_build_runs_as_the_build_account_never_root(hostile):
     proc = fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     uid = on(s, "cat /tmp/buildhook-uid").strip()
-    assert uid == on(s, "id -u fab-build").strip() and uid != "0"
+    assert uid == on(s, "id -u fab-build-hello-world").strip() and uid != "0"
     venv = on(s, "readlink -f /srv/hello-world/current/.venv").strip()
     assert on(s, f"find {venv} ! -user root | wc -l").strip() == "0"
     assert on(s, f"find {venv} -perm /022 ! -type l | wc -l").strip() == "0"
@@ -238,10 +238,10 @@ def test_a_token_in_a_git_url_reaches_no_command_line_and_no_output(hostile):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert http_get(s)[2] == "Hello private"
     git_argv = on(s, "cat /root/git-argv.log")
-    assert "http://deploy@127.0.0.1:8099/private.git" in git_argv  # the shim saw the fetch
+    assert "http://127.0.0.1:8099/private.git" in git_argv  # the shim saw the fetch
     assert TOKEN not in git_argv and TOKEN not in on(s, "cat /root/ps.log")
     assert TOKEN not in proc.stdout + proc.stderr + dry.stdout + dry.stderr
-    assert "deploy:****@127.0.0.1" in dry.stdout
+    assert "****@127.0.0.1" in dry.stdout
     assert TOKEN not in on(s, "cat /srv/hello-world/repo.git/config")
     assert on(s, "stat -c '%U %a' /srv/hello-world/repo.git.credentials").strip() == "root 600"
     again = fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": url})

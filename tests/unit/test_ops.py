@@ -7,10 +7,10 @@ import time
 import pytest
 from invoke import Config
 
+from tasks import status as status_module
 from tasks.core import LinePrefixer
 from tasks.logs import log_files, logs_script
 from tasks.settings import load
-from tasks import status as status_module
 from tasks.status import status_script
 from tests.unit.answers import answer, probe_line
 
@@ -64,7 +64,8 @@ def test_every_unhealthy_field_is_named():
                      "nginx: [emerg] unexpected end of file")
             .replace("Status: active", "Status: inactive")
             .replace("nginx enabled", "nginx disabled")
-            .replace(probe_line(1, 200, 3.2, "Hello world"), probe_line(0, 502, 1.0, "Bad Gateway")))
+            .replace(probe_line(1, 200, 3.2, "Hello world"),
+                     probe_line(0, 502, 1.0, "Bad Gateway")))
     problems = parse_status("web1", S, text).problems
     assert problems == ["app is BACKOFF", "nginx is not active",
                         "nginx -t failed: nginx: [emerg] unexpected end of file",

@@ -88,11 +88,27 @@ def test_the_app_runs_as_its_own_account_never_root_nor_the_ssh_user():
 
 def test_a_password_in_a_git_url_is_kept_off_command_lines_and_masked_in_output():
     s = load(config(source="https://deploy:s3cr3t@git.example.org/shop.git"))
-    assert s.git_url == "https://deploy@git.example.org/shop.git"
-    assert s.source_shown == "https://deploy:****@git.example.org/shop.git"
+    assert s.git_url == "https://git.example.org/shop.git"
+    assert s.source_shown == "https://****@git.example.org/shop.git"
     assert s.git_credentials == "https://deploy:s3cr3t@git.example.org/shop.git"
     plain = load(config(source="https://git.example.org/shop.git"))
     assert plain.git_url == plain.source_shown == plain.source and not plain.git_credentials
+    ssh = load(config(source="git@git.example.org:shop.git"))
+    assert ssh.git_url == ssh.source_shown == ssh.source and not ssh.git_credentials
+
+
+@pytest.mark.parametrize("url, credentials", [
+    ("https://ghp_T0KEN@github.com/o/shop.git", "https://ghp_T0KEN:@github.com/o/shop.git"),
+    ("https://ghp_T0KEN:x-oauth-basic@github.com/o/shop.git",
+     "https://ghp_T0KEN:x-oauth-basic@github.com/o/shop.git"),
+])
+def test_a_token_in_the_user_part_of_a_git_url_is_a_credential_too(url, credentials):
+    s = load(config(source=url))
+    assert (s.git_url, s.source_shown, s.git_credentials) == \
+        ("https://github.com/o/shop.git", "https://****@github.com/o/shop.git", credentials)
+    with pytest.raises(ConfigError) as e:  # refused: its token is not printed either
+        load(config(source=url.replace("/o/", "/o/ ;")))
+    assert "T0KEN" not in str(e.value) and "****@github.com" in str(e.value)
 
 
 def test_missing_app_folder_is_reported():
