@@ -124,7 +124,8 @@ def managed_files(s):
 
 
 def managed_dirs(s):
-    return [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.shared, s.log_dir, s.conf_dir]
+    return [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.shared, s.log_dir, s.conf_dir,
+            s.socket_dir]
 
 
 def managed_links(s):
@@ -210,6 +211,16 @@ def by_last_field(lines, make, width):
         parts = line.split(" ", width - 1)
         if len(parts) == width:
             out[parts[-1]] = make(*parts[:-1])
+    return out
+
+
+def first_values(lines):
+    """{key: value} of KEY=VALUE lines, the first of each key."""
+    out = {}
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if sep:
+            out.setdefault(key, value)
     return out
 
 
@@ -320,10 +331,10 @@ class Facts:
         lambda s: f"getent passwd {q(s.user)} | cut -d: -f5", first_line, "")
     build_user_exists: bool = fact(lambda s: f"id -u {q(s.build_user)} 2>/dev/null",
                                    non_empty, False)
-    program_conf: dict[str, str] = fact(  # user= and directory= of the app's supervisor program
-        lambda s: f"grep -sE '^(user|directory)=' {q(s.supervisor_conf)}",
-        lambda lines: dict(line.strip().split("=", 1) for line in lines if "=" in line),
-        default_factory=dict)
+    program_conf: dict[str, str] = fact(  # user=, directory= and command= of the app's
+        # first supervisor program (gunicorn's, on a web host), as the server has it
+        lambda s: f"grep -sE '^(user|directory|command)=' {q(s.supervisor_conf)}",
+        first_values, default_factory=dict)
     files: dict[str, FileFact] = fact(  # managed file -> checksum, owner, group, mode
         lambda s: f'for f in {quoted(managed_files(s))}; do\n'
                   '  [ -f "$f" ] && echo "$(sha256sum < "$f" | cut -d\' \' -f1) '

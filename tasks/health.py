@@ -1,6 +1,6 @@
 """The HTTP health probe, run on the server itself with its own python3.
 
-Probing from the server reaches gunicorn on localhost and nginx on port 80 even
+Probing from the server reaches gunicorn on its socket and nginx on port 80 even
 when the firewall or a bastion keeps the operator's machine out.
 """
 
@@ -9,21 +9,47 @@ import json
 from tasks.core import PYTHON, q
 
 PROBE = """\
-import json, ssl, sys, time, urllib.request, urllib.error
-url, want, wait, host = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), sys.argv[4]
-request = urllib.request.Request(url, headers={"Host": host} if host else {})
+import http.client, json, socket, ssl, sys, time, urllib.parse
+target, path, want, wait, host = sys.argv[1:4] + [float(sys.argv[4]), sys.argv[5]]
+want = want.encode()
+
+
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(target[5:])
+
+
+def get(path):
+    if target.startswith("unix:"):
+        conn = Unix("localhost", timeout=5)
+    elif target.startswith("https://"):  # by address, which the certificate does not name
+        conn = http.client.HTTPSConnection(target[8:], timeout=5,
+                                           context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection(target[7:], timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host} if host else {})
+        r = conn.getresponse()
+        return r.status, r.getheader("Location"), r.read()
+    finally:
+        conn.close()
+
+
 deadline = time.monotonic() + wait
-# The server probes itself by address, which its certificate does not name.
-insecure = ssl._create_unverified_context()
 while True:
     start = time.monotonic()
     try:
-        r = urllib.request.urlopen(request, timeout=5, context=insecure)
-        code, body = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        code, body = e.code, e.read()
+        at = path
+        for _ in range(6):  # redirects within the site, followed as a browser would
+            code, location, body = get(at)
+            if code not in (301, 302, 303, 307, 308) or not location:
+                break
+            parts = urllib.parse.urlsplit(urllib.parse.urljoin(at, location))
+            at = parts.path + ("?" + parts.query if parts.query else "")
     except Exception as e:
-        code, body = 0, str(getattr(e, "reason", e)).encode()
+        code, body = 0, str(e).encode()
     ms = (time.monotonic() - start) * 1000
     ok = code == 200 and want in body
     if ok or time.monotonic() >= deadline:
@@ -35,18 +61,20 @@ while True:
 """
 
 
-def app_url(port):
-    """gunicorn on PORT, as the server reaches it."""
-    return f"http://127.0.0.1:{port}"
+def app_socket(path):
+    """gunicorn on the unix socket PATH, as a probe's target."""
+    return f"unix:{path}"
 
 
 def probe_command(s, base, wait):
-    """A command printing `ok code ms excerpt` for BASE<health_path>, asking for the site's
-    first server_name (nginx serves another app's site to other names).
+    """A command printing `[ok, code, ms, excerpt]` (JSON) for <health_path> at BASE (a
+    site's URL, or `app_socket`), asking for the site's first server_name (nginx serves
+    another app's site to other names). Run as root: only root, nginx and the app reach
+    the app's socket.
 
     It retries for up to WAIT seconds until the answer is 200 with the expected text."""
-    url = f"{base}{s.health_path}"
-    return f"{PYTHON} -c {q(PROBE)} {q(url)} {q(s.health_text)} {q(wait)} {q(s.site_host)}"
+    return (f"{PYTHON} -c {q(PROBE)} {q(base)} {q(s.health_path)} {q(s.health_text)} "
+            f"{q(wait)} {q(s.site_host)}")
 
 
 def parse_probe(text):

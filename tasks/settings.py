@@ -27,7 +27,6 @@ DEFAULTS = {
     "source": "hello_world",  # a local folder, or a git URL cloned on the server
     "ref": "HEAD",  # with a git source: the branch, tag or commit to deploy
     "module": "app:app",
-    "port": 8000,
     "workers": 4,
     "server_name": "_",
     "keep_releases": 5,
@@ -62,12 +61,15 @@ DEFAULTS = {
     "roles": {},  # hosts by role: {db: [db1], web: [web1, web2], worker: [w1], lb: [lb1]}
     "auto_reboot_at": "",  # fab harden's security updates reboot at this time ("04:30") if needed
 }
+# Settings of earlier versions, and why they went.
+RETIRED = {"port": "gunicorn listens on a unix socket in <dir>/run, which only nginx and the "
+                   "app reach (no loopback port another local account could take): remove it"}
 DATABASES = ("none", "postgresql", "mysql", "sqlite")
 TLS_MODES = ("off", "self-signed", "letsencrypt", "custom")
 # `fab logs -c`, and the extra processes' names
 COMPONENTS = ("app", "access", "error", "supervisor", "database", "redis", "all")
 # The whole-number settings and their allowed ranges (env vars give them as strings).
-INT_RANGES = {"port": (1024, 65534), "workers": (1, 64), "keep_releases": (2, 100),
+INT_RANGES = {"workers": (1, 64), "keep_releases": (2, 100),
               "apt_cache_valid_time": (0, 10**8), "health_timeout": (1, 600),
               "firewall_revert_after": (30, 3600), "hsts_max_age": (0, 10**9),
               "release_timeout": (10, 3600), "keep_backups": (1, 1000)}
@@ -111,7 +113,6 @@ class Settings:
     source: str
     ref: str
     module: str
-    port: int
     workers: int
     server_name: str
     keep_releases: int
@@ -212,6 +213,21 @@ class Settings:
         """The extra processes this host runs."""
         return {proc: cmd for proc, cmd in self.processes.items()
                 if f"{self.name}-{proc}" in self.programs}
+
+    @property
+    def socket_dir(self):
+        """gunicorn's sockets: <user>:www-data 0750, so only the app and nginx reach them."""
+        return f"{self.dir}/run"
+
+    @property
+    def socket(self):
+        """The live gunicorn's socket."""
+        return f"{self.socket_dir}/gunicorn.sock"
+
+    @property
+    def candidate_socket(self):
+        """A candidate's socket: nginx's backup while the live gunicorn restarts."""
+        return f"{self.socket_dir}/candidate.sock"
 
     @property
     def build_user(self):
@@ -407,7 +423,8 @@ def raw(config):
     section = config.get("app", {}) or {}
     unknown = sorted(set(section) - set(DEFAULTS))
     if unknown:
-        raise ConfigError([f"app.{k}: unknown setting (known: {', '.join(DEFAULTS)})"
+        raise ConfigError([f"app.{k}: {RETIRED[k]}" if k in RETIRED else
+                           f"app.{k}: unknown setting (known: {', '.join(DEFAULTS)})"
                            for k in unknown])
     values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
     for key in LOCAL_PATHS:

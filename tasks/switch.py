@@ -1,13 +1,15 @@
 """The release switch: without downtime, health-checked, rolled back by itself.
 
 How a switch keeps the site answering (`bridged`): the new release is first started
-as a *candidate* gunicorn on port+1 (a transient systemd unit, as the app user) and
-health-checked there; a broken release stops here, before any traffic sees it.
-nginx lists port+1 as a `backup` upstream, so while supervisor restarts the main
-program on the new release (graceful TERM: in-flight requests finish), connections
-the main port refuses go to the candidate. Once the main program answers healthy,
-on its port and through nginx, the candidate is stopped. If it does not, `current`
-is switched back and the main program restarted on the old release.
+as a *candidate* gunicorn on its own socket (a transient systemd unit, as the app user)
+and health-checked there; a broken release stops here, before any traffic sees it.
+nginx lists the candidate's socket as a `backup` upstream, so while supervisor restarts
+the main program on the new release (graceful TERM: in-flight requests finish),
+connections the main socket refuses go to the candidate (both sockets sit in a folder
+only the app and nginx reach: no other local account can answer in the app's place).
+Once the main program answers healthy, on its socket and through nginx, the candidate
+is stopped. If it does not, `current` is switched back and the main program restarted
+on the old release.
 
 A plain HUP is not enough: it keeps the master's old interpreter and virtualenv
 (gunicorn #394, #2449), and HUP into a broken release takes the site down.
@@ -19,7 +21,7 @@ from contextlib import contextmanager
 
 from tasks.core import PYTHON, DeployError, q
 from tasks.facts import SUPERVISOR_RPC
-from tasks.health import app_url, parse_probe, probe_command
+from tasks.health import app_socket, parse_probe, probe_command
 
 PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
 
@@ -65,15 +67,29 @@ def app_log_tail(h, unit=None, lines=6):
     return "\n".join("  | " + line for line in shown)
 
 
-def start_candidate(s, unit, release, workers):
-    """A script starting gunicorn on RELEASE, port+1, as the app user, with WORKERS workers,
-    as UNIT. Candidates a dead run left behind are stopped first."""
+def start_candidate(s, unit, release, workers, legacy=None):
+    """A script starting gunicorn on RELEASE, on the candidate's socket, as the app user,
+    with WORKERS workers, as UNIT. Candidates a dead run left behind are stopped first.
+    LEGACY: the port a deployment of an earlier version serves on (`legacy_port`): its
+    nginx still sends to port+1 while the live gunicorn restarts, so the candidate
+    answers there too, until this run has moved the app to its socket."""
+    also = f"--bind 127.0.0.1:{legacy + 1} " if legacy else ""
     return (f"systemctl stop {q(s.name + '-candidate-*')} >/dev/null 2>&1 || true\n"
             f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
             f"--working-directory={q(release)} --property=KillMode=mixed "
             f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
             f"--chdir {q(release)} --workers {workers} "
-            f"--bind 127.0.0.1:{s.port + 1} {q(s.module)}")
+            f"--bind unix:{q(s.candidate_socket)} {also}{q(s.module)}")
+
+
+LEGACY_BIND = re.compile(r"--bind 127\.0\.0\.1:(\d+) ")
+
+
+def legacy_port(facts):
+    """The loopback port the app's program listens on, in a deployment of a version before
+    sockets (None: it uses its socket, or there is none)."""
+    found = LEGACY_BIND.search(facts.program_conf.get("command", "") + " ")
+    return int(found.group(1)) if found else None
 
 
 def stop_candidate(unit, wait=True):
@@ -171,8 +187,9 @@ def candidate(h, release, covers=True, then=""):
     unit = candidate_unit(s)
     try:
         try:
-            expect_healthy(h, [(app_url(s.port + 1), "the new release")],
-                           first=start_candidate(s, unit, release, s.workers if covers else 1))
+            expect_healthy(h, [(app_socket(s.candidate_socket), "the new release")],
+                           first=start_candidate(s, unit, release, s.workers if covers else 1,
+                                                 legacy_port(h.facts)))
         except DeployError as e:
             raise DeployError(f"{e}; it was not switched in. Its log:\n"
                               + app_log_tail(h, unit)) from None
@@ -209,7 +226,7 @@ def expect_serving(h, what, through_nginx=True, first=""):
         if problem:
             raise problem
         return
-    expect_healthy(h, [(app_url(s.port), what)]
+    expect_healthy(h, [(app_socket(s.socket), what)]
                    + ([(s.site_url, "the site through nginx")] if through_nginx else []), first)
 
 

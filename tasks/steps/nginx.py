@@ -15,7 +15,8 @@ def render_site(s, tls=None, down=()):
                   balancers=s.balancers,
                   static_dir=s.static_dir, static_url=s.static_url,
                   default=" default_server" if s.default_server else "",
-                  port=s.port, tls=s.tls != "off" if tls is None else tls,
+                  socket=s.socket, candidate_socket=s.candidate_socket,
+                  tls=s.tls != "off" if tls is None else tls,
                   tls_cert=s.tls_cert_path, tls_key=s.tls_key_path, hsts_max_age=s.hsts_max_age,
                   acme_webroot=tls_step.ACME_WEBROOT if s.tls == "letsencrypt" else "")
 

@@ -4,14 +4,17 @@ processes (on a worker host, or on the web hosts when there is none) alive."""
 from tasks.core import DeployError, install_script, q, render
 from tasks.plan import Command, Plan, Step, upload
 from tasks.steps.app import WITH_APP_ENV
-from tasks.switch import UP, bridged, live_release, serving
+from tasks.steps.nginx import install_script as nginx_install_script
+from tasks.steps.nginx import render_site
+from tasks.switch import UP, bridged, legacy_port, live_release, serving
 
 
 def render_conf(s):
     """gunicorn's program, then one per extra process: the same release (`current`), the
     app user, the app's environment loaded the way gunicorn loads it."""
     return render("supervisor.conf.j2", web=s.serves_app, name=s.name, current=s.current,
-                  workers=s.workers, port=s.port, module=s.module, user=s.user, log_dir=s.log_dir,
+                  workers=s.workers, socket=s.socket, module=s.module, user=s.user,
+                  log_dir=s.log_dir,
                   gunicorn_conf=s.gunicorn_conf, with_env=q(WITH_APP_ENV),
                   processes=[(proc, q(cmd)) for proc, cmd in sorted(s.host_processes.items())])
 
@@ -26,13 +29,21 @@ def update_script(s, facts):
 def load_covered(h, program):
     """Write and load the changed PROGRAM (an Upload) while a candidate of the live release
     covers the restart. If the candidate fails, the old file and process stay as they were,
-    so the next run still sees the change to make."""
+    so the next run still sees the change to make.
+
+    A program of an earlier version listened on a loopback port, and its nginx site sends
+    there: the site moves to the socket in the same command, behind the same candidate
+    (which answers on the old backup port too, `switch.legacy_port`)."""
+    s = h.settings
     tmp = h.upload(program.content)
+    moving = s.serves_app and legacy_port(h.facts) is not None
+    staged = h.upload(render_site(s)) if moving else None
     try:
-        bridged(h, live_release(h),
-                install_script(tmp, program.path) + update_script(h.settings, h.facts))
+        bridged(h, live_release(h), install_script(tmp, program.path)
+                + update_script(s, h.facts)
+                + (f"\n(\n{nginx_install_script(s, staged)})" if moving else ""))
     except DeployError:
-        h.script(f"rm -f {q(tmp)}", sudo=False)
+        h.script(f"rm -f {q(tmp)}" + (f" {q(staged)}" if staged else ""), sudo=False)
         raise
 
 

@@ -174,13 +174,26 @@ def test_release_switches_current_by_renaming_a_new_symlink():
 class ScriptedHost:
     """A host whose changes are recorded; the candidate's start answers healthy."""
 
-    def __init__(self):
-        self.settings, self.changes = S, []
+    def __init__(self, facts=None):
+        self.settings, self.changes, self.facts = S, [], facts or Facts()
 
     def change(self, script, **_):
         self.changes.append(script)
         healthy = probe_line(1, 200, 3.0, "Hello world")
         return f"@@probes\n{healthy}\n" if "@@probes" in script else ""
+
+
+def test_a_deployment_of_a_version_before_sockets_moves_to_them_covered():
+    """Its program listens on 127.0.0.1:8000 and its site sends to 8000, then 8001: the
+    candidate answers on 8001 too, and the site moves in the program's covered restart."""
+    old = converged_facts()
+    old.program_conf = {"user": "hello-world", "command": "/srv/hello-world/current/.venv/bin/"
+                        "gunicorn --workers 4 --bind 127.0.0.1:8000 app:app"}
+    assert switch.legacy_port(old) == 8000 and switch.legacy_port(converged_facts()) is None
+    h = ScriptedHost(old)
+    switch.first_release(h, "20260101T000000Z-abcdabcd")
+    assert "--bind unix:/srv/hello-world/run/candidate.sock --bind 127.0.0.1:8001 app:app" \
+        in h.changes[0]
 
 
 def test_a_candidate_is_stopped_without_waiting_only_after_the_block_succeeded():
@@ -189,7 +202,7 @@ def test_a_candidate_is_stopped_without_waiting_only_after_the_block_succeeded()
     h = ScriptedHost()
     switch.first_release(h, "20260101T000000Z-abcdabcd")
     start, stop = h.changes
-    assert "--workers 1 --bind 127.0.0.1:8001" in start
+    assert "--workers 1 --bind unix:/srv/hello-world/run/candidate.sock app:app" in start
     assert stop.startswith("systemctl stop --no-block hello-world-candidate-")
     assert stop.endswith(switch.link_current(S, "20260101T000000Z-abcdabcd"))
 
@@ -274,14 +287,14 @@ def test_supervisor_program_has_what_the_tutorial_asks_for():
                  "stderr_logfile=/var/log/hello-world/error.log",
                  "directory=/srv/hello-world/current"):
         assert line in conf.splitlines()
-    assert "--workers 4 --bind 127.0.0.1:8000 app:app" in conf
+    assert "--workers 4 --bind unix:/srv/hello-world/run/gunicorn.sock app:app" in conf
 
 
 def test_nginx_site_has_what_the_tutorial_asks_for():
     site = render_site(S)
     for fragment in ("listen 80 default_server;", "server_name _;", "server_tokens off;",
-                     "server 127.0.0.1:8000 max_fails=0;",
-                     "server 127.0.0.1:8001 backup max_fails=0;",
+                     "server unix:/srv/hello-world/run/gunicorn.sock max_fails=0;",
+                     "server unix:/srv/hello-world/run/candidate.sock backup max_fails=0;",
                      "proxy_pass http://hello-world;", "proxy_redirect off;",
                      "proxy_set_header Host $host;", "proxy_set_header X-Real-IP $remote_addr;",
                      "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
@@ -318,7 +331,7 @@ def test_templates_refuse_missing_values():
     from jinja2 import UndefinedError
 
     from tasks.core import render
-    with pytest.raises(UndefinedError, match="'port' is undefined"):
+    with pytest.raises(UndefinedError, match="'socket' is undefined"):
         render("nginx-site.j2", name="x", server_name="_", current="/x", upstream=[], balancers=[])
 
 
@@ -334,7 +347,8 @@ def converged_facts(s=S):
         f.files[path] = FileFact(sha256(content), "root", "root", "644")
     f.modes.update({s.conf_dir: ("root", "root", "755"), s.releases: ("root", "root", "755"),
                     s.venvs: ("root", "root", "755"), s.log_dir: ("root", "hello-world", "750"),
-                    "/srv": ("root", "root", "755"), s.shared: (s.user, s.user, "750")})
+                    "/srv": ("root", "root", "755"), s.shared: (s.user, s.user, "750"),
+                    s.socket_dir: (s.user, "www-data", "750")})
     f.ufw_rules = {"allow 2222/tcp", "allow 80/tcp"}
     return f
 

@@ -17,8 +17,9 @@ def config(**app):
 
 def test_defaults_are_the_tutorial_setup():
     s = load(config())
-    assert (s.name, s.user, s.dir, s.port, s.workers, s.server_name) == \
-        ("hello-world", "hello-world", "/srv/hello-world", 8000, 4, "_")
+    assert (s.name, s.user, s.dir, s.socket, s.workers, s.server_name) == \
+        ("hello-world", "hello-world", "/srv/hello-world", "/srv/hello-world/run/gunicorn.sock",
+         4, "_")
     assert s.current == "/srv/hello-world/current"
     assert s.supervisor_conf == "/etc/supervisor/conf.d/hello-world.conf"
 
@@ -33,8 +34,9 @@ def test_defaults_are_the_tutorial_setup():
     ("dir", "/srv/../etc", "no '..'"),
     ("dir", "/srv/app\nid", "absolute path"),
     ("dir", "/", "normalised"),
-    ("port", 80, "from 1024 to 65534"),
-    ("port", "eighty", "whole number"),
+    ("workers", 0, "from 1 to 64"),
+    ("workers", "four", "whole number"),
+    ("port", 8000, "unix socket in <dir>/run"),  # retired: says why
     ("workers", 0, "from 1 to 64"),
     ("workers", True, "whole number"),
     ("server_name", "exa mple..com", "host names"),
@@ -65,7 +67,7 @@ def test_bad_values_are_named_with_the_fix(key, value, fragment):
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as e:
-        validate(config(name="BAD", port=1, workers=999))
+        validate(config(name="BAD", keep_releases=1, workers=999))
     assert len(e.value.problems) == 3
 
 
@@ -75,7 +77,7 @@ def test_unknown_keys_are_refused():
 
 
 def test_env_var_strings_are_accepted_for_numbers():
-    assert load(config(workers="3", port="8001")).workers == 3
+    assert load(config(workers="3", keep_releases="7")).keep_releases == 7
 
 
 def test_the_app_runs_as_its_own_account_never_root_nor_the_ssh_user():
@@ -136,12 +138,12 @@ def test_no_accepted_value_carries_shell_syntax(key, value):
     assert shlex.split(shlex.quote(value)) == [value]
 
 
-@given(port=st.one_of(st.integers(), st.text(max_size=8)),
+@given(keep=st.one_of(st.integers(), st.text(max_size=8)),
        workers=st.one_of(st.integers(), st.text(max_size=8)))
-def test_numbers_are_in_range_or_refused(port, workers):
-    values = {**DEFAULTS, "port": port, "workers": workers}
+def test_numbers_are_in_range_or_refused(keep, workers):
+    values = {**DEFAULTS, "keep_releases": keep, "workers": workers}
     if not problems_of(values):
-        assert 1024 <= int(port) <= 65534 and 1 <= int(workers) <= 64
+        assert 2 <= int(keep) <= 100 and 1 <= int(workers) <= 64
 
 
 def test_fabric_yaml_documents_every_default_with_its_value():
