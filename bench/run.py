@@ -31,7 +31,7 @@ sys.path.insert(0, str(PROJECT))
 import sandbox  # noqa: E402
 from tasks.core import PYTHON  # noqa: E402
 from tasks.facts import script  # noqa: E402
-from tasks.health import app_url, probe_command  # noqa: E402
+from tasks.health import app_socket, probe_command  # noqa: E402
 from tasks.settings import DEFAULTS, Settings, finish  # noqa: E402
 from tasks.switch import RESTART_NOW, candidate_unit, start_candidate, stop_candidate  # noqa: E402
 from tests.load import Load  # noqa: E402
@@ -186,12 +186,12 @@ def served_floor(servers):
 # and probed until it answers (fab's own probe): a deploy is done when the app serves.
 DEPLOY_FLOOR = f"""set -e
 cd /srv/hello-world
-rid=$(date -u +%Y%m%dT%H%M%SZ)-floor$(date +%N)
+rid=$(date -u +%Y%m%dT%H%M%SZ)-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \\n')
 mkdir releases/$rid && tar -xzf - -C releases/$rid
 ln -s "$(readlink current/.venv)" releases/$rid/.venv && echo floor > releases/$rid/.fab-release
 @covered@ln -sfn releases/$rid current.floor && mv -Tf current.floor current
 {PYTHON} -c {shlex.quote(RESTART_NOW)} hello-world
-{probe_command(DEFAULT_SETTINGS, app_url(DEFAULT_SETTINGS.port), 60)} >/dev/null
+{probe_command(DEFAULT_SETTINGS, app_socket(DEFAULT_SETTINGS.socket), 60)} >/dev/null
 @stopped@"""
 
 # The same, with what makes fab's deploys fail no request: fab's candidate of the new
@@ -205,7 +205,8 @@ def covered(unit):
     """The lines DEPLOY_FLOOR's @covered@ and @stopped@ stand for, for a candidate UNIT."""
     return {"@covered@": f"ln -sfn releases/$rid {FLOOR_RELEASE}\n"
                          + start_candidate(DEFAULT_SETTINGS, unit, FLOOR_RELEASE, 4) + "\n"
-                         + probe_command(DEFAULT_SETTINGS, app_url(DEFAULT_SETTINGS.port + 1), 60)
+                         + probe_command(DEFAULT_SETTINGS,
+                                         app_socket(DEFAULT_SETTINGS.candidate_socket), 60)
                          + " >/dev/null\n",
             "@stopped@": stop_candidate(unit, wait=False)
                          + f"\nrm -f {FLOOR_RELEASE}\n"}

@@ -27,8 +27,8 @@ SERVICES = ("nginx", "supervisor", "ufw")
 ENGINES = {"postgresql": ("postgresql", "postgresql", "psycopg2-binary==2.9.10"),
            "mysql": ("mariadb-server", "mariadb", "PyMySQL==1.1.1"),
            "sqlite": ("sqlite3", None, None)}
-REDIS = ("redis-server", "redis-server")
-PORTS = {"postgresql": 5432, "mysql": 3306, "redis": 6379}  # what a database host opens
+REDIS_PACKAGE = "redis-server"
+PORTS = {"postgresql": 5432, "mysql": 3306}  # what a database host opens (and app.redis_port)
 # postgresql@.service has no Restart=: a killed server would stay down.
 PG_RESTART = "/etc/systemd/system/postgresql@.service.d/fab-restart.conf"
 ANYWHERE = ("0.0.0.0/0", "::/0")
@@ -69,7 +69,7 @@ BALANCER_PACKAGES = ("nginx", "ufw")
 
 def wanted_packages(s):
     data = (((ENGINES[s.local_engine][0],) if s.local_engine in ENGINES else ())
-            + ((REDIS[0],) if s.local_redis else ()))
+            + ((REDIS_PACKAGE,) if s.local_redis else ()))
     if s.database_server:
         return data + ("ufw",)
     if s.balancing:
@@ -81,12 +81,18 @@ def wanted_packages(s):
 def data_services(s):
     """The database and Redis servers' systemd units this host runs."""
     engine = ENGINES.get(s.local_engine, (None, None))[1]
-    return ((engine,) if engine else ()) + ((REDIS[1],) if s.local_redis else ())
+    return ((engine,) if engine else ()) + ((redis_unit(s),) if s.local_redis else ())
+
+
+def redis_unit(s):
+    """The systemd unit of the app's own Redis."""
+    return f"redis-server@{s.redis_instance}"
 
 
 def data_ports(s):
     """The TCP ports of the database and Redis servers this host runs (sqlite has none)."""
-    return [PORTS[e] for e in (s.local_engine, "redis" if s.local_redis else "") if e in PORTS]
+    return ([PORTS[s.local_engine]] if s.local_engine in PORTS else []) + (
+        [s.redis_port] if s.local_redis else [])
 
 
 def services_of(s):
@@ -409,9 +415,8 @@ class Facts:
     database_access: str = fact(  # on the database host: whom it listens to (access_script)
         lambda s: f"cat {q(s.database_access_path)} 2>/dev/null" if s.database_server else "",
         lambda lines: "\n".join(line.strip() for line in lines if line.strip()), "")
-    redis_configured: bool = fact(  # redis-server reads its password from fab's file
-        lambda s: "grep -qsx 'include /etc/redis/fab.conf' /etc/redis/redis.conf && "
-                  "grep -qs '^requirepass ' /etc/redis/fab.conf && echo yes", non_empty, False)
+    redis_configured: bool = fact(  # the app's own Redis has its file, with a password
+        lambda s: f"grep -qs '^requirepass ' {q(s.redis_conf)} && echo yes", non_empty, False)
     services: dict[str, Service] = fact(lambda s: services_script(services_of(s)),
                                         lambda lines: words_by_first(lines, service),
                                         default_factory=dict)

@@ -6,8 +6,7 @@ from tasks.core import LinePrefixer, open_host, q, say
 from tasks.settings import COMPONENTS
 
 # MariaDB logs to the journal (Debian's default); PostgreSQL and Redis to files.
-DATA_LOGS = {"postgresql": "/var/log/postgresql/postgresql-*-main.log",  # * : the version
-             "redis": "/var/log/redis/redis-server.log"}
+DATA_LOGS = {"postgresql": "/var/log/postgresql/postgresql-*-main.log"}  # * : the version
 JOURNALS = {"mysql": "mariadb"}
 
 
@@ -20,7 +19,7 @@ def log_files(s, component):
         "error": [f"/var/log/nginx/{s.name}.error.log"],
         "supervisor": ["/var/log/supervisor/supervisord.log"],
         "database": [DATA_LOGS.get(s.managed_database, f"/var/log/{s.name}/no-database")],
-        "redis": [DATA_LOGS["redis"]],
+        "redis": [f"/var/log/redis/redis-server-{s.redis_instance}.log"],
     }
     if component == "all":
         return [f for key in ("app", "access", "error", "supervisor") for f in files[key]]

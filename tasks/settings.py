@@ -13,6 +13,7 @@ look like what they are, or the run stops before any connection.
 import hashlib
 import posixpath
 import re
+import zlib
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +57,7 @@ DEFAULTS = {
     "default_server": True,  # nginx's default site (exactly one app per server may be)
     "database": "none",  # or "postgresql", "mysql" (Debian's MariaDB), "sqlite" (in shared/)
     "database_name": None,  # the database and its role: <name> with '-' as '_'
-    "redis": False,  # a password-protected redis-server on localhost, as REDIS_URL
+    "redis": False,  # the app's own redis-server instance, password-protected, as REDIS_URL
     "keep_backups": 10,  # database backups kept in <dir>/backups
     "roles": {},  # hosts by role: {db: [db1], web: [web1, web2], worker: [w1], lb: [lb1]}
     "auto_reboot_at": "",  # fab harden's security updates reboot at this time ("04:30") if needed
@@ -279,6 +280,26 @@ class Settings:
     def local_redis(self):
         """Whether this host runs the app's Redis (where local_engine runs the database)."""
         return self.redis and (self.database_server or (self.runs_app and not self.database_host))
+
+    @property
+    def redis_instance(self):
+        """The app's own redis-server@ instance (Debian's template unit): its own keys, its
+        own password, its own socket."""
+        return f"fab-{self.name}"
+
+    @property
+    def redis_conf(self):
+        return f"/etc/redis/redis-{self.redis_instance}.conf"
+
+    @property
+    def redis_socket(self):
+        return f"/run/redis-{self.redis_instance}/redis-server.sock"
+
+    @property
+    def redis_port(self):
+        """The TCP port of the app's Redis on a database host (elsewhere it has none): one
+        per app name, so apps sharing a database host never share a port."""
+        return 16379 + zlib.crc32(self.name.encode()) % 10000
 
     @property
     def database_access_path(self):

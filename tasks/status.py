@@ -87,10 +87,14 @@ class Status:
 
 # certbot renews 30 days before expiry; under two weeks left, renewal has been failing.
 TLS_WARN_DAYS = 14
-# Redis's memory, asked with the password in the environment (never in argv).
-REDIS_MEMORY = ("REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /etc/redis/fab.conf 2>/dev/null)\" "
-                "redis-cli -h 127.0.0.1 --no-auth-warning info memory 2>/dev/null "
-                "| sed -n 's/^used_memory_human://p'")
+
+
+def redis_memory(s):
+    """The app's Redis's memory, asked on its socket with its password in the environment
+    (never in argv)."""
+    return (f"REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' {q(s.redis_conf)} 2>/dev/null)\" "
+            f"redis-cli -s {q(s.redis_socket)} --no-auth-warning info memory 2>/dev/null "
+            "| sed -n 's/^used_memory_human://p'")
 # Installed packages with a newer version in a security archive's list, as the lists are
 # (apt's daily timer refreshes them). Read from the files: apt's own simulation (apt-get -s
 # upgrade) solves every dependency and takes a second of CPU per server.
@@ -142,7 +146,7 @@ pid=$(echo "$running" | awk -v n={q(s.name)} '$1 == n {{print $3}}')"""),
         ("probe", probe_command(s, s.site_url, 0) if s.serves_app or s.balancing else ""),
         ("tls", tls_line),
         ("database", size_script(s)),
-        ("redis", REDIS_MEMORY if s.local_redis else ""),
+        ("redis", redis_memory(s) if s.local_redis else ""),
         ("disk", fact_of("disk").shell(s)),
         ("updates", 'wait; cat "$pending"; rm -f "$pending"'),
         ("reboot", '[ -f /run/reboot-required ] && echo "reboot $(sort -u '

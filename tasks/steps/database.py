@@ -13,14 +13,13 @@ and nothing here ever drops data.
 """
 
 from tasks.core import PYTHON, DeployError, q
-from tasks.facts import PG_RESTART, REDIS, data_services
+from tasks.facts import PG_RESTART, data_services, redis_unit
 from tasks.plan import Call, Command, Plan, Step
 from tasks.roles import address, database_host
 from tasks.steps.app import foreign_user, restart, system_account
 from tasks.switch import serving
 
 SCHEMES = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql", "sqlite": "sqlite"}
-REDIS_CONF = "/etc/redis/fab.conf"
 NEW_PASSWORD = f"{PYTHON} -c 'import secrets; print(secrets.token_hex(24))'"
 
 
@@ -106,20 +105,47 @@ def access_line(s):
     return f"listen {s.database_host} clients {' '.join(s.database_clients)}"
 
 
+# An earlier version ran one redis-server for every app, its password in this file: an
+# app moving to its own instance takes a copy of that data with it.
+SHARED_REDIS_CONF = "/etc/redis/fab.conf"
+
+def redis_config(s):
+    """The app's own Redis instance, but its password: a socket in a folder only redis
+    writes, the TCP port on a database host (for the app hosts), its own data and log."""
+    i = s.redis_instance
+    return "\n".join([
+        f"# Managed by fab: the Redis of {s.name} alone (redis-server@{i}).",
+        *([f"port {s.redis_port}", f"bind 127.0.0.1 -::1 {s.database_host}"]
+          if s.database_server else ["port 0"]),
+        f"unixsocket {s.redis_socket}", "unixsocketperm 777",
+        f"pidfile /run/redis-{i}/redis-server.pid",
+        f"logfile /var/log/redis/redis-server-{i}.log",
+        "dir /var/lib/redis", f"dbfilename dump-{i}.rdb", ""])
+
+
 def redis_script(s):
-    """Shell lines that give redis-server a password (kept if it has one), on a database
-    host its address to listen on, restarting it if that changed, and set "$redis_url"."""
-    bind = f"bind 127.0.0.1 -::1 {s.database_host}" if s.database_server else ""
-    return [f"rp=$(sed -n 's/^requirepass //p' {REDIS_CONF} 2>/dev/null || true)",
+    """Shell lines that write the app's Redis instance's file with its password (kept if it
+    has one), restart it if that changed (a first start takes a copy of the data of the
+    Redis an earlier version shared between apps) and set "$redis_url"."""
+    conf, unit = q(s.redis_conf), q(redis_unit(s))
+    dump = f"/var/lib/redis/dump-{s.redis_instance}.rdb"
+    url = (f"redis://:$rp@{s.database_host}:{s.redis_port}/0" if s.database_server
+           else f"unix://{s.redis_socket}?db=0&password=$rp")
+    return [f"rp=$(sed -n 's/^requirepass //p' {conf} 2>/dev/null || true)",
             f'[ -n "$rp" ] || rp=$({NEW_PASSWORD})',
-            f"{{ printf 'requirepass %s\\n' \"$rp\"; {f'echo {q(bind)}; ' if bind else ''}}} "
-            f"> {REDIS_CONF}.fab-new",
-            f"chown redis:redis {REDIS_CONF}.fab-new; chmod 0640 {REDIS_CONF}.fab-new",
-            replace_if_changed(REDIS_CONF, "restart=yes"),
-            f"grep -qsx 'include {REDIS_CONF}' /etc/redis/redis.conf || "
-            f"{{ echo 'include {REDIS_CONF}' >> /etc/redis/redis.conf; restart=yes; }}",
-            f'[ -z "$restart" ] || systemctl restart {REDIS[1]}',
-            f'redis_url="redis://:$rp@{s.database_host or "127.0.0.1"}:6379/0"']
+            f"{{ printf '%s' {q(redis_config(s))}; printf 'requirepass %s\\n' \"$rp\"; }} "
+            f"> {conf}.fab-new",
+            f"chown redis:redis {conf}.fab-new; chmod 0640 {conf}.fab-new",
+            f"if [ ! -e {dump} ] && grep -qs '^requirepass ' {SHARED_REDIS_CONF} && "
+            f"grep -qs '^REDIS_URL=redis://' {q(s.database_env_path)}; then",
+            f"  REDISCLI_AUTH=$(sed -n 's/^requirepass //p' {SHARED_REDIS_CONF}) redis-cli "
+            f"--no-auth-warning -h 127.0.0.1 --rdb {dump} >/dev/null",
+            f"  chown redis:redis {dump}",
+            "fi",
+            replace_if_changed(s.redis_conf, "restart=yes"),
+            f"systemctl enable -q {unit}",
+            f'if [ -n "$restart" ]; then systemctl restart {unit}; else systemctl start {unit}; fi',
+            f'redis_url="{url}"']
 
 
 def setup_script(s, facts):
@@ -211,17 +237,24 @@ def plan(s, facts):
         changes.append(Command("", f"install -d -m 0755 {q(PG_RESTART.rsplit('/', 1)[0])}\n"
                                    f"printf '[Service]\\nRestart=on-failure\\nRestartSec=2\\n' "
                                    f"> {PG_RESTART}\nsystemctl daemon-reload"))
-    if units:
-        changes.append(Command(f"started {', '.join(units)}",
-                               f"systemctl enable --now {' '.join(units)} >/dev/null 2>&1"))
+    # The engine runs before the setup asks it for a role; the app's Redis is started by
+    # the setup that writes its file, or after it.
+    redis = [redis_unit(s)] if s.local_redis and redis_unit(s) in units else []
+    engines = [u for u in units if u not in redis]
+    if engines:
+        changes.append(Command(f"started {', '.join(engines)}",
+                               f"systemctl enable --now {' '.join(engines)} >/dev/null 2>&1"))
     missing_db = s.local_engine in ("postgresql", "mysql") and facts.database != {"role", "db"}
     if missing_db or set(facts.database_env) != wanted_keys(s) or (
-            s.redis and not facts.redis_configured) or (
+            s.local_redis and not facts.redis_configured) or (
             s.database_server and facts.database_access != access_line(s)):
         said = f"set up the {described(s)}" + (
             f" for {len(s.database_clients)} app hosts" if s.database_server else "")
         changes.append(Call(said, apply_setup,
                             f"create the {described(s)} and write {s.database_env_path}"))
+    elif redis:
+        changes.append(Command(f"started {redis[0]}",
+                               f"systemctl enable --now {q(redis[0])} >/dev/null 2>&1"))
     return Plan(changes, ok=described(s) + " ready")
 
 

@@ -775,10 +775,10 @@ LITE = load(Config(overrides={"app": {"database": "sqlite"}}))
 
 
 def database_facts(s=PG):
-    from tasks.facts import PG_RESTART, FileFact, Service
+    from tasks.facts import PG_RESTART, FileFact, Service, redis_unit
     f = converged_facts(s)
     f.services.update({u: Service("enabled", "active") for u in ("postgresql", "mariadb",
-                                                                    "redis-server")})
+                                                                    redis_unit(s))})
     f.database = {"role", "db"}
     f.database_env = {"DATABASE_URL": SCHEMES[s.database]}
     if s.redis:
@@ -793,7 +793,7 @@ def test_a_database_is_planned_on_a_fresh_server_and_is_ok_when_converged():
     fresh = converged_facts(PG)
     plan = database.plan(PG, fresh)
     assert [c.said for c in plan.changes] == [
-        "", "started postgresql, redis-server",
+        "", "started postgresql",
         "set up the postgresql database hello_world on localhost, redis on localhost"]
     assert "Restart=on-failure" in plan.changes[0].script
     assert database.plan(PG, database_facts()).changes == []
