@@ -92,6 +92,9 @@ REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?
 # Shared paths are top-level names: linking one never walks through a folder of the release.
 SHARED_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*/?$")
 RELATIVE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*[A-Za-z0-9_]$|^[A-Za-z0-9_]$")
+# The engines' own roles and databases: an app given one would hold the whole engine.
+ENGINE_NAMES = {"postgres", "template0", "template1", "mysql", "root", "sys",
+                "information_schema", "performance_schema", "mariadb"}
 DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")  # a name every engine takes unquoted
 SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -579,6 +582,11 @@ def problems_of(values):
     expect(db_name is None or (isinstance(db_name, str) and DB_NAME_RE.fullmatch(db_name)),
            f"app.database_name={db_name!r}: must be 1-32 lowercase letters, digits and '_', "
            "not starting with a digit")
+    derived = db_name or (name.replace("-", "_") if isinstance(name, str) else "")
+    expect(values["database"] not in ("postgresql", "mysql") or derived not in ENGINE_NAMES,
+           f"app.database_name={derived!r} is the engine's own (its superuser or system "
+           "database): the app would own the whole server; set app.database_name to a name "
+           "of the app's own")
     expect(isinstance(values["redis"], bool),
            f"app.redis={values['redis']!r}: must be true or false (FABRIC_APP_REDIS=1 for true)")
     out += roles_problems(values)

@@ -143,6 +143,11 @@ def redis_script(s):
             f"  chown redis:redis {dump}",
             "fi",
             replace_if_changed(s.redis_conf, "restart=yes"),
+            # Debian's own instance (redis-server.service, started by the package) has no
+            # password and is every local account's: off, unless an earlier version's apps
+            # still share it.
+            f"[ -e {SHARED_REDIS_CONF} ] || systemctl disable -q --now redis-server.service "
+            "2>/dev/null || true",
             f"systemctl enable -q {unit}",
             f'if [ -n "$restart" ]; then systemctl restart {unit}; else systemctl start {unit}; fi',
             f'redis_url="{url}"']

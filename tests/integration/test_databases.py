@@ -64,7 +64,9 @@ def passwords_on(server):
     out = []
     for line in on(server, "cat /etc/hello-world/database.env").splitlines():
         url = line.split("=", 1)[1]
-        if "@" in url:
+        if "password=" in url:  # the app's Redis, on its socket
+            out.append(url.rsplit("password=", 1)[1])
+        elif "@" in url:
             out.append(url.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1])
     return out
 
@@ -84,8 +86,10 @@ def test_the_database_is_made_on_the_server_and_the_app_writes_rows_in_it(site):
         assert listening and all(a.startswith(("127.0.0.1:", "[::1]:")) for a in listening)
         with pytest.raises(OSError):
             socket.create_connection((s.address, PORTS[engine]), timeout=3).close()
-        assert on(s, "ss -Hltn 'sport = :6379' | awk '{print $4}'").split()[0].startswith(
-            "127.0.0.1:")
+        # the app's own Redis has a socket and no TCP port; Debian's shared instance is off
+        assert on(s, "ss -Hltn | grep -c ':6379 ' || true").strip() == "0"
+        assert on(s, "stat -c %F /run/redis-fab-hello-world/redis-server.sock").strip() == \
+            "socket"
     again = run(s, app, env, "deploy")
     outputs.append(again)
     assert recap(again, s.name) == "ok=7 changed=0 failed=0"
@@ -210,7 +214,7 @@ def test_status_and_logs_show_the_database_and_redis_and_a_run_starts_them_again
              "mysql": "ready for connections"}[engine]
     assert ready in run(s, app, env, "logs", "-c", "database", "-n", "200").stdout
     assert "Ready to accept connections" in run(s, app, env, "logs", "-c", "redis").stdout
-    on(s, "systemctl stop redis-server postgresql mariadb 2>/dev/null; true")
+    on(s, "systemctl stop 'redis-server@*' postgresql mariadb 2>/dev/null; true")
     down = run(s, app, env, "status")
     assert down.returncode == 1
     assert f"the {engine} database hello_world does not answer" in down.stdout

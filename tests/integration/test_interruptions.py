@@ -153,7 +153,7 @@ def test_a_release_that_does_not_fit_fails_before_switching_and_status_warns(ser
     s, root = server
     on(s, f"mkdir -p {SMALL} && mount -t tmpfs -o size=256m,mode=755 tmpfs {SMALL}")
     env = {"FABRIC_APP_NAME": "small", "FABRIC_APP_DIR": f"{SMALL}/app",
-           "FABRIC_APP_PORT": "8030", "FABRIC_APP_SERVER_NAME": "small.test",
+           "FABRIC_APP_SERVER_NAME": "small.test",
            "FABRIC_APP_DEFAULT_SERVER": "0"}
     try:
         first = make_app(root, "small-1")

@@ -89,8 +89,8 @@ def hostile(module_server):
     env.write_text("OTHER_SECRET=s3cr3t-of-other\n")
     fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(hostile_app(apps))}, check=True)
     # A second app's account, tree and env file: only its `app` step, no site.
-    fab("-H", s.name, "app", env={"FABRIC_APP_NAME": "other", "FABRIC_APP_PORT": "8100",
-                                  "FABRIC_APP_ENV_FILE": str(env)}, check=True)
+    fab("-H", s.name, "app", env={"FABRIC_APP_NAME": "other", "FABRIC_APP_ENV_FILE": str(env)},
+        check=True)
     return s, apps
 
 
@@ -174,15 +174,15 @@ def test_a_package_build_runs_as_the_build_account_never_root(hostile):
     (pkg / "setup.py").write_text(textwrap.dedent("""\
         import os
         from setuptools import setup
-        with open("/tmp/buildhook-uid", "w") as f:
-            f.write(str(os.getuid()))
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "uid"), "w") as f:
+            f.write(str(os.getuid()))  # in place: a build writes only its release
         setup(name="buildhook", version="1.0", py_modules=[])
     """))
     (app / "requirements.txt").write_text(
         (PROJECT / "hello_world/requirements.txt").read_text() + "./buildhook\n")
     proc = fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    uid = on(s, "cat /tmp/buildhook-uid").strip()
+    uid = on(s, "cat /srv/hello-world/current/buildhook/uid").strip()
     assert uid == on(s, "id -u fab-build-hello-world").strip() and uid != "0"
     venv = on(s, "readlink -f /srv/hello-world/current/.venv").strip()
     assert on(s, f"find {venv} ! -user root | wc -l").strip() == "0"

@@ -60,10 +60,13 @@ def test_static_files_come_from_nginx_with_a_30_day_expiry(provisioned):
     assert "Expires" in headers
 
 
-def test_gunicorn_listens_on_localhost_only_and_is_not_reachable(provisioned):
+def test_gunicorn_listens_on_a_socket_only_the_app_and_nginx_reach(provisioned):
     host = infra(provisioned)
-    assert host.socket("tcp://127.0.0.1:8000").is_listening
-    assert not host.socket("tcp://0.0.0.0:8000").is_listening
+    assert host.socket("unix:///srv/hello-world/run/gunicorn.sock").is_listening
+    run = host.file("/srv/hello-world/run")
+    assert (run.user, run.group, run.mode) == ("hello-world", "www-data", 0o750)
+    gunicorn = on(provisioned, "pgrep -f bin/gunicorn | head -n1").strip()
+    assert on(provisioned, f"ss -Htlnp | grep -c 'pid={gunicorn},' || true").strip() == "0"
     with pytest.raises(OSError):
         socket.create_connection((provisioned.address, 8000), timeout=3)
 
@@ -91,7 +94,8 @@ def test_managed_files_have_owner_and_mode(provisioned):
         f = host.file(path)
         assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
     code = host.file("/srv/hello-world/current/app.py")
-    assert (code.user, code.mode) == ("root", 0o644)  # the app cannot rewrite its own code
+    # the app cannot rewrite its own code, and no other account reads it
+    assert (code.user, code.group, code.mode) == ("root", "hello-world", 0o640)
     assert host.file("/var/log/hello-world").group == "hello-world"
     assert ".fab-" not in on(provisioned, "ls -a /tmp")  # every temp upload was cleaned up
 

@@ -32,9 +32,8 @@ def create_app():
 }
 SHOP_ENV = {"FABRIC_APP_MODULE": "shop:create_app()", "FABRIC_APP_PACKAGES": "six==1.17.0",
             "FABRIC_APP_STATIC_DIR": "shop/static", "FABRIC_APP_STATIC_URL": "/assets/"}
-OTHER_ENV = {"FABRIC_APP_NAME": "other", "FABRIC_APP_PORT": "8010",
-             "FABRIC_APP_SERVER_NAME": "other.test", "FABRIC_APP_DEFAULT_SERVER": "0",
-             "FABRIC_APP_SOURCE": str(PROJECT / "hello_world")}
+OTHER_ENV = {"FABRIC_APP_NAME": "other", "FABRIC_APP_SERVER_NAME": "other.test",
+             "FABRIC_APP_DEFAULT_SERVER": "0", "FABRIC_APP_SOURCE": str(PROJECT / "hello_world")}
 
 
 def write_app(root, files):

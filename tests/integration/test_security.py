@@ -139,7 +139,7 @@ INJECTIONS = {
     "app.server_name": ("FABRIC_APP_SERVER_NAME", "a.com; } server { listen 81"),
     "app.module": ("FABRIC_APP_MODULE", "app:app & touch /tmp/pwned"),
     "app.health_path": ("FABRIC_APP_HEALTH_PATH", "/ $(touch /tmp/pwned)"),
-    "app.port": ("FABRIC_APP_PORT", "8000; touch /tmp/pwned"),
+    "app.keep_releases": ("FABRIC_APP_KEEP_RELEASES", "5; touch /tmp/pwned"),
     "app.workers": ("FABRIC_APP_WORKERS", "4 && touch /tmp/pwned"),
     "app.tls": ("FABRIC_APP_TLS", "self-signed; touch /tmp/pwned"),
     "app.letsencrypt_email": ("FABRIC_APP_LETSENCRYPT_EMAIL", "a@b.org -d $(touch /tmp/pwned)"),

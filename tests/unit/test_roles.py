@@ -113,7 +113,8 @@ def test_the_database_host_runs_the_engines_and_opens_them_to_the_app_hosts_only
     stale = "allow 5432/tcp from 10.0.0.7"  # a host no longer in app.roles
     facts = Facts(ufw_active=True, ufw_rules={"allow 22/tcp", stale, "allow 8080/tcp"})
     add, delete, _ = firewall.rule_changes(db, facts)
-    assert add == [f"allow {port}/tcp from 10.0.0.{n}" for port in (5432, db.redis_port) for n in (2, 3, 4)]
+    assert add == [f"allow {port}/tcp from 10.0.0.{n}"
+                   for port in (5432, db.redis_port) for n in (2, 3, 4)]
     assert delete == [stale]  # and the user's own 8080 stays
     script = database.setup_script(db, Facts())
     assert "listen_addresses = 'localhost,%s'" in script and " 10.0.0.5 " in script

@@ -65,6 +65,16 @@ def test_bad_values_are_named_with_the_fix(key, value, fragment):
     assert fragment in e.value.problems[0] and f"app.{key}" in e.value.problems[0]
 
 
+@pytest.mark.parametrize("engine, values", [
+    ("postgresql", {"database_name": "postgres"}), ("postgresql", {"name": "template1"}),
+    ("mysql", {"database_name": "mysql"}), ("mysql", {"database_name": "root"}),
+])
+def test_an_engines_own_names_are_refused_as_the_apps_database(engine, values):
+    with pytest.raises(ConfigError, match="is the engine's own"):
+        validate(config(database=engine, **values))
+    validate(config(database="none", **values))  # no database: the name means nothing
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as e:
         validate(config(name="BAD", keep_releases=1, workers=999))
