@@ -2,13 +2,17 @@
 
 One server runs a hostile app: its endpoints, running as the app's own account, try
 what an attacker would (sudo, replacing the deploy tree, writing the code and the venv,
-reading another app's secrets, squatting the lock). Every attempt must fail, and
-deploy, rollback and provision must still work and touch nothing outside the tree.
-Then what a git source or a package may carry: a committed link where root writes
-a marker, build code in a package, a token in the git URL.
+reading another app's secrets, squatting the lock). Its own processes forge fact blocks in
+their working folders (a worker started with `exec`, and a gunicorn master), its folder
+holds secrets, its Redis sits beside a second app's, and its build tries to leave things
+behind (issue 24: the server is hostile ground). Every attempt must fail, and deploy,
+rollback and provision must still work, serve every request and touch nothing outside the
+tree. Then what a git source or a package may carry: a committed link where root writes a
+marker, build code in a package, a token in the git URL.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import textwrap
@@ -17,6 +21,7 @@ import pytest
 
 import sandbox
 from tests.conftest import PROJECT, fab, http_get, on, recap
+from tests.load import Load
 
 HOSTILE = '''\
 import json, os, subprocess
@@ -73,25 +78,56 @@ def attack():
 '''
 
 
+FORGED = {  # a process's working folder whose lines read as fact blocks of their own
+    "evil": r"/tmp/y\n@@candidates\nssh.service",
+    "master": r"/tmp/z\n@@half_built\nrelease ..\n@@programs\nssh\n@@services\nufw disabled",
+}
+SECRETS = {".env": "SECRET_KEY=dev-secret\n", "instance/app.db": "rows",
+           "server.key": "-----BEGIN PRIVATE KEY-----\n", "prod.env": "GREETING=from-env\n",
+           ".gitignore": "notes/\n", "notes/todo.txt": "private"}
+
+
 def hostile_app(apps):
     path = apps / "hostile"
     if not path.exists():
         shutil.copytree(PROJECT / "hello_world", path)
         (path / "app.py").write_text(HOSTILE)
+        for name, text in SECRETS.items():
+            (path / name).parent.mkdir(exist_ok=True)
+            (path / name).write_text(text)
     return path
+
+
+def forging(folder, then):
+    """A Procfile-style command: exec python, make FOLDER, move into it, become THEN."""
+    return (f"exec python3 -c \"import os; d = '{folder}'; os.makedirs(d, exist_ok=True); "
+            f"os.chdir(d); os.execvp({then[0]!r}, {then!r})\"")
+
+
+def settings(apps, name="hello-world", **extra):
+    """A settings file (-f) for app NAME, its source the hostile app, with its own Redis."""
+    path = apps / f"{name}.yaml"
+    path.write_text(json.dumps({"app": {"name": name, "source": str(hostile_app(apps)),
+                                        "redis": True, **extra}}))
+    return str(path)
 
 
 @pytest.fixture(scope="module")
 def hostile(module_server):
     s, apps = module_server
     on(s, "install -d /srv/victim && touch /srv/victim/a /srv/victim/b")
-    env = apps / "other.env"
-    env.write_text("OTHER_SECRET=s3cr3t-of-other\n")
-    fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(hostile_app(apps))}, check=True)
-    # A second app's account, tree and env file: only its `app` step, no site.
-    fab("-H", s.name, "app", env={"FABRIC_APP_NAME": "other", "FABRIC_APP_ENV_FILE": str(env)},
+    other_env = apps / "other.env"
+    other_env.write_text("OTHER_SECRET=s3cr3t-of-other\n")
+    gunicorn = ["gunicorn", "--bind", "unix:/tmp/evil.sock", "--pythonpath",
+                "/srv/hello-world/current", "app:app"]
+    conf = settings(apps, env_file=str(hostile_app(apps) / "prod.env"), processes={
+        "evil": forging(FORGED["evil"], ["sleep", "100000"]),
+        "master": forging(FORGED["master"], gunicorn)})
+    fab("-f", conf, "-H", s.name, "deploy", check=True)
+    # A second app's account, tree, env file and Redis: no site.
+    fab("-f", settings(apps, "other", env_file=str(other_env)), "-H", s.name, "database", "app",
         check=True)
-    return s, apps
+    return s, apps, conf
 
 
 def attack(s):
@@ -99,7 +135,7 @@ def attack(s):
 
 
 def test_the_app_runs_as_its_own_account_without_sudo_or_login(hostile):
-    s, _ = hostile
+    s, *_ = hostile
     assert on(s, "getent passwd hello-world").strip().endswith(":/nonexistent:/usr/sbin/nologin")
     assert on(s, "id -Gn hello-world").split() == ["hello-world"]
     assert on(s, "stat -c '%U:%G %a' /srv /srv/hello-world /srv/hello-world/releases").split() \
@@ -107,7 +143,7 @@ def test_the_app_runs_as_its_own_account_without_sudo_or_login(hostile):
 
 
 def test_every_attack_from_the_app_fails(hostile):
-    s, _ = hostile
+    s, *_ = hostile
     results = attack(s)
     assert results.pop("whoami") == "hello-world"
     assert {k: v for k, v in results.items() if not v.startswith("denied")} == {}
@@ -115,21 +151,116 @@ def test_every_attack_from_the_app_fails(hostile):
     assert on(s, "ls /srv").split() == ["hello-world", "other", "victim"]
 
 
-def test_deploy_rollback_and_provision_after_the_attacks_change_nothing_outside(hostile):
-    s, apps = hostile
-    attack(s)
-    env = {"FABRIC_APP_SOURCE": str(hostile_app(apps))}
+def test_forged_fact_blocks_change_nothing_and_deploys_serve_every_request(hostile):
+    s, apps, conf = hostile
+    running = on(s, "ps -o args= -u hello-world")
+    assert "sleep 100000" in running and "unix:/tmp/evil.sock" in running
+    cwds = on(s, "for p in $(pgrep -u hello-world -f 'sleep 100000|evil.sock'); do "
+                 "readlink /proc/$p/cwd; done")
+    assert "@@candidates" in cwds and "@@half_built" in cwds  # the forgers are in place
+    # Loopback ports are every local account's: nobody listens where gunicorn once did.
+    on(s, "for port in 8000 8001; do (runuser -u nobody -- python3 -m http.server $port "
+          "--bind 127.0.0.1 > /tmp/nobody-$port.log 2>&1 &) ; done; sleep 1")
     (apps / "hostile" / "static" / "v2.css").write_text("body {}\n")
-    assert recap(fab("-H", s.name, "deploy", env=env), s.name) == "ok=5 changed=1 failed=0"
-    assert recap(fab("-H", s.name, "rollback"), s.name) == "ok=0 changed=1 failed=0"
-    assert recap(fab("-H", s.name, "provision", env=env), s.name).startswith("ok=4 changed=1")
+    with Load(s.address, clients=20, max_seconds=120) as load:
+        proc = fab("-f", conf, "-H", s.name, "deploy")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load.failures({"Hello hostile"}) == {} and load.total > 0
+    assert "ssh.service" not in proc.stdout and "release .." not in proc.stdout
+    assert on(s, "systemctl is-active ssh").strip() == "active"
+    assert sandbox.port_open(s.address, 22)
+    assert on(s, "cat /tmp/nobody-8000.log /tmp/nobody-8001.log").count("GET") == 0
+    assert recap(fab("-f", conf, "-H", s.name, "deploy"), s.name) == "ok=7 changed=0 failed=0"
+
+
+def test_deploy_rollback_and_provision_after_the_attacks_change_nothing_outside(hostile):
+    s, apps, conf = hostile
+    attack(s)
+    (apps / "hostile" / "static" / "v3.css").write_text("body {}\n")
+    assert recap(fab("-f", conf, "-H", s.name, "deploy"), s.name) == "ok=6 changed=1 failed=0"
+    assert recap(fab("-f", conf, "-H", s.name, "rollback"), s.name) == "ok=0 changed=1 failed=0"
+    assert recap(fab("-f", conf, "-H", s.name, "provision"), s.name).startswith("ok=5 changed=1")
     assert on(s, "ls /srv/victim").split() == ["a", "b"]
     assert "pwned" not in on(s, "cat /etc/supervisor/conf.d/hello-world.conf")
     assert attack(s)["whoami"] == "hello-world"
 
 
+def test_no_secret_ships_and_only_static_files_are_readable_by_other_accounts(hostile):
+    s, apps, conf = hostile
+    tree = on(s, "cd /srv/hello-world/current && find . -path ./.venv -prune -o -print")
+    for name in (".env", "instance", "server.key", "prod.env", "notes"):
+        assert f"./{name}" not in tree.split()
+    assert "./.gitignore" in tree.split()
+    (apps / "hostile/static/dry.css").write_text("body {}\n")
+    try:
+        dry = fab("-f", conf, "-H", s.name, "deploy", "--dry-run").stdout
+    finally:
+        (apps / "hostile/static/dry.css").unlink()
+    assert re.search(r"would upload \d+ files, \d+ KB; left out: instance/, \.env, server\.key "
+                     r"\(fab's secret names\); notes/ \(\.gitignore\); prod\.env \(app\.env_file\) "
+                     "as release ", dry), dry
+    readable = on(s, "cd /srv/hello-world/current && find -L . -path ./.venv -prune -o "
+                     "-type f -print | while read -r f; do "
+                     "runuser -u nobody -- cat \"$f\" >/dev/null 2>&1 && echo \"$f\"; done; true")
+    static = on(s, "cd /srv/hello-world/current && find ./static -type f")
+    assert sorted(readable.split()) == sorted(static.split()) and len(static.split()) == 3
+    assert http_get(s, "/static/v2.css")[2] == "body {}\n"  # nginx still serves static
+    assert on(s, "runuser -u www-data -- cat /srv/hello-world/current/app.py 2>&1 || true") \
+        .strip().endswith("Permission denied")
+
+
+def test_two_apps_redis_are_two_key_spaces(hostile):
+    s, *_ = hostile
+    a, b = (f"/run/redis-fab-{n}/redis-server.sock" for n in ("hello-world", "other"))
+    password = {n: on(s, f"sed -n 's/.*password=//p' /etc/{n}/database.env").strip()
+                for n in ("hello-world", "other")}
+    assert len(set(password.values())) == 2 and all(len(p) == 48 for p in password.values())
+
+    def cli(user, app, sock, *args):
+        return on(s, f"runuser -u {user} -- env REDISCLI_AUTH={password[app]} redis-cli "
+                     f"--no-auth-warning -s {sock} {' '.join(args)} 2>&1", check=False).strip()
+    assert cli("hello-world", "hello-world", a, "set", "session:1", "alice") == "OK"
+    assert cli("other", "other", b, "get", "session:1") == ""  # B's Redis has none of A's keys
+    assert cli("other", "other", b, "keys", "'*'") == ""
+    assert "WRONGPASS" in cli("other", "other", a, "get", "session:1")  # B's password: not A's
+    assert "Permission denied" in on(s, "runuser -u other -- cat /etc/hello-world/database.env "
+                                        "2>&1 || true")
+    assert on(s, "ss -Hltn | grep -c ':6379 ' || true").strip() == "0"  # no shared instance
+
+
+def test_a_build_leaves_nothing_behind_and_writes_only_its_release(hostile):
+    s, apps, conf = hostile
+    on(s, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cron >/dev/null 2>&1",
+       timeout=300)
+    build = ("(setsid sleep 100001 >/dev/null 2>&1 &); "
+             "(echo '* * * * * touch /tmp/cron-pwned' | crontab - 2>/dev/null); "
+             "(touch /srv/other/build-pwned /tmp/build-pwned 2>/dev/null); "
+             "ls /proc | grep -c '^[0-9]' > procs.txt; true")
+    (apps / "hostile" / "static" / "v4.css").write_text("body {}\n")
+    proc = fab("-f", settings(apps, build_command=build, env_file=str(apps / "hostile/prod.env"),
+                              processes={}), "-H", s.name, "deploy")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    account = "fab-build-hello-world"
+    assert on(s, f"pgrep -u {account} || true").strip() == ""  # the sleep ended with the unit
+    assert on(s, f"ls /var/spool/cron/crontabs/{account} /srv/other/build-pwned /tmp/build-pwned "
+                 "2>&1 | grep -c 'No such' || true").strip() == "3"
+    assert account in on(s, "cat /etc/cron.deny /etc/at.deny").split()
+    assert int(on(s, "cat /srv/hello-world/current/procs.txt")) < 10  # its own processes only
+    assert on(s, "id -u fab-build-other").strip() != on(s, f"id -u {account}").strip()
+
+
+def test_an_account_fab_did_not_make_is_refused_as_the_app_user(hostile):
+    s, apps, *_ = hostile
+    proc = fab("-f", settings(apps, "adopt", user="www-data", redis=False), "-H", s.name,
+               "provision")
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert ("app.user=www-data is an account fab did not make (another service's, like "
+            "www-data or postgres?)") in proc.stdout
+    assert on(s, "ls /srv/adopt /etc/adopt 2>&1 | grep -c 'No such'").strip() == "2"
+
+
 def test_a_tree_the_app_user_can_write_is_refused_with_one_line(hostile):
-    s, _ = hostile
+    s, *_ = hostile
     on(s, "install -d -o root -g hello-world -m 0775 /srv/shared-parent")
     proc = fab("-H", s.name, "provision", env={"FABRIC_APP_DIR": "/srv/shared-parent/app"})
     assert proc.returncode == 1
@@ -146,7 +277,7 @@ def commit_all(work, message):
 
 @pytest.mark.slow
 def test_a_committed_link_where_root_writes_a_marker_is_not_followed(hostile):
-    s, apps = hostile
+    s, apps, _ = hostile
     work = apps / "linked"
     shutil.copytree(PROJECT / "hello_world", work)
     (work / ".fab-release").symlink_to("/etc/fab-pwned")
@@ -166,7 +297,7 @@ def test_a_committed_link_where_root_writes_a_marker_is_not_followed(hostile):
 
 
 def test_a_package_build_runs_as_the_build_account_never_root(hostile):
-    s, apps = hostile
+    s, apps, _ = hostile
     app = apps / "buildhook"
     shutil.copytree(PROJECT / "hello_world", app)
     pkg = app / "buildhook"
@@ -207,7 +338,7 @@ exec /usr/bin/git "$@"
 
 @pytest.mark.slow
 def test_a_token_in_a_git_url_reaches_no_command_line_and_no_output(hostile):
-    s, apps = hostile
+    s, apps, _ = hostile
     work = apps / "tokened"
     shutil.copytree(PROJECT / "hello_world", work)
     (work / "app.py").write_text((work / "app.py").read_text().replace('"Hello world"',
@@ -245,4 +376,4 @@ def test_a_token_in_a_git_url_reaches_no_command_line_and_no_output(hostile):
     assert TOKEN not in on(s, "cat /srv/hello-world/repo.git/config")
     assert on(s, "stat -c '%U %a' /srv/hello-world/repo.git.credentials").strip() == "root 600"
     again = fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": url})
-    assert recap(again, s.name) == "ok=6 changed=0 failed=0"
+    assert recap(again, s.name) == "ok=7 changed=0 failed=0"  # with the earlier Redis
