@@ -42,6 +42,12 @@ class FileFact(NamedTuple):
     mode: str
 
 
+class Account(NamedTuple):
+    comment: str
+    home: str
+    shell: str
+
+
 class Ownership(NamedTuple):
     owner: str
     group: str
@@ -333,8 +339,11 @@ class Facts:
     user_exists: bool = fact(lambda s: f"id -u {q(s.user)} 2>/dev/null", non_empty, False)
     user_groups: set[str] = fact(lambda s: f"id -Gn {q(s.user)} 2>/dev/null",
                                  lambda lines: set(" ".join(lines).split()), default_factory=set)
-    user_comment: str = fact(  # the account's comment: fab's own says it made it
-        lambda s: f"getent passwd {q(s.user)} | cut -d: -f5", first_line, "")
+    user_account: Account | None = fact(  # app.user's comment (fab's says it made it), home
+        # and shell
+        lambda s: f"getent passwd {q(s.user)} | cut -d: -f5-7",
+        lambda lines: Account(*first_line(lines).split(":")) if first_line(lines).count(":") == 2
+        else None)
     build_user_exists: bool = fact(lambda s: f"id -u {q(s.build_user)} 2>/dev/null",
                                    non_empty, False)
     program_conf: dict[str, str] = fact(  # user=, directory= and command= of the app's

@@ -92,10 +92,15 @@ def system_account(s, build=False):
 
 def adopted(s, facts):
     """Whether the existing account app.user is one fab made: its comment says so, or (made
-    by an earlier version, without a comment) this app's tree or program already run as it."""
-    return (facts.user_comment == account_comment(s)
-            or facts.modes.get(s.shared, ("",))[0] == s.user
-            or facts.program_conf.get("user") == s.user)
+    by an earlier version, without a comment) it is a system account as fab makes them and
+    this app's tree or program already run as it."""
+    account = facts.user_account
+    if account is None:
+        return False
+    if account.comment == account_comment(s):
+        return True
+    return (account.home, account.shell) == ("/nonexistent", "/usr/sbin/nologin") and (
+        facts.modes.get(s.shared, ("",))[0] == s.user or facts.program_conf.get("user") == s.user)
 
 
 def foreign_user(s, facts):
@@ -132,7 +137,7 @@ def layout_script(s, facts):
     lines = []
     if not facts.user_exists:
         lines.append(system_account(s))
-    elif facts.user_comment != account_comment(s):  # made by an earlier version (adopted)
+    elif facts.user_account and facts.user_account.comment != account_comment(s):  # adopted
         lines.append(f"usermod --comment {q(account_comment(s))} {q(s.user)}")
     if not facts.build_user_exists:
         lines.append(system_account(s, build=True))

@@ -87,3 +87,19 @@ def test_what_the_server_prints_cannot_drive_the_terminal():
     assert printable("ok\x1b]0;owned\x07\x1b[2J\r\x9b") == \
         "ok\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x9b"
     assert printable("tab\tstays") == "tab\tstays"
+
+
+def test_app_user_is_adopted_only_when_fab_made_it():
+    from tasks.facts import Account
+    f = converged_facts()
+    assert app.foreign_user(S, f) is None  # fab's comment
+    f.user_account = Account("www-data", "/var/www", "/usr/sbin/nologin")
+    f.program_conf = {"user": "hello-world"}
+    assert "is an account fab did not make" in app.foreign_user(S, f)
+    with pytest.raises(DeployError, match="is an account fab did not make"):
+        app.plan(S, f, app.Source("feedface", "0123456789abcdef"))
+    # made by an earlier version (no comment), already running this app: adopted and marked
+    f.user_account = Account("", "/nonexistent", "/usr/sbin/nologin")
+    assert app.foreign_user(S, f) is None
+    layout = app.plan(S, f, app.Source("feedface", "0123456789abcdef")).changes[0].script
+    assert "usermod --comment 'fab app hello-world' hello-world" in layout

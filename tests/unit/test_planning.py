@@ -44,8 +44,8 @@ ufw ii
 999
 @@user_groups
 hello-world
-@@user_comment
-fab app hello-world
+@@user_account
+fab app hello-world:/nonexistent:/usr/sbin/nologin
 @@build_user_exists
 998
 @@files
