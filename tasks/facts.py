@@ -491,13 +491,15 @@ def script(s, before=""):
 
 def sections(text):
     """{name: lines} of the blocks of a `framed` script's answer. Lines split at "\\n"
-    only: a carriage return inside a value never starts a line."""
+    only: a carriage return inside a value never starts a line. What a login shell's own
+    start-up files print before the script runs comes before the mark, and is skipped."""
     lines = text.split("\n")
-    if not MARK_RE.fullmatch(lines[0].strip()):
-        raise DeployError("the server's answer to fab's facts did not start with their mark "
-                          f"(it began {lines[0][:40]!r}): a shell start-up file prints text?")
-    mark, out, current = lines[0].strip() + " ", {}, None
-    for line in lines[1:]:
+    start = next((i for i, line in enumerate(lines) if MARK_RE.fullmatch(line.strip())), None)
+    if start is None:
+        raise DeployError("the server's answer to fab's facts has no mark: was it cut short? "
+                          f"(it began {lines[0][:40]!r})")
+    mark, out, current = lines[start].strip() + " ", {}, None
+    for line in lines[start + 1:]:
         if line.startswith(mark):
             current = line[len(mark):]
             if current in out:

@@ -215,9 +215,18 @@ def not_running(h, what):
                        + "\n".join("  | " + line for line in logs.splitlines()[-6:]))
 
 
-def expect_serving(h, what, through_nginx=True, first=""):
+def main_target(s, facts):
+    """Where the live gunicorn answers, as a probe's target: its socket, or the loopback
+    port of a deployment made by a version before sockets, until the supervisor step has
+    moved its program (`legacy_port`)."""
+    legacy = legacy_port(facts)
+    return f"http://127.0.0.1:{legacy}" if legacy else app_socket(s.socket)
+
+
+def expect_serving(h, what, through_nginx=True, first="", main=None):
     """After FIRST (a change, in the same command on a web host), a web host answers healthy
-    on gunicorn's port (and through nginx); a worker host's processes run."""
+    on gunicorn's socket (MAIN, if given: `main_target`) and through nginx; a worker host's
+    processes run."""
     s = h.settings
     if not s.serves_app:
         if first:
@@ -226,18 +235,19 @@ def expect_serving(h, what, through_nginx=True, first=""):
         if problem:
             raise problem
         return
-    expect_healthy(h, [(app_socket(s.socket), what)]
+    expect_healthy(h, [(main or main_target(s, h.facts), what)]
                    + ([(s.site_url, "the site through nginx")] if through_nginx else []), first)
 
 
-def bridged(h, release, action, undo=None):
+def bridged(h, release, action, undo=None, main=None):
     """Run ACTION (which restarts the main program) while a candidate of RELEASE covers
-    for it; afterwards the main program must be healthy, or UNDO runs and this raises.
+    for it; afterwards the main program must be healthy (at MAIN, if given), or UNDO runs
+    and this raises.
     On a worker host the candidate proves the release loads and answers before its
     processes restart on it."""
     with candidate(h, release, covers=h.settings.serves_app):
         try:
-            expect_serving(h, "the app after the switch", first=action)
+            expect_serving(h, "the app after the switch", first=action, main=main)
         except DeployError as e:
             if not h.settings.serves_app:  # a failed restart says only its exit code
                 e = not_running(h, "the app after the switch") or e

@@ -143,9 +143,7 @@ def layout_script(s, facts):
         lines.append(system_account(s, build=True))
     wanted = [(s.dir, "root", "root", "755"), (s.releases, "root", "root", "755"),
               (s.venvs, "root", "root", "755"), (s.shared, s.user, s.user, "750"),
-              (s.log_dir, "root", s.user, "750")]
-    if s.serves_app:
-        wanted.append((s.socket_dir, s.user, "www-data", "750"))
+              (s.log_dir, "root", s.user, "750"), (s.socket_dir, s.user, "www-data", "750")]
     for path, owner, group, mode in wanted:
         if facts.modes.get(path) != (owner, group, mode):
             lines.append(f"install -d -o {owner} -g {q(group)} -m {mode} {q(path)}")

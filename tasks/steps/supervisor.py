@@ -2,6 +2,7 @@
 processes (on a worker host, or on the web hosts when there is none) alive."""
 
 from tasks.core import DeployError, install_script, q, render
+from tasks.health import app_socket
 from tasks.plan import Command, Plan, Step, upload
 from tasks.steps.app import WITH_APP_ENV
 from tasks.steps.nginx import install_script as nginx_install_script
@@ -41,7 +42,8 @@ def load_covered(h, program):
     try:
         bridged(h, live_release(h), install_script(tmp, program.path)
                 + update_script(s, h.facts)
-                + (f"\n(\n{nginx_install_script(s, staged)})" if moving else ""))
+                + (f"\n(\n{nginx_install_script(s, staged)})" if moving else ""),
+                main=app_socket(s.socket))
     except DeployError:
         h.script(f"rm -f {q(tmp)}" + (f" {q(staged)}" if staged else ""), sudo=False)
         raise

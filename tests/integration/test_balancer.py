@@ -17,14 +17,17 @@ import socket
 import time
 
 import pytest
+from invoke import Config
 
 import sandbox
+from tasks.settings import load
 from tests.conftest import boot, destroy, fab, http_get, on
 from tests.integration.test_tutorial_app import APPS, version_two
 from tests.load import Load
 
 pytestmark = pytest.mark.slow
 
+REDIS_PORT = load(Config(overrides={"app": {}})).redis_port  # the app's, on the database host
 V1 = "v1 COMPILED BANNER posts=1 done=1"
 V2 = "v2 COMPILED BANNER posts=1 done=1 authors=anonymous"
 
@@ -83,7 +86,8 @@ def test_one_provision_sets_up_the_database_then_the_app_hosts_then_the_balancer
         env = on(app_host, "stat -c '%U:%G %a' /etc/hello-world/database.env; "
                            "cat /etc/hello-world/database.env")
         assert env.startswith("root:hello-world 640\n")
-        assert f"@{db.address}:5432/hello_world" in env and f"@{db.address}:6379/0" in env
+        assert f"@{db.address}:5432/hello_world" in env and \
+            f"@{db.address}:{REDIS_PORT}/0" in env
 
     assert http_get(lb, "/add/hello")[2] == "added"  # a web host writes to the database host
     assert page_when(lb, V1) == V1  # and the worker host's process marked it done there
@@ -109,13 +113,13 @@ def test_one_provision_sets_up_the_database_then_the_app_hosts_then_the_balancer
 
 def test_the_database_ports_are_open_to_the_app_hosts_only(fleet):
     (db, web1, _, worker, lb), _, _ = fleet
-    for port in (5432, 6379):
+    for port in (5432, REDIS_PORT):
         with pytest.raises(OSError):  # from this machine
             socket.create_connection((db.address, port), timeout=3).close()
         assert not reachable(lb, db.address, port)
         assert reachable(web1, db.address, port) and reachable(worker, db.address, port)
     listening = on(db, "ss -ltnH")
-    assert f"{db.address}:5432" in listening and f"{db.address}:6379" in listening
+    assert f"{db.address}:5432" in listening and f"{db.address}:{REDIS_PORT}" in listening
 
 
 def test_http_on_a_web_host_is_open_to_the_balancer_only(fleet):

@@ -36,8 +36,10 @@ def test_a_working_folder_with_blocks_in_it_forges_nothing():
 
 
 def test_an_answer_without_the_mark_or_with_a_block_twice_is_refused():
-    with pytest.raises(DeployError, match="did not start with their mark"):
+    with pytest.raises(DeployError, match="has no mark"):
         facts.parse("@@running\nhello-world RUNNING 1 \"/\"\n")
+    # a login shell's start-up file printed first: skipped
+    assert facts.parse("Welcome!\n" + answer("@@os_id\ndebian\n")).os_id == "debian"
     with pytest.raises(DeployError, match="block 'candidates' twice"):
         facts.parse(f"{MARK}\n{MARK} candidates\n{MARK} candidates\n")
 
