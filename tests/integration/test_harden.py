@@ -45,6 +45,7 @@ def test_as_root_it_refuses_to_cut_off_its_own_login(server):
     assert on(server, f"ls {DROP_IN} 2>&1 || true").startswith("ls: cannot access")
 
 
+@pytest.mark.slow  # make test keeps harden's refusal as root
 def test_without_a_working_key_nothing_changes(server, tmp_path):
     """Logged in by password only: the fresh key-only proof fails before any change."""
     config = tmp_path / "ssh_config"

@@ -52,6 +52,7 @@ def test_one_unreachable_host_does_not_stop_the_others(server):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # a fresh server of its own: make test keeps the background install's success
 def test_a_failed_background_install_stops_the_run_with_apt_s_error_and_a_rerun_ends_it(server):
     """On a fresh server apt installs nginx, supervisor and ufw beside the app step; when
     that fails, the run stops before anything uses them, and a re-run installs them."""
