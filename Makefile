@@ -48,9 +48,9 @@ test: host-packages $(VENV)/.dev lint
 
 # The long proofs (an upgrade from the previous version, git links and tokens, package apps
 # and a broken first release, the release phase's failures, three hosts with and without a
-# sudo password, sandbox boots, isolation and a reboot, shared state through pruning, MariaDB
-# and SQLite, a killed database server): kept out of `make test`'s 12-minute budget on 2
-# cores; CI runs both.
+# sudo password, a failed background install, harden without a working key, sandbox boots,
+# isolation and a reboot, shared state through pruning, MariaDB and SQLite, a killed
+# database server): kept out of `make test`'s 12-minute budget on 2 cores; CI runs both.
 test-slow: host-packages $(VENV)/.dev
 	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "slow" $(if $(REPORTS),--junitxml=$(REPORTS)/slow.xml) tests
 

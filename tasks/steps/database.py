@@ -109,6 +109,7 @@ def access_line(s):
 # app moving to its own instance takes a copy of that data with it.
 SHARED_REDIS_CONF = "/etc/redis/fab.conf"
 
+
 def redis_config(s):
     """The app's own Redis instance, but its password: a socket in a folder only redis
     writes, the TCP port on a database host (for the app hosts), its own data and log."""

@@ -15,8 +15,7 @@ def render_conf(s):
     app user, the app's environment loaded the way gunicorn loads it."""
     return render("supervisor.conf.j2", web=s.serves_app, name=s.name, current=s.current,
                   workers=s.workers, socket=s.socket, module=s.module, user=s.user,
-                  log_dir=s.log_dir,
-                  gunicorn_conf=s.gunicorn_conf, with_env=q(WITH_APP_ENV),
+                  log_dir=s.log_dir, gunicorn_conf=s.gunicorn_conf, with_env=q(WITH_APP_ENV),
                   processes=[(proc, q(cmd)) for proc, cmd in sorted(s.host_processes.items())])
 
 
