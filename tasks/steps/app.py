@@ -65,11 +65,12 @@ def release_id(tree_hash):
 GUNICORN = "gunicorn==23.0.0"  # what the tool is tested with, for apps that do not pin one
 SUDO_GROUPS = {"sudo", "admin", "wheel", "root"}
 # A build runs the app's packages' code: it may write only the release (and its venv and
-# scratch folder), sees no home, no /tmp but its own and no other process, gains no
-# privilege (no setuid: no crontab, no at), and everything it starts ends with it.
+# scratch folder), sees no home, no /tmp, /var/tmp or /dev/shm but its own (gone with it)
+# and no other process, gains no privilege (no setuid: no crontab, no at), and everything
+# it starts ends with it.
 BUILD_SANDBOX = ("-p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p ProtectSystem=strict "
-                 "-p ProtectHome=yes -p PrivateTmp=yes -p ProtectProc=invisible "
-                 "-p KillMode=control-group")
+                 "-p ProtectHome=yes -p PrivateTmp=yes -p TemporaryFileSystem=/dev/shm:mode=1777 "
+                 "-p ProtectProc=invisible -p KillMode=control-group")
 
 
 def account_comment(s, build=False):

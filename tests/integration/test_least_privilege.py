@@ -231,7 +231,7 @@ def test_a_build_leaves_nothing_behind_and_writes_only_its_release(hostile):
        timeout=300)
     build = ("(setsid sleep 100001 >/dev/null 2>&1 &); "
              "(echo '* * * * * touch /tmp/cron-pwned' | crontab - 2>/dev/null); "
-             "(touch /tmp/build-pwned /var/tmp/build-pwned 2>/dev/null); "
+             "touch /tmp/build-pwned /var/tmp/build-pwned /dev/shm/build-pwned; "
              "ls /proc | grep -c '^[0-9]' > procs.txt; true")
     (apps / "hostile" / "static" / "v4.css").write_text("body {}\n")
     proc = fab("-f", settings(apps, build_command=build, env_file=str(apps / "hostile/prod.env"),
@@ -240,7 +240,7 @@ def test_a_build_leaves_nothing_behind_and_writes_only_its_release(hostile):
     account = "fab-build-hello-world"
     assert on(s, f"pgrep -u {account} || true").strip() == ""  # the sleep ended with the unit
     assert on(s, f"ls /var/spool/cron/crontabs/{account} /tmp/build-pwned /var/tmp/build-pwned "
-                 "2>&1 | grep -c 'No such' || true").strip() == "3"
+                 "/dev/shm/build-pwned 2>&1 | grep -c 'No such' || true").strip() == "4"
     assert account in on(s, "cat /etc/cron.deny /etc/at.deny").split()
     assert int(on(s, "cat /srv/hello-world/current/procs.txt")) < 10  # its own processes only
 
