@@ -17,6 +17,7 @@ import io
 import os
 import tarfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
@@ -40,12 +41,12 @@ class Selection:
     files: list = field(default_factory=list)
     left_out: dict = field(default_factory=dict)  # rule -> [relative paths]
 
-    @property
+    @cached_property  # the summary and the Source both ask: one pass of lstat
     def size(self):
         return sum(f.lstat().st_size for f in self.files)
 
     def summary(self):
-        """`12 files, 34 KB; left out: .env, instance/ (fab's secret names), 2 by .gitignore`"""
+        """`12 files, 34 KB; left out: instance/, .env (fab's secret names); 5 by .gitignore`"""
         kb = self.size // 1024 + 1
         parts = [f"{len(paths)} by {rule}" if len(paths) > 3 else
                  f"{', '.join(paths)} ({rule})" for rule, paths in self.left_out.items()]
