@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fabric.main import program  # noqa: E402
 
-from tasks.core import Host  # noqa: E402
+from tasks.host import Host  # noqa: E402
 
 # What a round trip does, from the first marker its command holds (in this order).
 KINDS = (("@@before", "lock, log line, facts"), ("@@os_id", "facts again"),

@@ -8,7 +8,7 @@ backup API: a consistent copy of a live file, never a raw cp). The newest
 
 import re
 
-from tasks.core import q
+from tasks.shell import q
 
 KINDS = {"postgresql": "pgdump", "mysql": "sql.gz", "sqlite": "sqlite3.gz"}
 # The same pattern for Python and grep -E (which has no \d).

@@ -12,10 +12,12 @@ from tasks.backups import (
     restore_script,
     size_script,
 )
-from tasks.core import DeployError, LinePrefixer, open_host, q
 from tasks.deploy import Executed
+from tasks.output import LinePrefixer
 from tasks.plan import Call, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge
+from tasks.run import open_host
+from tasks.shell import DeployError, q
 
 
 def managed(s):

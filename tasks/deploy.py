@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 from invoke import Exit, task
 
-from tasks.core import DeployError, LinePrefixer, open_host, q, say
 from tasks.facts import gather
+from tasks.output import LinePrefixer, say
 from tasks.plan import Call, Plan, Probe, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge
 from tasks.results import report
+from tasks.run import open_host
+from tasks.shell import DeployError, q
 from tasks.steps import PROVISION
 from tasks.steps.app import as_the_app, leftovers, restart_stale
 from tasks.switch import expect_healthy, switch_to

@@ -11,9 +11,9 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
-from tasks.core import DeployError
 from tasks.hostkeys import UnknownHostKey, where_known
 from tasks.settings import ConfigError
+from tasks.shell import DeployError
 
 
 def explain_exception(e, c):

@@ -17,9 +17,9 @@ from invoke import Exit
 from invoke.exceptions import UncastableEnvVar
 
 from tasks.balancer import balancing, drained
-from tasks.core import say
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
+from tasks.output import say
 from tasks.provision import Rolling
 from tasks.results import Skipped, Unreached, report
 from tasks.roles import bare, selected

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from tasks.backups import AS_POSTGRES
-from tasks.core import PYTHON, WORK_DIR, DeployError, explain_failure, q, work_unit
 from tasks.names import RELEASE_ID, VENV_HASH, listed
+from tasks.shell import PYTHON, DeployError, explain_failure, q
+from tasks.units import WORK_DIR, work_unit
 
 PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
 TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
@@ -400,7 +401,7 @@ class Facts:
     dpkg_interrupted: bool = fact(  # what apt refuses with "dpkg was interrupted"
         lambda s: "ls -A /var/lib/dpkg/updates 2>/dev/null | head -n1", non_empty, False)
     background: list[str] = fact(  # work started in_background: running, or its result not
-        # yet collected (tasks.core.result_file; `.out` exists while it runs)
+        # yet collected (tasks.units.result_file; `.out` exists while it runs)
         lambda s: f'for f in {WORK_DIR}/{work_unit(s, "*")}.result*; do [ -e "$f" ] && '
                   f'f=${{f##*/}} && f=${{f%%.result*}} && {listed("f")}; done | sort -u',
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)

@@ -3,8 +3,9 @@ updates installed daily (tasks/steps/updates.py)."""
 
 from invoke import task
 
-from tasks.core import DeployError, open_host
 from tasks.plan import StepFailed, run_step
+from tasks.run import open_host
+from tasks.shell import DeployError
 from tasks.steps import harden as ssh_step
 from tasks.steps import updates
 

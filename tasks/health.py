@@ -6,7 +6,7 @@ when the firewall or a bastion keeps the operator's machine out.
 
 import json
 
-from tasks.core import PYTHON, q
+from tasks.shell import PYTHON, q
 
 PROBE = """\
 import http.client, json, socket, ssl, sys, time, urllib.parse

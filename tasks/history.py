@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 from invoke import task
 
-from tasks.core import open_host, q, say
+from tasks.output import say
 from tasks.results import CHANGED, FAILED, OK
+from tasks.run import open_host
+from tasks.shell import q
 
 HISTORY_DIR = "/var/log/fab"
 FIELDS = ("time", "action", "result", "release", "revision", "by")

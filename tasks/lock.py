@@ -12,7 +12,7 @@ over by the next run, silently. A run's first change marks the lock `changing`: 
 such a lock (fab killed, the connection lost mid-change) is said. A live holder blocks (one
 that has not started changing anything is given a moment to finish), and `--break-lock`
 stays for the rest (a lock from a session the server cannot see). The work a dead run left
-going (tasks.core.detached) is waited for before this run reads the server again.
+going (tasks.units.detached) is waited for before this run reads the server again.
 """
 
 import getpass
@@ -21,9 +21,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from tasks.core import WORK_DIR, DeployError, active_units, q, say, work_unit
 from tasks.facts import gather
 from tasks.history import entry, final_script, first_script, unfinished_script
+from tasks.output import say
+from tasks.shell import DeployError, q
+from tasks.units import WORK_DIR, active_units, work_unit
 
 WORK_TIMEOUT = 1800  # longer than any detached work may run
 

@@ -2,8 +2,10 @@
 
 from invoke import Exit, Task, task
 
-from tasks.core import LinePrefixer, open_host, q, say
+from tasks.output import LinePrefixer, say
+from tasks.run import open_host
 from tasks.settings import COMPONENTS
+from tasks.shell import q
 
 # MariaDB logs to the journal (Debian's default); PostgreSQL and Redis to files.
 DATA_LOGS = {"postgresql": "/var/log/postgresql/postgresql-*-main.log"}  # * : the version

@@ -14,16 +14,9 @@ from dataclasses import dataclass, field
 
 from invoke.exceptions import UnexpectedExit
 
-from tasks.core import (
-    DeployError,
-    explain_failure,
-    progress,
-    q,
-    say,
-    sha256,
-    unified_diff,
-)
+from tasks.output import progress, say, unified_diff
 from tasks.results import CHANGED, FAILED, OK
+from tasks.shell import DeployError, explain_failure, q, sha256
 
 
 @dataclass

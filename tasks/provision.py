@@ -5,11 +5,12 @@ import time
 from invoke import Task, task
 from invoke.parser import Argument
 
-from tasks.core import DeployError, open_host
 from tasks.facts import gather
 from tasks.lock import LockHeld, finish, lock_and_gather
 from tasks.plan import StepFailed, prepare, run_step
 from tasks.results import CHANGED, FAILED
+from tasks.run import open_host
+from tasks.shell import DeployError
 from tasks.steps import PROVISION, packages
 
 DRY_RUN = "show what would change, with diffs, running only read-only commands"

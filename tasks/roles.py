@@ -16,9 +16,10 @@ from contextlib import contextmanager
 
 from fabric import Connection
 
-from tasks.core import DeployError, Host
+from tasks.host import Host
 from tasks.hostkeys import secure
 from tasks.settings import ROLES
+from tasks.shell import DeployError
 
 
 def bare(host):

@@ -5,7 +5,7 @@ collection's config (so `FABRIC_APP_*` env vars can override every key), and
 fabric.yaml only documents them (and overrides what a project sets there).
 
 Every other module takes a `Settings`; none reads raw config. Values that
-reach a shell are also quoted where commands are built (`tasks.core.q`), but
+reach a shell are also quoted where commands are built (`tasks.shell.q`), but
 validation here is the first wall: names, users, paths, ports and counts must
 look like what they are, or the run stops before any connection.
 """

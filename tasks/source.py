@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
-from tasks.core import DeployError
+from tasks.shell import DeployError
 
 CACHES = "caches"  # left out without a word
 RULES = {CACHES: GitIgnoreSpec.from_lines([".git/", "__pycache__/", ".venv/", "venv/",

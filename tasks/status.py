@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from invoke import task
 
 from tasks.backups import size_script
-from tasks.core import DeployError, open_host, q
 from tasks.facts import (
     SERVICES,
     fact_of,
@@ -20,6 +19,8 @@ from tasks.facts import (
     services_script,
 )
 from tasks.health import parse_probe, probe_command
+from tasks.run import open_host
+from tasks.shell import DeployError, q
 from tasks.switch import stale_programs
 
 

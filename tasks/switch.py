@@ -19,9 +19,10 @@ import re
 import uuid
 from contextlib import contextmanager
 
-from tasks.core import PYTHON, DeployError, q
 from tasks.facts import SUPERVISOR_RPC
 from tasks.health import app_socket, parse_probe, probe_command
+from tasks.shell import PYTHON, DeployError, q
+from tasks.units import transient
 
 PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
 
@@ -75,11 +76,10 @@ def start_candidate(s, unit, release, workers, legacy=None):
     answers there too, until this run has moved the app to its socket."""
     also = f"--bind 127.0.0.1:{legacy + 1} " if legacy else ""
     return (f"systemctl stop {q(s.name + '-candidate-*')} >/dev/null 2>&1 || true\n"
-            f"systemd-run --quiet --collect --unit={q(unit)} --uid={q(s.user)} --gid={q(s.user)} "
-            f"--working-directory={q(release)} --property=KillMode=mixed "
-            f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
-            f"--chdir {q(release)} --workers {workers} "
-            f"--bind unix:{q(s.candidate_socket)} {also}{q(s.module)}")
+            + transient(f"{q(release)}/.venv/bin/gunicorn --config {q(s.gunicorn_conf)} "
+                        f"--chdir {q(release)} --workers {workers} "
+                        f"--bind unix:{q(s.candidate_socket)} {also}{q(s.module)}",
+                        unit, user=s.user, cwd=q(release), properties=("KillMode=mixed",)))
 
 
 LEGACY_BIND = re.compile(r"--bind 127\.0\.0\.1:(\d+) ")

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.backups import backup_script
-from tasks.core import DeployError, detached, for_systemd, q, render, work_unit
 from tasks.facts import ENGINES, ancestors
 from tasks.names import RELEASE_ID, VENV_HASH
 from tasks.names import candidate_unit as candidate_unit_shape
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
 from tasks.roles import database_host
+from tasks.shell import DeployError, for_systemd, q
 from tasks.source import content_hash, select, tarball
 from tasks.switch import (
     bridged,
@@ -30,6 +30,8 @@ from tasks.switch import (
     stale_programs,
     switch_to,
 )
+from tasks.templates import render
+from tasks.units import detached, transient, work_unit
 
 
 def driver(s):
@@ -68,9 +70,9 @@ SUDO_GROUPS = {"sudo", "admin", "wheel", "root"}
 # scratch folder), sees no home, no /tmp, /var/tmp or /dev/shm but its own (gone with it)
 # and no other process, gains no privilege (no setuid: no crontab, no at), and everything
 # it starts ends with it.
-BUILD_SANDBOX = ("-p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p ProtectSystem=strict "
-                 "-p ProtectHome=yes -p PrivateTmp=yes -p TemporaryFileSystem=/dev/shm:mode=1777 "
-                 "-p ProtectProc=invisible -p KillMode=control-group")
+BUILD_SANDBOX = ("NoNewPrivileges=yes", "RestrictSUIDSGID=yes", "ProtectSystem=strict",
+                 "ProtectHome=yes", "PrivateTmp=yes", "TemporaryFileSystem=/dev/shm:mode=1777",
+                 "ProtectProc=invisible", "KillMode=control-group")
 
 
 def account_comment(s, build=False):
@@ -236,14 +238,14 @@ def build_function(s, venv):
     venv first on PATH and the app's environment (read by systemd, as the env file is not
     the build account's to read), in a transient service: nothing it starts outlives it
     (a process left behind could still write the files after they are sealed)."""
-    env = f"-p EnvironmentFile=-{q(s.env_path)} " if s.env_file else ""
-    build = q(s.build_user)
-    return (f"build() {{ systemd-run --quiet --wait --pipe --collect --uid={build} "
-            f'--gid={build} --working-directory="$release" -p RuntimeMaxSec=900 {env}'
-            f'{BUILD_SANDBOX} -p "ReadWritePaths=$release" -p ReadWritePaths=-{venv} '
-            f"-p ReadWritePaths=-{q(s.build_scratch)} "
-            f"--setenv=PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin "
-            '--setenv=HOME=/nonexistent --setenv=PIP_NO_CACHE_DIR=1 "$@"; }')
+    env = (f"EnvironmentFile=-{q(s.env_path)}",) if s.env_file else ()
+    writable = ('"ReadWritePaths=$release"', f"ReadWritePaths=-{venv}",
+                f"ReadWritePaths=-{q(s.build_scratch)}")
+    run = transient('"$@"', wait=True, io="pipe", user=s.build_user, cwd='"$release"',
+                    properties=("RuntimeMaxSec=900", *env, *BUILD_SANDBOX, *writable),
+                    env=(f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/nonexistent",
+                         "PIP_NO_CACHE_DIR=1"))
+    return f"build() {{ {run}; }}"
 
 
 def seal(path):
@@ -459,12 +461,11 @@ def as_the_app(s, release, command, timeout=None, terminal=False):
     runs: its venv first on PATH, the app's environment, cwd the release (shared paths
     linked), in a transient service, killed after TIMEOUT seconds (exit 124) if given, on a
     terminal of its own if TERMINAL (`flask shell`)."""
-    limit = f"-p RuntimeMaxSec={timeout + 30} " if timeout else ""
-    return (f"systemd-run --quiet --wait {'--pty' if terminal else '--pipe'} --collect "
-            f"--uid={q(s.user)} --gid={q(s.user)} --working-directory={q(release)} {limit}"
-            f"--setenv=PATH={q(release)}/.venv/bin:/usr/local/bin:/usr/bin:/bin "
-            f"{q(release)}/.venv/bin/python -c {q(WITH_APP_ENV)} {q(s.gunicorn_conf)} "
-            + (f"timeout -k 10 {timeout} " if timeout else "") + for_systemd(command))
+    return transient(f"{q(release)}/.venv/bin/python -c {q(WITH_APP_ENV)} {q(s.gunicorn_conf)} "
+                     + (f"timeout -k 10 {timeout} " if timeout else "") + for_systemd(command),
+                     wait=True, io="pty" if terminal else "pipe", user=s.user, cwd=q(release),
+                     properties=(f"RuntimeMaxSec={timeout + 30}",) if timeout else (),
+                     env=(f"PATH={q(release)}/.venv/bin:/usr/local/bin:/usr/bin:/bin",))
 
 
 def release_phase(h, release):

@@ -12,10 +12,10 @@ output or a log. Every script checks what exists itself: a re-run creates nothin
 and nothing here ever drops data.
 """
 
-from tasks.core import PYTHON, DeployError, q
 from tasks.facts import PG_RESTART, data_services, redis_unit
 from tasks.plan import Call, Command, Plan, Step
 from tasks.roles import address, database_host
+from tasks.shell import PYTHON, DeployError, q
 from tasks.steps.app import foreign_user, restart, system_account
 from tasks.switch import serving
 

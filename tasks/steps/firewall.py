@@ -1,9 +1,10 @@
 """Step 5: ufw with only what must be open, without ever locking the operator out."""
 
-from tasks.core import DeployError, q
 from tasks.facts import data_ports
 from tasks.login import prove_fresh_login
 from tasks.plan import Call, Command, Plan, Step
+from tasks.shell import DeployError, q
+from tasks.units import transient
 
 DEADMAN = "fab-ufw-revert"
 
@@ -51,8 +52,8 @@ def rule_changes(s, facts):
 def enable_script(s):
     """Enable ufw behind a dead-man switch that turns it off again unless cancelled."""
     return (f"systemctl stop {DEADMAN}.timer >/dev/null 2>&1 || true\n"
-            f"systemd-run --quiet --unit={DEADMAN} "
-            f"--on-active={s.firewall_revert_after} /usr/sbin/ufw --force disable\n"
+            + transient("/usr/sbin/ufw --force disable", DEADMAN,
+                        on_active=s.firewall_revert_after, collect=False) + "\n"
             "ufw --force enable >/dev/null")
 
 

@@ -6,9 +6,12 @@ will really use) before the reload; a dead-man switch removes it again unless a 
 key login after the reload proves the way in still works.
 """
 
-from tasks.core import DeployError, q, render, say, unified_diff
 from tasks.login import prove_fresh_login
+from tasks.output import say, unified_diff
 from tasks.plan import Call, Plan, Step
+from tasks.shell import DeployError, q
+from tasks.templates import render
+from tasks.units import transient
 
 DROP_IN = "/etc/ssh/sshd_config.d/00-fab-harden.conf"
 DEADMAN = "fab-sshd-revert"
@@ -31,7 +34,7 @@ def apply_script(content, revert_after):
     exists, so a connection lost anywhere after this point still ends with SSH as it was."""
     wanted = " ".join(f"{k} {v}" for k, v in sorted(WANTED.items())) + " "
     return f"""systemctl stop {DEADMAN}.timer >/dev/null 2>&1 || true
-systemd-run --quiet --unit={DEADMAN} --on-active={revert_after} sh -c {q(REVERT)}
+{transient(f"sh -c {q(REVERT)}", DEADMAN, on_active=revert_after, collect=False)}
 undo() {{ rm -f {DROP_IN}; systemctl stop {DEADMAN}.timer >/dev/null 2>&1 || true; }}
 printf %s {q(content)} > {DROP_IN}.fab-new
 chmod 0644 {DROP_IN}.fab-new

@@ -1,8 +1,10 @@
 """Step 4: the nginx site in front of gunicorn, validated before it goes live."""
 
-from tasks.core import DeployError, q, render, say
+from tasks.output import say
 from tasks.plan import Call, Command, Plan, Step, Upload, differs
+from tasks.shell import DeployError, q
 from tasks.steps import tls as tls_step
+from tasks.templates import render
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 

@@ -1,13 +1,14 @@
 """Step 1: the system packages the stack needs, installed with apt (on a fresh server, what
 only the steps after the app's use goes on installing in the background beside them).
 
-apt runs detached on the server (tasks.core.detached): a connection lost mid-install
+apt runs detached on the server (tasks.units.detached): a connection lost mid-install
 no longer leaves dpkg half-done. One interrupted anyway (a reboot, a kill) is repaired
 first with `dpkg --configure -a`, as apt itself asks."""
 
-from tasks.core import DeployError, awaited, detached, in_background, work_unit
 from tasks.facts import wanted_packages
 from tasks.plan import Call, Command, Plan, Step
+from tasks.shell import DeployError
+from tasks.units import awaited, detached, in_background, work_unit
 
 APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 "
        "-o Acquire::Retries=3 "
@@ -28,7 +29,7 @@ REPAIR = "dpkg --force-confdef --force-confold --configure -a >/dev/null"
 # What only the steps after the app's use. On a server with no live release yet, apt
 # installs these in the background while the database and app steps build the first one.
 AFTER_THE_APP = ("nginx", "supervisor", "ufw", "openssl", "certbot")
-LATER = "apt-later"  # the background install's work unit (tasks.core.work_unit)
+LATER = "apt-later"  # the background install's work unit (tasks.units.work_unit)
 
 
 def install(packages, refresh):

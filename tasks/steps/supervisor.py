@@ -1,13 +1,15 @@
 """Step 3: the supervisor programs that keep gunicorn (on a web host) and the app's extra
 processes (on a worker host, or on the web hosts when there is none) alive."""
 
-from tasks.core import DeployError, install_script, q, render
 from tasks.health import app_socket
+from tasks.host import install_script
 from tasks.plan import Command, Plan, Step, upload
+from tasks.shell import DeployError, q
 from tasks.steps.app import WITH_APP_ENV
 from tasks.steps.nginx import install_script as nginx_install_script
 from tasks.steps.nginx import render_site
 from tasks.switch import UP, bridged, legacy_port, live_release, serving
+from tasks.templates import render
 
 
 def render_conf(s):

@@ -8,8 +8,8 @@ certificates come from certbot's webroot plugin, which needs the site to serve
 
 from pathlib import Path
 
-from tasks.core import q
 from tasks.plan import Command, fingerprint, upload
+from tasks.shell import q
 
 ACME_WEBROOT = "/var/www/letsencrypt"
 

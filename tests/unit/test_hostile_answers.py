@@ -8,9 +8,10 @@ import pytest
 from invoke import Config
 
 from tasks import facts
-from tasks.core import DeployError, printable
 from tasks.names import listed
+from tasks.output import printable
 from tasks.settings import load
+from tasks.shell import DeployError
 from tasks.steps import app
 from tests.unit.answers import MARK, answer
 from tests.unit.test_planning import converged_facts

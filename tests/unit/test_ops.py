@@ -8,8 +8,8 @@ import pytest
 from invoke import Config
 
 from tasks import status as status_module
-from tasks.core import LinePrefixer
 from tasks.logs import log_files, logs_script
+from tasks.output import LinePrefixer
 from tasks.settings import load
 from tasks.status import status_script
 from tests.unit.answers import answer, probe_line
@@ -128,7 +128,7 @@ def test_a_deploy_with_a_release_command_runs_it_on_the_first_host_alone_first()
 
 
 def test_long_work_shows_a_status_line_on_a_terminal_only(monkeypatch):
-    from tasks.core import progress, say
+    from tasks.output import progress, say
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -147,7 +147,7 @@ def test_long_work_shows_a_status_line_on_a_terminal_only(monkeypatch):
 def test_a_server_too_loaded_to_greet_gets_one_more_try_and_no_more(monkeypatch):
     from paramiko.ssh_exception import SSHException
 
-    from tasks.core import Host
+    from tasks.host import Host
 
     class Flaky:
         is_connected, host = False, "web1"
@@ -160,7 +160,7 @@ def test_a_server_too_loaded_to_greet_gets_one_more_try_and_no_more(monkeypatch)
             if self.opened <= self.failures:
                 raise SSHException(self.message)
 
-    monkeypatch.setattr("tasks.core.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("tasks.host.time.sleep", lambda seconds: None)
     once = Flaky(1, "Error reading SSH protocol banner")
     Host(once, None).connect()
     assert once.opened == 2

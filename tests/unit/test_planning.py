@@ -7,11 +7,12 @@ from invoke import Config
 
 from tasks import deploy, lock, switch
 from tasks import facts as facts_module
-from tasks.core import DeployError, Host, sha256
 from tasks.facts import PACKAGES, Facts, Program, ancestors, script, wanted_packages
 from tasks.health import parse_probe
+from tasks.host import Host
 from tasks.plan import Call, Command, Plan, apply
 from tasks.settings import load
+from tasks.shell import DeployError, sha256
 from tasks.steps import app, firewall, nginx, packages, supervisor
 from tasks.steps.nginx import render_site
 from tests.unit.answers import answer, probe_line
@@ -330,7 +331,7 @@ def test_letsencrypt_first_serves_the_challenge_over_http_then_tls():
 def test_templates_refuse_missing_values():
     from jinja2 import UndefinedError
 
-    from tasks.core import render
+    from tasks.templates import render
     with pytest.raises(UndefinedError, match="'socket' is undefined"):
         render("nginx-site.j2", name="x", server_name="_", current="/x", upstream=[], balancers=[])
 
@@ -404,7 +405,7 @@ def test_packages_on_a_fresh_server_install_what_the_app_needs_first_the_rest_be
 def test_work_in_the_background_leaves_its_status_and_output_for_awaited(tmp_path, monkeypatch):
     import subprocess
 
-    from tasks import core
+    from tasks import units as core
     monkeypatch.setattr(core, "WORK_DIR", str(tmp_path))
     result = core.result_file("fab-x.apt-later")
 
@@ -511,7 +512,8 @@ def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_fo
     text = "\n".join(lines)
     build = next(line for line in lines if line.startswith("build()"))
     assert "systemd-run --quiet --wait --pipe --collect --uid=fab-build-hello-world" in build
-    assert app.BUILD_SANDBOX in build and '-p "ReadWritePaths=$release"' in build
+    assert all(f"-p {p}" in build for p in app.BUILD_SANDBOX)
+    assert '-p "ReadWritePaths=$release"' in build
     assert "-p RuntimeMaxSec=900" in build
     venv = "/srv/hello-world/venvs/vvvvvvvvvvvvvvvv"
     pip = lines.index(f"  build {venv}/bin/python \"$whl/pip\" install -q "
@@ -919,7 +921,7 @@ def test_a_gone_runs_lock_is_taken_over_quietly_unless_it_had_begun_changing(tmp
 def test_a_steps_local_work_runs_before_the_server_is_read_and_its_failure_is_the_steps():
     """Step.prepare (hashing the app's folder) runs for the steps that apply; a failure there
     is recorded as that step failed and stops the run before anything reaches the server."""
-    from tasks.core import Host
+    from tasks.host import Host
     from tasks.plan import Step, StepFailed, prepare
 
     h = Host(type("C", (), {"host": "web1", "original_host": "web1"})(), S)

@@ -6,10 +6,10 @@ import dataclasses
 import pytest
 from invoke import Config
 
-from tasks.core import DeployError
 from tasks.facts import Facts, ufw_rule, wanted_packages
 from tasks.roles import for_host, roles_of, selected
 from tasks.settings import ConfigError, load, validate
+from tasks.shell import DeployError
 from tasks.steps import database, firewall
 from tasks.steps.nginx import render_site
 from tasks.steps.supervisor import render_conf

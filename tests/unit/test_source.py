@@ -7,8 +7,8 @@ import tarfile
 import pytest
 from invoke import Config
 
-from tasks.core import DeployError
 from tasks.settings import ConfigError, validate
+from tasks.shell import DeployError
 from tasks.source import select, tarball
 
 

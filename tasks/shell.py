@@ -1,0 +1,50 @@
+"""The bottom of the stack: the error people read, and how values enter remote shells."""
+
+import hashlib
+import shlex
+
+
+class DeployError(Exception):
+    """A failure worded for people: what went wrong and how to fix it."""
+
+
+# The server's python3 for fab's own stdlib-only scripts (probes, supervisor's state): no
+# site-packages and no PYTHON* variables, and a start 10 ms quicker.
+PYTHON = "python3 -I -S"
+
+
+def q(value):
+    """Quote one value for the remote shell: the only way values enter commands."""
+    return shlex.quote(str(value))
+
+
+def sha256(data):
+    return hashlib.sha256(data if isinstance(data, bytes) else data.encode()).hexdigest()
+
+
+def for_systemd(text):
+    """TEXT as a word of a systemd-run command line: systemd expands $NAME and ${NAME} there
+    (a script's ${1:-x} would reach the shell mangled), and $$ is its literal $."""
+    return text.replace("$", "$$")
+
+
+NOISE = ("note:", "hint:", "╰", "│", "×", "[end of output]")
+
+
+def explain_failure(result):
+    """One line from a failed command: sudo problems get their fix, others their stderr."""
+    err = (result.stderr or "").strip()
+    if "a password is required" in err or "a terminal is required" in err:
+        return "sudo needs a password: run with --prompt-for-sudo-password (or set sudo.password)"
+    if "incorrect password" in err or "Sorry, try again" in err:
+        return "wrong sudo password: check it and run again with --prompt-for-sudo-password"
+    if "is not in the sudoers file" in err or "not allowed to execute" in err:
+        return "this user may not use sudo: connect as root or add the user to the sudo group"
+    lines = [line.strip() for line in (err or result.stdout or "").splitlines()
+             if line.strip() and not line.strip().startswith(NOISE)]
+    # pip ends with generic lines ("error: subprocess-exited-with-error"); the cause is above.
+    errors = [line for line in lines if line.lower().startswith(("error", "fatal", "e:"))
+              and "subprocess-exited-with-error" not in line]
+    if errors:
+        return errors[-1]
+    return lines[-1] if lines else f"command failed with exit code {result.exited}"
