@@ -8,11 +8,11 @@ fleet) has nothing to drain.
 
 from contextlib import contextmanager
 
-from tasks.facts import gather
 from tasks.output import say
 from tasks.plan import differs
 from tasks.roles import address
 from tasks.run import open_host
+from tasks.steps import gather
 from tasks.steps.nginx import install_site, render_site
 
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from invoke import Exit, task
 
-from tasks.facts import gather
+from tasks import steps
 from tasks.output import LinePrefixer, say
 from tasks.plan import Call, Plan, Probe, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge
 from tasks.results import report
 from tasks.run import open_host
 from tasks.shell import DeployError, q
-from tasks.steps import PROVISION
+from tasks.steps import gather
 from tasks.steps.app import as_the_app, leftovers, restart_stale
 from tasks.switch import expect_healthy, switch_to
 
@@ -68,7 +68,7 @@ def deploy(c, dry_run=False, break_lock=False):
 
     Runs provision's steps first (they do nothing when converged), then checks the
     site's health through nginx."""
-    return converge(c, "deploy", [*PROVISION, HEALTH], dry_run, break_lock)
+    return converge(c, "deploy", [*steps.provision(), HEALTH], dry_run, break_lock)
 
 
 @task(help={"to": "the release to return to (default: the one before the live one)",

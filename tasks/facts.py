@@ -8,30 +8,17 @@ without a server; adding a fact is adding a field.
 """
 
 import json
-import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
-from tasks.backups import AS_POSTGRES
+from tasks.backups import database_script
+from tasks.declared import Needs
 from tasks.names import RELEASE_ID, VENV_HASH, listed
 from tasks.shell import PYTHON, DeployError, explain_failure, q
 from tasks.units import WORK_DIR, work_unit
 
-PACKAGES = ("python3-venv", "nginx", "supervisor", "ufw")
-TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
-                "letsencrypt": ("openssl", "certbot")}
-SERVICES = ("nginx", "supervisor", "ufw")
-# app.database and app.redis: their Debian package, systemd unit, and Python driver (the
-# SQLAlchemy URL scheme names it; sqlite needs none, its package is the shell's client).
-ENGINES = {"postgresql": ("postgresql", "postgresql", "psycopg2-binary==2.9.10"),
-           "mysql": ("mariadb-server", "mariadb", "PyMySQL==1.1.1"),
-           "sqlite": ("sqlite3", None, None)}
-REDIS_PACKAGE = "redis-server"
-PORTS = {"postgresql": 5432, "mysql": 3306}  # what a database host opens (and app.redis_port)
-# postgresql@.service has no Restart=: a killed server would stay down.
-PG_RESTART = "/etc/systemd/system/postgresql@.service.d/fab-restart.conf"
 ANYWHERE = ("0.0.0.0/0", "::/0")
 STATE_RE = re.compile(r"-|[A-Z]{1,16}")  # supervisor's state names, "-" when not loaded
 
@@ -69,90 +56,6 @@ class Program(NamedTuple):
     state: str  # supervisor's state name: RUNNING, STARTING, FATAL... ("" if unknown)
     pid: int
     release: str = ""  # the folder it runs in (its cwd): the release it really serves
-
-
-BALANCER_PACKAGES = ("nginx", "ufw")
-
-
-def wanted_packages(s):
-    data = (((ENGINES[s.local_engine][0],) if s.local_engine in ENGINES else ())
-            + ((REDIS_PACKAGE,) if s.local_redis else ()))
-    if s.database_server:
-        return data + ("ufw",)
-    if s.balancing:
-        return BALANCER_PACKAGES + TLS_PACKAGES.get(s.tls, ())
-    app = PACKAGES if s.serves_app else tuple(p for p in PACKAGES if p != "nginx")
-    return app + TLS_PACKAGES.get(s.tls, ()) + (("git",) if s.source_is_git else ()) + data
-
-
-def data_services(s):
-    """The database and Redis servers' systemd units this host runs."""
-    engine = ENGINES.get(s.local_engine, (None, None))[1]
-    return ((engine,) if engine else ()) + ((redis_unit(s),) if s.local_redis else ())
-
-
-def redis_unit(s):
-    """The systemd unit of the app's own Redis."""
-    return f"redis-server@{s.redis_instance}"
-
-
-def data_ports(s):
-    """The TCP ports of the database and Redis servers this host runs (sqlite has none)."""
-    return ([PORTS[s.local_engine]] if s.local_engine in PORTS else []) + (
-        [s.redis_port] if s.local_redis else [])
-
-
-def services_of(s):
-    """The systemd units the stack needs on and running."""
-    if s.database_server:
-        return data_services(s) + ("ufw",)
-    if s.balancing:
-        return ("nginx", "ufw")
-    return tuple(u for u in SERVICES if s.serves_app or u != "nginx") + data_services(s)
-
-
-def database_script(s):
-    """Prints `role` and `db` for the app's role and database that exist (nothing when the
-    engine is not installed): a query over the server's own socket, as its superuser."""
-    name = s.database_name  # validated: a plain identifier, safe inside the quotes
-    if s.local_engine == "postgresql":
-        return (f"command -v psql >/dev/null && ({AS_POSTGRES} psql -XtAq -c "
-                f"\"SELECT 'role' FROM pg_roles WHERE rolname = '{name}' UNION ALL "
-                f"SELECT 'db' FROM pg_database WHERE datname = '{name}'\" 2>/dev/null)")
-    if s.local_engine == "mysql":
-        return ("command -v mysql >/dev/null && mysql -NB -e "
-                f"\"SELECT 'role' FROM mysql.user WHERE user = '{name}' LIMIT 1; "
-                f"SELECT 'db' FROM information_schema.schemata WHERE schema_name = '{name}'\" "
-                "2>/dev/null")
-    if s.local_engine == "sqlite":
-        return f"[ -f {q(s.sqlite_path)} ] && echo db"
-    return ""
-
-
-def managed_files(s):
-    tls = [s.tls_cert_path, s.tls_key_path] if s.tls != "off" else []
-    git = [s.git_credentials_path] if s.source_is_git and s.git_credentials else []
-    pg = [PG_RESTART] if s.local_engine == "postgresql" else []
-    return [s.supervisor_conf, s.nginx_site, s.gunicorn_conf, s.env_path, *tls, *git, *pg]
-
-
-def managed_dirs(s):
-    return [*ancestors(s.dir), s.dir, s.releases, s.venvs, s.shared, s.log_dir, s.conf_dir,
-            s.socket_dir]
-
-
-def managed_links(s):
-    return [s.nginx_enabled, "/etc/nginx/sites-enabled/default", s.current, f"{s.current}/.venv"]
-
-
-def ancestors(path):
-    """The directories nginx must traverse to reach PATH, from / down."""
-    out = []
-    while path not in ("/", ""):
-        path = posixpath.dirname(path)
-        if path != "/":
-            out.append(path)
-    return list(reversed(out))
 
 
 def quoted(paths):
@@ -313,13 +216,14 @@ def ssh_port(lines):
 
 @dataclass(frozen=True)
 class Fact:
-    shell: Callable[[Any], str]  # settings -> read-only shell printing the fact's lines
+    shell: Callable[[Any], str]  # settings (or Needs) -> read-only shell printing its lines
     parse: Callable[[list], Any]  # those lines -> the fact's value
+    of_needs: bool = False  # its shell reads the stack's Needs, not the settings
 
 
-def fact(shell, parse, default=None, default_factory=None):
+def fact(shell, parse, default=None, default_factory=None, of_needs=False):
     """A field of `Facts` that knows how it is read from the server."""
-    meta = {"fact": Fact(shell, parse)}
+    meta = {"fact": Fact(shell, parse, of_needs)}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -331,8 +235,9 @@ class Facts:
     os_like: str = fact(lambda s: '. /etc/os-release 2>/dev/null; echo "$ID_LIKE"',
                         first_line, "")
     packages: dict[str, bool] = fact(  # package -> installed
-        lambda s: "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' "
-                  f"{' '.join(wanted_packages(s))} 2>/dev/null", packages, default_factory=dict)
+        lambda n: "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' "
+                  f"{' '.join(n.packages)} 2>/dev/null", packages, default_factory=dict,
+        of_needs=True)
     apt_age: int | None = fact(  # seconds since the apt lists were refreshed (None: never)
         lambda s: 'newest=$(ls -t /var/lib/apt/lists/*_Packages 2>/dev/null | head -n1)\n'
                   '[ -n "$newest" ] && echo $(( $(date +%s) - $(stat -c %Y "$newest") ))',
@@ -352,18 +257,18 @@ class Facts:
         lambda s: f"grep -sE '^(user|directory|command)=' {q(s.supervisor_conf)}",
         first_values, default_factory=dict)
     files: dict[str, FileFact] = fact(  # managed file -> checksum, owner, group, mode
-        lambda s: f'for f in {quoted(managed_files(s))}; do\n'
+        lambda n: f'for f in {quoted(n.files)}; do\n'
                   '  [ -f "$f" ] && echo "$(sha256sum < "$f" | cut -d\' \' -f1) '
                   '$(stat -c \'%U %G %a\' "$f") $f"\ndone',
-        lambda lines: by_last_field(lines, FileFact, 5), default_factory=dict)
+        lambda lines: by_last_field(lines, FileFact, 5), default_factory=dict, of_needs=True)
     modes: dict[str, Ownership] = fact(  # managed directory -> owner, group, mode
-        lambda s: f'for d in {quoted(managed_dirs(s))}; do '
+        lambda n: f'for d in {quoted(n.dirs)}; do '
                   '[ -d "$d" ] && echo "$(stat -c \'%U %G %a\' "$d") $d"; done',
-        lambda lines: by_last_field(lines, Ownership, 4), default_factory=dict)
+        lambda lines: by_last_field(lines, Ownership, 4), default_factory=dict, of_needs=True)
     links: dict[str, str] = fact(  # managed symlink -> its target
-        lambda s: f'for l in {quoted(managed_links(s))}; do '
+        lambda n: f'for l in {quoted(n.links)}; do '
                   '[ -L "$l" ] && echo "$(readlink "$l") $l"; done',
-        links, default_factory=dict)
+        links, default_factory=dict, of_needs=True)
     current_hash: str = fact(  # the source identity of the live release
         lambda s: f"cat {q(s.current)}/.fab-release 2>/dev/null", lambda lines: "".join(
             lines).strip(), "")
@@ -427,9 +332,9 @@ class Facts:
         lambda lines: "\n".join(line.strip() for line in lines if line.strip()), "")
     redis_configured: bool = fact(  # the app's own Redis has its file, with a password
         lambda s: f"grep -qs '^requirepass ' {q(s.redis_conf)} && echo yes", non_empty, False)
-    services: dict[str, Service] = fact(lambda s: services_script(services_of(s)),
+    services: dict[str, Service] = fact(lambda n: services_script(n.services),
                                         lambda lines: words_by_first(lines, service),
-                                        default_factory=dict)
+                                        default_factory=dict, of_needs=True)
     programs: list[str] = fact(  # the supervisor programs in the app's file
         lambda s: f"sed -n 's/^\\[program:\\(.*\\)\\]$/\\1/p' {q(s.supervisor_conf)} 2>/dev/null",
         lambda lines: [line.strip() for line in lines if line.strip()], default_factory=list)
@@ -442,6 +347,7 @@ class Facts:
         lambda s: "grep -lsE '^[[:space:]]*listen[^;]*443' /etc/nginx/sites-enabled/* | "
                   f"grep -vxF {q(s.nginx_enabled)}", non_empty, False)
     ssh_port: int = fact(lambda s: 'echo "${FAB_SSH:-}"', ssh_port, 22)
+    needs: Needs = field(default_factory=Needs)  # what they were read for (not a fact)
 
     @property
     def debian_like(self):
@@ -464,9 +370,12 @@ class Facts:
         return self.services.get(unit, Service("missing", ""))
 
 
+FACTS = {f.name: f.metadata["fact"] for f in fields(Facts) if "fact" in f.metadata}
+
+
 def fact_of(name):
     """The Fact (shell, parser) of the field NAME, for other scripts that read it too."""
-    return next(f.metadata["fact"] for f in fields(Facts) if f.name == name)
+    return FACTS[name]
 
 
 # The first line of a fact script's answer is its mark: "@@" and 24 random hex digits, drawn
@@ -483,11 +392,11 @@ def framed(blocks):
                       "true\n"])
 
 
-def script(s, before=""):
-    """The one read-only command that gathers every fact of a run (run as root); BEFORE,
-    when given, runs first as the block `before` (taking the lock)."""
+def script(s, needs, before=""):
+    """The one read-only command that gathers every fact of a run (run as root) for the
+    stack's NEEDS; BEFORE, when given, runs first as the block `before` (taking the lock)."""
     return framed(([("before", before)] if before else [])
-                  + [(f.name, f.metadata["fact"].shell(s)) for f in fields(Facts)])
+                  + [(name, f.shell(needs if f.of_needs else s)) for name, f in FACTS.items()])
 
 
 def sections(text):
@@ -512,21 +421,21 @@ def sections(text):
     return out
 
 
-def parse(text):
+def parse(text, needs=None):
     """Facts from the output of `script()`; a missing block keeps its fact's default."""
     sec = sections(text)
-    return Facts(**{f.name: f.metadata["fact"].parse(sec[f.name])
-                    for f in fields(Facts) if f.name in sec})
+    return Facts(**{name: f.parse(sec[name]) for name, f in FACTS.items() if name in sec},
+                 needs=needs or Needs())
 
 
-def gather(h, before=""):
-    """Run the fact script on the host (one round trip) and keep the parsed facts. BEFORE,
-    when given, is a script run first in the same command (taking the lock): returns its
-    output lines; else the facts."""
+def gather(h, needs, before=""):
+    """Run the fact script for the stack's NEEDS on the host (one round trip) and keep the
+    parsed facts. BEFORE, when given, is a script run first in the same command (taking
+    the lock): returns its output lines; else the facts."""
     # $SSH_CONNECTION is expanded by the login shell, before sudo resets the environment.
-    text = script(h.settings, before)
+    text = script(h.settings, needs, before)
     result = h.execute(f'env FAB_SSH="$SSH_CONNECTION" sh -c {q(text)}', sudo=True)
     if result.exited != 0:
         raise DeployError(explain_failure(result))
-    h.facts = parse(result.stdout)
+    h.facts = parse(result.stdout, needs)
     return sections(result.stdout).get("before", []) if before else h.facts

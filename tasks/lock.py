@@ -21,10 +21,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from tasks.facts import gather
 from tasks.history import entry, final_script, first_script, unfinished_script
 from tasks.output import say
 from tasks.shell import DeployError, q
+from tasks.steps import gather
 from tasks.units import WORK_DIR, active_units, work_unit
 
 WORK_TIMEOUT = 1800  # longer than any detached work may run

@@ -2,29 +2,21 @@
 
 from invoke import Exit, Task, task
 
+from tasks import steps
+from tasks.declared import Journal
 from tasks.output import LinePrefixer, say
 from tasks.run import open_host
 from tasks.settings import COMPONENTS
 from tasks.shell import q
 
-# MariaDB logs to the journal (Debian's default); PostgreSQL and Redis to files.
-DATA_LOGS = {"postgresql": "/var/log/postgresql/postgresql-*-main.log"}  # * : the version
-JOURNALS = {"mysql": "mariadb"}
+ALL = ("app", "access", "error", "supervisor")  # what `-c all` shows
 
 
 def log_files(s, component):
-    if component in s.processes:
-        return [f"{s.log_dir}/{component}.log"]
-    files = {
-        "app": [f"{s.log_dir}/app.log", f"{s.log_dir}/error.log"],
-        "access": [f"/var/log/nginx/{s.name}.access.log"],
-        "error": [f"/var/log/nginx/{s.name}.error.log"],
-        "supervisor": ["/var/log/supervisor/supervisord.log"],
-        "database": [DATA_LOGS.get(s.managed_database, f"/var/log/{s.name}/no-database")],
-        "redis": [f"/var/log/redis/redis-server-{s.redis_instance}.log"],
-    }
+    """The files of COMPONENT's log (a step's, or `all`), or its Journal."""
+    files = steps.logs(s)
     if component == "all":
-        return [f for key in ("app", "access", "error", "supervisor") for f in files[key]]
+        return [f for key in ALL for f in files[key]]
     return files[component]
 
 
@@ -76,13 +68,13 @@ def logs(c, component="app", lines=50, follow=False, grep=None):
     if not 0 < int(lines) <= 100000:
         raise Exit("logs: --lines must be from 1 to 100000", code=2)
     h = open_host(c)
-    known = [*COMPONENTS, *sorted(h.settings.processes)]
+    known = [*steps.logs(h.settings), "all"]
     if component not in known:
         raise Exit(f"logs: unknown component {component!r}; use one of {', '.join(known)}",
                    code=2)
-    unit = JOURNALS.get(h.settings.managed_database) if component == "database" else None
-    script = journal_script(unit, int(lines), grep, follow) if unit else \
-        logs_script(log_files(h.settings, component), int(lines), grep, follow)
+    files = log_files(h.settings, component)
+    script = journal_script(files.unit, int(lines), grep, follow) \
+        if isinstance(files, Journal) else logs_script(files, int(lines), grep, follow)
     if follow:
         h.stream(script, LinePrefixer(h.name))
         return None

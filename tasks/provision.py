@@ -5,13 +5,13 @@ import time
 from invoke import Task, task
 from invoke.parser import Argument
 
-from tasks.facts import gather
+from tasks import steps
 from tasks.lock import LockHeld, finish, lock_and_gather
 from tasks.plan import StepFailed, prepare, run_step
 from tasks.results import CHANGED, FAILED
 from tasks.run import open_host
 from tasks.shell import DeployError
-from tasks.steps import PROVISION, packages
+from tasks.steps import gather, packages
 
 DRY_RUN = "show what would change, with diffs, running only read-only commands"
 BREAK_LOCK = ("take the deploy lock from another run (a dead run's is taken over by itself "
@@ -84,7 +84,7 @@ def step_task(step):
 @task(klass=Rolling, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def provision(c, dry_run=False, break_lock=False):
     """Set up the whole stack: packages, app + venv, supervisor, nginx, firewall."""
-    return converge(c, "provision", PROVISION, dry_run, break_lock)
+    return converge(c, "provision", steps.provision(), dry_run, break_lock)
 
 
-STEP_TASKS = [step_task(step) for step in PROVISION]
+STEP_TASKS = [step_task(step) for step in steps.provision()]

@@ -9,15 +9,9 @@ from dataclasses import asdict, dataclass, field
 
 from invoke import task
 
+from tasks import steps
 from tasks.backups import size_script
-from tasks.facts import (
-    SERVICES,
-    fact_of,
-    framed,
-    sections,
-    services_of,
-    services_script,
-)
+from tasks.facts import fact_of, framed, sections, services_script
 from tasks.health import parse_probe, probe_command
 from tasks.run import open_host
 from tasks.shell import DeployError, q
@@ -48,6 +42,7 @@ class Status:
     tls_days_left: int = None
     disk_free_mb: int = None  # where the app lives
     disk_free_pct: int = None
+    columns: dict = field(default_factory=dict)  # the steps' own: title -> {"text", "ok"}
     database: dict = field(default_factory=dict)  # {"engine", "up", "size_kb"}, if it has one
     redis: dict = field(default_factory=dict)  # {"up", "memory"}, with app.redis
     security_updates: int = None  # pending, as of the server's last apt list refresh
@@ -143,7 +138,7 @@ pid=$(echo "$running" | awk -v n={q(s.name)} '$1 == n {{print $3}}')"""),
         ("ufw", 'ufw=$(ufw status 2>/dev/null); echo "$ufw" | head -n1\n'
                 'echo "$ufw" | awk \'/ALLOW/ && $0 !~ /\\(v6\\)/ {print $1}\''),
         ("release", f"readlink {q(s.current)}; stat -c %Y {q(s.current)} 2>/dev/null"),
-        ("enabled", services_script([u for u in services_of(s) if u in SERVICES])),
+        ("enabled", services_script(steps.needs(s).services)),
         ("probe", probe_command(s, s.site_url, 0) if s.serves_app or s.balancing else ""),
         ("tls", tls_line),
         ("database", size_script(s)),
@@ -152,6 +147,7 @@ pid=$(echo "$running" | awk -v n={q(s.name)} '$1 == n {{print $3}}')"""),
         ("updates", 'wait; cat "$pending"; rm -f "$pending"'),
         ("reboot", '[ -f /run/reboot-required ] && echo "reboot $(sort -u '
                    '/run/reboot-required.pkgs 2>/dev/null | tr \'\\n\' \' \')"'),
+        *((f"column {c.title}", c.shell(s)) for c in steps.columns()),
     ])
 
 
@@ -240,6 +236,10 @@ def parse_status(host, s, text):
                f"HTTP {s.health_path} through nginx gave {st.http_status}")
         expect(st, st.http_status != 200 or st.http_body_ok,
                f"HTTP body lacks {s.health_text!r}")
+    for column in steps.columns():
+        text, problem = column.read(s, sec.get(f"column {column.title}", []))
+        st.columns[column.title] = {"text": text, "ok": not problem}
+        expect(st, not problem, problem)
     for unit, on in sorted(st.enabled.items()):
         expect(st, on, f"{unit} is not enabled at boot")
     if s.tls != "off":
@@ -264,7 +264,8 @@ def print_table(rows):
         return f"\033[31m{text}!\033[0m" if color else f"{text}!"
 
     header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "PROCESSES", "NGINX", "UFW", "RELEASE",
-              "DEPLOYED", "HTTP", "TLS UNTIL", "DATA", "DISK FREE", "UPDATES", "BOOT"]
+              "DEPLOYED", "HTTP", "TLS UNTIL", "DATA", "DISK FREE", "UPDATES", "BOOT",
+              *(title.upper() for title in dict.fromkeys(t for r in rows for t in r.columns))]
     table = [header]
     for r in rows:
         boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
@@ -295,6 +296,8 @@ def print_table(rows):
                  not any(p.startswith("the disk") for p in r.problems)),
             updates_cell(r),
             cell("ok" if not boot else f"off: {boot}", not boot),
+            *(cell(r.columns.get(title.lower(), {}).get("text", "-"),
+                   r.columns.get(title.lower(), {}).get("ok", True)) for title in header[16:]),
         ])
     widths = [max(len(strip_ansi(row[i])) for row in table) for i in range(len(header))]
     for row in table:

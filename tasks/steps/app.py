@@ -9,12 +9,14 @@ Layout on the server (Capistrano-style, so rollback is a symlink switch):
 """
 
 import hashlib
+import posixpath
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.backups import backup_script
-from tasks.facts import ENGINES, ancestors
+from tasks.declared import Needs
+from tasks.engines import ENGINES
 from tasks.names import RELEASE_ID, VENV_HASH
 from tasks.names import candidate_unit as candidate_unit_shape
 from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
@@ -73,6 +75,29 @@ SUDO_GROUPS = {"sudo", "admin", "wheel", "root"}
 BUILD_SANDBOX = ("NoNewPrivileges=yes", "RestrictSUIDSGID=yes", "ProtectSystem=strict",
                  "ProtectHome=yes", "PrivateTmp=yes", "TemporaryFileSystem=/dev/shm:mode=1777",
                  "ProtectProc=invisible", "KillMode=control-group")
+
+
+def ancestors(path):
+    """The directories nginx must traverse to reach PATH, from / down."""
+    out = []
+    while path not in ("/", ""):
+        path = posixpath.dirname(path)
+        if path != "/":
+            out.append(path)
+    return list(reversed(out))
+
+
+def needs(s):
+    """Python's venv (and git, for a git source) on an app host; the app's tree, its
+    runtime files and the links to the live release everywhere (the facts tell a host
+    that has them from one that never had)."""
+    git = s.source_is_git and s.runs_app
+    return Needs(packages=(("python3-venv",) + (("git",) if git else ())) if s.runs_app else (),
+                 files=(s.gunicorn_conf, s.env_path,
+                        *([s.git_credentials_path] if git and s.git_credentials else [])),
+                 dirs=(*ancestors(s.dir), s.dir, s.releases, s.venvs, s.shared, s.log_dir,
+                       s.conf_dir, s.socket_dir),
+                 links=(s.current, f"{s.current}/.venv"))
 
 
 def account_comment(s, build=False):

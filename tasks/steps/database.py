@@ -12,12 +12,33 @@ output or a log. Every script checks what exists itself: a re-run creates nothin
 and nothing here ever drops data.
 """
 
-from tasks.facts import PG_RESTART, data_services, redis_unit
+from tasks.declared import Journal, Needs
+from tasks.engines import PG_RESTART, data_packages, data_ports, data_services, redis_unit
 from tasks.plan import Call, Command, Plan, Step
 from tasks.roles import address, database_host
 from tasks.shell import PYTHON, DeployError, q
 from tasks.steps.app import foreign_user, restart, system_account
 from tasks.switch import serving
+
+# MariaDB logs to the journal (Debian's default); PostgreSQL and Redis to files.
+PG_LOG = "/var/log/postgresql/postgresql-*-main.log"  # * : the version
+
+
+def needs(s):
+    """The engine's and Redis's packages and units here; on a database host, their ports
+    open to the app hosts only."""
+    ports = tuple((f"{port}/tcp", s.database_clients) for port in data_ports(s)) \
+        if s.database_server else ()
+    return Needs(packages=data_packages(s), services=data_services(s), ports=ports,
+                 files=(PG_RESTART,) if s.local_engine == "postgresql" else ())
+
+
+def logs(s):
+    database = {"postgresql": [PG_LOG], "mysql": Journal("mariadb")}.get(
+        s.managed_database, [f"/var/log/{s.name}/no-database"])
+    return {"database": database,
+            "redis": [f"/var/log/redis/redis-server-{s.redis_instance}.log"]}
+
 
 SCHEMES = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql", "sqlite": "sqlite"}
 NEW_PASSWORD = f"{PYTHON} -c 'import secrets; print(secrets.token_hex(24))'"

@@ -1,6 +1,6 @@
 """Step 5: ufw with only what must be open, without ever locking the operator out."""
 
-from tasks.facts import data_ports
+from tasks.declared import Needs
 from tasks.login import prove_fresh_login
 from tasks.plan import Call, Command, Plan, Step
 from tasks.shell import DeployError, q
@@ -11,18 +11,18 @@ DEADMAN = "fab-ufw-revert"
 HTTPS = "allow 443/tcp"
 
 
+def needs(s):
+    return Needs(packages=("ufw",), services=("ufw",))
+
+
 def wanted_rules(s, facts):
-    """The allow rules, SSH first: the port this very connection came in on. A web host
-    behind balancers takes HTTP from them only; the database host takes its ports from
-    the app hosts only; a worker host takes nothing but SSH."""
-    ssh = f"allow {facts.ssh_port}/tcp"
-    if s.database_server:
-        return [ssh, *(f"allow {port}/tcp from {addr}"
-                       for port in data_ports(s) for addr in s.database_clients)]
-    if not (s.serves_app or s.balancing):
-        return [ssh]
-    http = [f"allow 80/tcp from {addr}" for addr in s.balancers] or ["allow 80/tcp"]
-    return [ssh, *http, *([HTTPS] if s.tls != "off" else [])]
+    """The allow rules, SSH first (the port this very connection came in on), then the
+    ports the stack's steps open (`Needs.ports`): a web host behind balancers takes HTTP
+    from them only; the database host takes its ports from the app hosts only; a worker
+    host takes nothing but SSH."""
+    return [f"allow {facts.ssh_port}/tcp",
+            *(f"allow {port} from {addr}" if sources else f"allow {port}"
+              for port, sources in facts.needs.ports for addr in (sources or [None]))]
 
 
 def ufw_args(rule):
@@ -41,9 +41,9 @@ def rule_changes(s, facts):
     missing = [rule for rule in wanted if rule not in facts.ufw_rules]
     unwanted = [HTTPS] if HTTPS in facts.ufw_rules and HTTPS not in wanted \
         and not facts.other_tls_sites else []
-    # HTTP from anywhere no longer, a database port open to a host no longer an app's
-    ours = ({f"{port}/tcp" for port in data_ports(s)} if s.database_server else set()) | (
-        {"80/tcp"} if s.balancers else set())
+    # A port open to some hosts only is open to them only: HTTP from anywhere no longer
+    # (behind balancers), a database port open to a host no longer an app's.
+    ours = {port for port, sources in facts.needs.ports if sources}
     unwanted += [rule for rule in facts.ufw_rules
                  if rule.split()[1] in ours and rule.startswith("allow ") and rule not in wanted]
     return missing, unwanted, not facts.ufw_active

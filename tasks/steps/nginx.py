@@ -1,5 +1,6 @@
 """Step 4: the nginx site in front of gunicorn, validated before it goes live."""
 
+from tasks.declared import Needs
 from tasks.output import say
 from tasks.plan import Call, Command, Plan, Step, Upload, differs
 from tasks.shell import DeployError, q
@@ -7,6 +8,28 @@ from tasks.steps import tls as tls_step
 from tasks.templates import render
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+
+
+TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
+                "letsencrypt": ("openssl", "certbot")}
+
+
+def needs(s):
+    """nginx on a web host and a balancer: HTTP open (to the balancers only, behind them),
+    HTTPS with TLS on."""
+    tls = [s.tls_cert_path, s.tls_key_path] if s.tls != "off" else []
+    files, links = (s.nginx_site, *tls), (s.nginx_enabled, DEFAULT_SITE)
+    if not (s.serves_app or s.balancing):
+        return Needs(files=files, links=links)
+    return Needs(packages=("nginx", *TLS_PACKAGES.get(s.tls, ())), services=("nginx",),
+                 files=files, links=links,
+                 ports=(("80/tcp", s.balancers or None),
+                        *((("443/tcp", None),) if s.tls != "off" else ())))
+
+
+def logs(s):
+    return {"access": [f"/var/log/nginx/{s.name}.access.log"],
+            "error": [f"/var/log/nginx/{s.name}.error.log"]}
 
 
 def render_site(s, tls=None, down=()):

@@ -5,7 +5,6 @@ apt runs detached on the server (tasks.units.detached): a connection lost mid-in
 no longer leaves dpkg half-done. One interrupted anyway (a reboot, a kill) is repaired
 first with `dpkg --configure -a`, as apt itself asks."""
 
-from tasks.facts import wanted_packages
 from tasks.plan import Call, Command, Plan, Step
 from tasks.shell import DeployError
 from tasks.units import awaited, detached, in_background, work_unit
@@ -20,15 +19,12 @@ def missing(s, facts):
     if not facts.debian_like:
         raise DeployError(f"not a Debian/Ubuntu server (ID={facts.os_id or 'unknown'}); "
                           "this tool supports Debian and Ubuntu only")
-    absent = [p for p in wanted_packages(s) if not facts.packages.get(p)]
+    absent = sorted(p for p in facts.needs.packages if not facts.packages.get(p))
     stale = facts.apt_age is None or facts.apt_age > s.apt_cache_valid_time
     return absent, bool(absent) and stale
 
 
 REPAIR = "dpkg --force-confdef --force-confold --configure -a >/dev/null"
-# What only the steps after the app's use. On a server with no live release yet, apt
-# installs these in the background while the database and app steps build the first one.
-AFTER_THE_APP = ("nginx", "supervisor", "ufw", "openssl", "certbot")
 LATER = "apt-later"  # the background install's work unit (tasks.units.work_unit)
 
 
@@ -45,11 +41,12 @@ def plan(s, facts):
     absent, refresh = missing(s, facts)
     repair = facts.dpkg_interrupted
     if not absent and not repair:
-        return Plan(ok=f"{len(wanted_packages(s))} packages present")
+        return Plan(ok=f"{len(facts.needs.packages)} packages present")
     now, later = absent, []
-    if not facts.current_hash:
-        now = [p for p in absent if p not in AFTER_THE_APP]
-        later = [p for p in absent if p in AFTER_THE_APP] if now else []
+    if not facts.current_hash:  # no live release yet: what only the steps after the app's
+        # use installs in the background while the database and app steps build the first
+        now = [p for p in absent if p not in facts.needs.later]
+        later = [p for p in absent if p in facts.needs.later] if now else []
         now = now or absent
     said = ", ".join(filter(None, ["repaired an interrupted dpkg (dpkg --configure -a)"
                                    if repair else "",

@@ -1,6 +1,7 @@
 """Step 3: the supervisor programs that keep gunicorn (on a web host) and the app's extra
 processes (on a worker host, or on the web hosts when there is none) alive."""
 
+from tasks.declared import Needs
 from tasks.health import app_socket
 from tasks.host import install_script
 from tasks.plan import Command, Plan, Step, upload
@@ -10,6 +11,17 @@ from tasks.steps.nginx import install_script as nginx_install_script
 from tasks.steps.nginx import render_site
 from tasks.switch import UP, bridged, legacy_port, live_release, serving
 from tasks.templates import render
+
+
+def needs(s):
+    return Needs(packages=("supervisor",), services=("supervisor",),
+                 files=(s.supervisor_conf,)) if s.runs_app else Needs(files=(s.supervisor_conf,))
+
+
+def logs(s):
+    return {"app": [f"{s.log_dir}/app.log", f"{s.log_dir}/error.log"],
+            "supervisor": ["/var/log/supervisor/supervisord.log"],
+            **{proc: [f"{s.log_dir}/{proc}.log"] for proc in s.processes}}
 
 
 def render_conf(s):

@@ -7,13 +7,14 @@ from invoke import Config
 
 from tasks import deploy, lock, switch
 from tasks import facts as facts_module
-from tasks.facts import PACKAGES, Facts, Program, ancestors, script, wanted_packages
+from tasks.facts import Facts, Program, script
 from tasks.health import parse_probe
 from tasks.host import Host
 from tasks.plan import Call, Command, Plan, apply
 from tasks.settings import load
 from tasks.shell import DeployError, sha256
-from tasks.steps import app, firewall, nginx, packages, supervisor
+from tasks.steps import app, firewall, needs, nginx, packages, supervisor
+from tasks.steps.app import ancestors
 from tasks.steps.nginx import render_site
 from tests.unit.answers import answer, probe_line
 
@@ -24,9 +25,14 @@ LETSENCRYPT = load(Config(overrides={"app": {
 
 
 
-def parse(text):
-    """Facts from a server's answer written as `@@name` blocks."""
-    return facts_module.parse(answer(text))
+def parse(text, s=S):
+    """Facts from a server's answer written as `@@name` blocks, for the stack of S."""
+    return facts_module.parse(answer(text), needs(s))
+
+
+def facts_for(s, **values):
+    """Facts with VALUES, read for the stack of S."""
+    return Facts(needs=needs(s), **values)
 
 
 CONVERGED = """\
@@ -109,46 +115,49 @@ def test_parse_of_a_fresh_server():
 
 
 def test_fact_script_quotes_paths_and_is_read_only():
-    text = script(S)
+    text = script(S, needs(S))
     for verb in ("rm ", "mv ", "install ", "apt-get", "useradd", "ufw allow", "systemctl enable"):
         assert verb not in text
     assert "/srv/hello-world/current" in text
 
 
 def test_packages_installs_only_what_is_missing_and_refreshes_stale_lists():
-    f = Facts(os_id="debian", packages={"nginx": True, "ufw": False}, apt_age=10)
+    f = facts_for(S, os_id="debian", packages={"nginx": True, "ufw": False}, apt_age=10)
     assert packages.missing(S, f) == (["python3-venv", "supervisor", "ufw"], False)
     f.apt_age = None
     assert packages.missing(S, f)[1] is True
-    done = Facts(os_id="ubuntu", packages=dict.fromkeys(PACKAGES, True), apt_age=None)
+    done = facts_for(S, os_id="ubuntu", packages=dict.fromkeys(needs(S).packages, True),
+                     apt_age=None)
     assert packages.missing(S, done) == ([], False)  # nothing to install: no refresh either
 
 
 def test_packages_refuses_other_distributions():
     with pytest.raises(DeployError, match="not a Debian/Ubuntu server .ID=fedora"):
-        packages.missing(S, Facts(os_id="fedora", os_like="rhel"))
-    packages.missing(S, Facts(os_id="raspbian", os_like="debian"))
+        packages.missing(S, facts_for(S, os_id="fedora", os_like="rhel"))
+    packages.missing(S, facts_for(S, os_id="raspbian", os_like="debian"))
 
 
 def test_firewall_allows_the_ssh_port_in_use_before_enabling():
     f = parse(CONVERGED)
     assert firewall.rule_changes(S, f) == ([], [], False)
-    fresh = Facts(ssh_port=2222)
+    fresh = facts_for(S, ssh_port=2222)
     assert firewall.rule_changes(S, fresh) == (["allow 2222/tcp", "allow 80/tcp"], [], True)
     assert firewall.wanted_rules(S, fresh)[0] == "allow 2222/tcp"
 
 
 def test_firewall_opens_https_only_while_tls_is_on():
-    f = parse(CONVERGED)
+    f = parse(CONVERGED, TLS)
     assert firewall.rule_changes(TLS, f) == (["allow 443/tcp"], [], False)
     f.ufw_rules.add("allow 443/tcp")
     assert firewall.rule_changes(TLS, f) == ([], [], False)
-    assert firewall.rule_changes(S, f) == ([], ["allow 443/tcp"], False)
+    off = parse(CONVERGED)
+    off.ufw_rules.add("allow 443/tcp")
+    assert firewall.rule_changes(S, off) == ([], ["allow 443/tcp"], False)
 
 
 def test_tls_packages_are_wanted_only_with_tls():
-    assert "openssl" not in wanted_packages(S) and "openssl" in wanted_packages(TLS)
-    assert "certbot" in wanted_packages(LETSENCRYPT)
+    assert "openssl" not in needs(S).packages and "openssl" in needs(TLS).packages
+    assert "certbot" in needs(LETSENCRYPT).packages
 
 
 def test_layout_opens_only_traversal_of_the_tree_and_fixes_what_differs():
@@ -176,7 +185,7 @@ class ScriptedHost:
     """A host whose changes are recorded; the candidate's start answers healthy."""
 
     def __init__(self, facts=None):
-        self.settings, self.changes, self.facts = S, [], facts or Facts()
+        self.settings, self.changes, self.facts = S, [], facts or facts_for(S)
 
     def change(self, script, **_):
         self.changes.append(script)
@@ -246,7 +255,7 @@ def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
 def test_a_git_source_is_fetched_into_a_root_mirror_and_exported_by_commit():
     g = load(Config(overrides={"app": {"source": "https://git.example.org/shop.git",
                                            "ref": "v1.2"}}))
-    assert g.source_is_git and not S.source_is_git and "git" in wanted_packages(g)
+    assert g.source_is_git and not S.source_is_git and "git" in needs(g).packages
     script = app.git_resolve_script(g)
     assert "git clone --quiet --mirror -- https://git.example.org/shop.git " \
            "/srv/hello-world/repo.git.fab-new" in script
@@ -373,7 +382,8 @@ def test_a_converged_server_plans_nothing_and_every_step_says_why():
 
 
 def test_packages_plan_one_apt_command_refreshing_stale_lists():
-    live = Facts(os_id="debian", packages={"nginx": True}, apt_age=None, current_hash="c0ffee")
+    live = facts_for(S, os_id="debian", packages={"nginx": True}, apt_age=None,
+                     current_hash="c0ffee")
     (command,) = packages.plan(S, live).changes
     assert command.said == "installed python3-venv, supervisor, ufw"
     # apt runs in a systemd service of its own, so a lost connection cannot cut it short
@@ -384,7 +394,7 @@ def test_packages_plan_one_apt_command_refreshing_stale_lists():
 
 
 def test_packages_on_a_fresh_server_install_what_the_app_needs_first_the_rest_beside_it():
-    fresh = Facts(os_id="debian", apt_age=None)
+    fresh = facts_for(S, os_id="debian", apt_age=None)
     (command,) = packages.plan(S, fresh).changes
     assert command.said == ("installed python3-venv, installing nginx, supervisor, ufw in the "
                             "background")
@@ -395,10 +405,10 @@ def test_packages_on_a_fresh_server_install_what_the_app_needs_first_the_rest_be
     assert "apt-get -q update" not in started.split("install nginx supervisor ufw")[0]
     # the database's engine is installed first too: the database step runs beside the rest
     pg = load(Config(overrides={"app": {"database": "postgresql"}}))
-    (command,) = packages.plan(pg, fresh).changes
-    assert command.said.startswith("installed python3-venv, postgresql, installing nginx")
+    (command,) = packages.plan(pg, facts_for(pg, os_id="debian", apt_age=None)).changes
+    assert command.said.startswith("installed postgresql, python3-venv, installing nginx")
     # nothing the app needs is missing: nothing to install beside, so all at once
-    bare = Facts(os_id="debian", apt_age=None, packages={"python3-venv": True})
+    bare = facts_for(S, os_id="debian", apt_age=None, packages={"python3-venv": True})
     assert packages.plan(S, bare).changes[0].said == "installed nginx, supervisor, ufw"
 
 
@@ -428,7 +438,7 @@ def test_work_in_the_background_leaves_its_status_and_output_for_awaited(tmp_pat
 
 
 def test_packages_repair_an_interrupted_dpkg_first_even_with_nothing_missing():
-    f = Facts(os_id="debian", packages=dict.fromkeys(PACKAGES, True), apt_age=5,
+    f = facts_for(S, os_id="debian", packages=dict.fromkeys(needs(S).packages, True), apt_age=5,
               dpkg_interrupted=True)
     (command,) = packages.plan(S, f).changes
     assert command.said == "repaired an interrupted dpkg (dpkg --configure -a)"
@@ -466,7 +476,7 @@ def test_app_restarts_the_live_app_covered_when_only_its_environment_changed(tmp
 def test_a_fresh_server_gets_system_accounts_and_a_first_release_of_a_git_source():
     g = load(Config(overrides={"app": {"name": "shop",
                                        "source": "https://git.example.org/shop.git"}}))
-    plan = app.plan(g, Facts(), app.Source(None, None))
+    plan = app.plan(g, facts_for(S), app.Source(None, None))
     assert said(plan)[0] == "created the app's account shop"
     script = plan.changes[0].script
     for account, comment in (("shop", "'fab app shop'"),
@@ -570,7 +580,7 @@ def test_letsencrypt_serves_the_challenge_before_asking_and_shows_the_request():
 
 
 def test_firewall_allows_ssh_before_enabling_behind_a_dead_man_switch():
-    plan = firewall.plan(S, Facts(ssh_port=2222))
+    plan = firewall.plan(S, facts_for(S, ssh_port=2222))
     allow, enable, boot = plan.changes
     assert allow.script.splitlines()[0] == "ufw allow 2222/tcp >/dev/null"
     assert enable.said == "enabled ufw" and enable.run is firewall.enable
@@ -610,21 +620,22 @@ class RecordingHost:
 
 
 def test_a_dry_run_runs_nothing_and_says_the_same_as_a_real_run(capsys):
-    plan = packages.plan(S, Facts(os_id="debian", apt_age=0, current_hash="c0ffee"))
-    dry = RecordingHost(True, Facts())
-    assert apply(dry, plan) == ("changed", "installed python3-venv, nginx, supervisor, ufw")
+    plan = packages.plan(S, facts_for(S, os_id="debian", apt_age=0, current_hash="c0ffee"))
+    dry = RecordingHost(True, facts_for(S))
+    assert apply(dry, plan) == ("changed", "installed nginx, python3-venv, supervisor, ufw")
     assert dry.ran == []
-    real = RecordingHost(False, Facts())
+    real = RecordingHost(False, facts_for(S))
     assert apply(real, plan) == apply(dry, plan) and len(real.ran) == 1
     assert apply(real, Plan(ok="nothing to do")) == ("ok", "nothing to do")
 
 
 def test_every_fact_is_declared_with_its_shell_and_parser():
     from dataclasses import fields
-    text = script(S)
+    text = script(S, needs(S))
     for f in fields(Facts):
-        assert f'echo "$mark {f.name}"\n' in text and "fact" in f.metadata
-    assert parse("") == Facts()  # every fact has a default
+        assert (f'echo "$mark {f.name}"\n' in text) == (f.name != "needs")
+        assert ("fact" in f.metadata) == (f.name != "needs")
+    assert facts_module.parse(answer("")) == Facts()  # every fact has a default
 
 
 def test_static_anywhere_and_only_one_default_site_per_server():
@@ -777,7 +788,8 @@ LITE = load(Config(overrides={"app": {"database": "sqlite"}}))
 
 
 def database_facts(s=PG):
-    from tasks.facts import PG_RESTART, FileFact, Service, redis_unit
+    from tasks.engines import PG_RESTART, redis_unit
+    from tasks.facts import FileFact, Service
     f = converged_facts(s)
     f.services.update({u: Service("enabled", "active") for u in ("postgresql", "mariadb",
                                                                     redis_unit(s))})
@@ -801,8 +813,8 @@ def test_a_database_is_planned_on_a_fresh_server_and_is_ok_when_converged():
     assert database.plan(PG, database_facts()).changes == []
     assert database.plan(PG, database_facts()).ok == (
         "postgresql database hello_world on localhost, redis on localhost ready")
-    assert "postgresql" in wanted_packages(PG) and "redis-server" in wanted_packages(PG)
-    assert "mariadb-server" in wanted_packages(MY) and "sqlite3" in wanted_packages(LITE)
+    assert "postgresql" in needs(PG).packages and "redis-server" in needs(PG).packages
+    assert "mariadb-server" in needs(MY).packages and "sqlite3" in needs(LITE).packages
 
 
 def test_passwords_are_made_on_the_server_and_reach_clients_only_on_stdin():
@@ -836,7 +848,7 @@ def test_an_env_file_with_database_url_wins_over_a_local_database(tmp_path):
     env = tmp_path / "prod.env"
     env.write_text("SECRET_KEY=x\nDATABASE_URL=postgresql://u:p@db.example.org/shop\n")
     s = load(Config(overrides={"app": {"database": "postgresql", "env_file": str(env)}}))
-    assert s.managed_database == "none" and "postgresql" not in wanted_packages(s)
+    assert s.managed_database == "none" and "postgresql" not in needs(s).packages
     assert database.plan(s, converged_facts(s)).ok == \
         "DATABASE_URL from app.env_file (an external database)"
 

@@ -6,11 +6,11 @@ import dataclasses
 import pytest
 from invoke import Config
 
-from tasks.facts import Facts, ufw_rule, wanted_packages
+from tasks.facts import Facts, ufw_rule
 from tasks.roles import for_host, roles_of, selected
 from tasks.settings import ConfigError, load, validate
 from tasks.shell import DeployError
-from tasks.steps import database, firewall
+from tasks.steps import database, firewall, needs
 from tasks.steps.nginx import render_site
 from tasks.steps.supervisor import render_conf
 
@@ -62,7 +62,7 @@ def test_roles_of_a_host():
 
 def test_a_balancer_installs_nginx_and_ufw_and_proxies_to_its_web_hosts():
     lb = dataclasses.replace(S, host_roles=frozenset({"lb"}), upstream=("10.0.0.2", "10.0.0.3"))
-    assert wanted_packages(lb) == ("nginx", "ufw")
+    assert needs(lb).packages == ("nginx", "ufw")
     site = render_site(lb, down={"10.0.0.3"})
     assert "server 10.0.0.2:80 max_fails=1 fail_timeout=10s;" in site
     assert "server 10.0.0.3:80 max_fails=1 fail_timeout=10s down;" in site
@@ -72,7 +72,7 @@ def test_a_balancer_installs_nginx_and_ufw_and_proxies_to_its_web_hosts():
 
 def test_a_web_host_behind_balancers_takes_http_from_them_only_and_trusts_their_headers():
     web = dataclasses.replace(S, balancers=("10.0.0.9",))
-    facts = Facts(ufw_active=True, ufw_rules={"allow 22/tcp", "allow 80/tcp"})
+    facts = Facts(ufw_active=True, ufw_rules={"allow 22/tcp", "allow 80/tcp"}, needs=needs(web))
     add, delete, _ = firewall.rule_changes(web, facts)
     assert add == ["allow 80/tcp from 10.0.0.9"] and delete == ["allow 80/tcp"]
     assert firewall.ufw_args(add[0]) == "allow from 10.0.0.9 to any port 80 proto tcp"
@@ -108,10 +108,11 @@ def test_each_host_knows_the_addresses_it_deals_with():
 
 def test_the_database_host_runs_the_engines_and_opens_them_to_the_app_hosts_only():
     db = host("10.0.0.5")
-    assert wanted_packages(db) == ("postgresql", "redis-server", "ufw")
+    assert needs(db).packages == ("postgresql", "redis-server", "ufw")
     assert db.programs == [] and not db.runs_app
     stale = "allow 5432/tcp from 10.0.0.7"  # a host no longer in app.roles
-    facts = Facts(ufw_active=True, ufw_rules={"allow 22/tcp", stale, "allow 8080/tcp"})
+    facts = Facts(ufw_active=True, ufw_rules={"allow 22/tcp", stale, "allow 8080/tcp"},
+                  needs=needs(db))
     add, delete, _ = firewall.rule_changes(db, facts)
     assert add == [f"allow {port}/tcp from 10.0.0.{n}"
                    for port in (5432, db.redis_port) for n in (2, 3, 4)]
@@ -128,8 +129,8 @@ def test_the_database_host_runs_the_engines_and_opens_them_to_the_app_hosts_only
 
 def test_app_hosts_run_no_engine_and_take_database_env_from_the_database_host():
     web, worker = host("10.0.0.2"), host("10.0.0.4")
-    assert wanted_packages(web) == ("python3-venv", "nginx", "supervisor", "ufw")
-    assert wanted_packages(worker) == ("python3-venv", "supervisor", "ufw")
+    assert needs(web).packages == ("python3-venv", "supervisor", "nginx", "ufw")
+    assert needs(worker).packages == ("python3-venv", "supervisor", "ufw")
     env = {"DATABASE_URL": "postgresql+psycopg2", "REDIS_URL": ""}
     converged = Facts(database_env=env, database_at={"10.0.0.5"})
     assert database.plan(web, converged).changes == []
@@ -145,6 +146,6 @@ def test_workers_run_the_processes_and_web_hosts_gunicorn_only():
     assert "[program:hello-world-worker]" not in render_conf(web)
     conf = render_conf(worker)
     assert conf.count("[program:") == 1 and "gunicorn --config" not in conf
-    assert firewall.wanted_rules(worker, Facts()) == ["allow 22/tcp"]
+    assert firewall.wanted_rules(worker, Facts(needs=needs(worker))) == ["allow 22/tcp"]
     alone = load(Config(overrides={"app": {"processes": {"worker": "rq worker"}}}))
     assert alone.programs == ["hello-world", "hello-world-worker"]  # no roles: one host

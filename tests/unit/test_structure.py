@@ -63,3 +63,49 @@ def test_no_module_under_tasks_imports_itself_back_through_others():
     graph = import_graph()
     assert "tasks.steps.app" in graph and "tasks.shell" in graph["tasks.steps.app"]
     assert cycle(graph) == []
+
+
+def test_a_new_step_is_one_module_and_one_line_in_the_stack(monkeypatch, capsys):
+    from invoke import Config
+
+    from tasks import status, steps
+    from tasks.facts import Facts, script
+    from tasks.logs import log_files
+    from tasks.settings import load
+    from tasks.steps import firewall, packages
+    from tests.unit import toy_step
+    from tests.unit.answers import answer
+
+    s = load(Config(overrides={"app": {}}))
+    monkeypatch.setattr(steps, "STACK", [*steps.STACK[:-1], toy_step, steps.STACK[-1]])
+    assert toy_step.STEP in steps.provision()  # provision converges it, before the firewall
+    needs = steps.needs(s)
+    assert "toy-server" in needs.later and "toy" in needs.services
+    facts_script = script(s, needs)
+    assert "toy-server" in facts_script and "/etc/toy.conf" in facts_script
+    installed = dict.fromkeys(needs.packages, True) | {"toy-server": False}
+    (install,) = packages.plan(s, Facts(os_id="debian", apt_age=0, packages=installed,
+                                        current_hash="c0ffee", needs=needs)).changes
+    assert install.said == "installed toy-server"
+    opened = Facts(ufw_active=True, ufw_rules={"allow 22/tcp", "allow 80/tcp"}, needs=needs)
+    assert firewall.rule_changes(s, opened) == (["allow 7070/tcp"], [], False)
+    assert "cat /run/toy/state" in status.status_script(s)
+    down = status.parse_status("web1", s, answer("@@column toy\nstarting\n"))
+    assert down.columns["toy"] == {"text": "starting", "ok": False}
+    assert "toy is starting" in down.problems
+    status.print_table([down])
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.endswith("TOY") and row.endswith("starting!")
+    assert status.parse_status("web1", s, answer("@@column toy\nready\n")).columns["toy"] == \
+        {"text": "ready", "ok": True}
+    assert log_files(s, "toy") == ["/var/log/toy/toy.log"]
+
+
+def test_the_names_fab_logs_takes_are_the_steps_logs_and_all():
+    from invoke import Config
+
+    from tasks import steps
+    from tasks.settings import COMPONENTS, load
+
+    s = load(Config(overrides={"app": {}}))  # COMPONENTS: no process may take these names
+    assert set(COMPONENTS) == {*steps.logs(s), "all"}
