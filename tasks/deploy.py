@@ -44,7 +44,7 @@ def rollback_plan(s, facts, to=None):
     """Back to release TO, or the one before the live one. A switch an interrupted run left
     unfinished (a candidate still running, programs on another release) is finished
     instead: a plain re-run of `fab rollback` never goes back one release too far."""
-    current = facts.links.get(s.current, "").rpartition("/")[2]
+    current = facts.live_release
     unfinished = leftovers(s, facts) + restart_stale(s, facts)
     if unfinished and not to:
         return Plan(unfinished)
@@ -112,7 +112,7 @@ def exec_(c):
         raise Exit("exec: give the command after --, like: fab -H web1 exec -- flask db current",
                    code=2)
     h = open_host(c)
-    if not gather(h).links.get(h.settings.current):
+    if not gather(h).live_release:
         raise DeployError("no release is live yet: run `fab deploy` first")
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
     line = as_the_app(h.settings, h.settings.current, f"sh -c {q(command)}", terminal=terminal)
@@ -129,7 +129,7 @@ def releases(c):
     """List the releases on each host; the live one is marked with *."""
     h = open_host(c)
     f = gather(h)
-    current = f.links.get(h.settings.current, "").rpartition("/")[2]
+    current = f.live_release
     for rid in reversed(f.releases):
         say(h.name, f"{'*' if rid == current else ' '} {rid}")
     if not f.releases:

@@ -269,6 +269,10 @@ class Facts:
         lambda n: f'for l in {quoted(n.links)}; do '
                   '[ -L "$l" ] && echo "$(readlink "$l") $l"; done',
         links, default_factory=dict, of_needs=True)
+    live_release: str = fact(  # the release `current` points to ("": none, or not one fab
+        # makes)
+        lambda s: f'r=$(readlink {q(s.current)}) && r=${{r##*/}} && {listed("r")}',
+        lambda lines: first_line(lines) if RELEASE_ID.fullmatch(first_line(lines)) else "", "")
     current_hash: str = fact(  # the source identity of the live release
         lambda s: f"cat {q(s.current)}/.fab-release 2>/dev/null", lambda lines: "".join(
             lines).strip(), "")

@@ -61,8 +61,7 @@ def entry(h, action):
     run = h.run
     result = FAILED if run.failed else CHANGED if run.changed else OK
     failure = next((f"{o.step}: {o.message}" for o in run.outcomes if o.status == FAILED), None)
-    release = (h.facts.links.get(h.settings.current, "").rpartition("/")[2] or None
-               if h.facts else None)
+    release = (h.facts.live_release or None) if h.facts else None
     return {"release": release, "action": action, "result": result,
             "revision": revision(h) if h.source else None,  # the app step's source
             "by": f"{h.c.user} for {getpass.getuser()}@{socket.gethostname()}",

@@ -144,8 +144,8 @@ UP = ("RUNNING", "STARTING")  # STARTING: started, within startsecs (a switch ju
 
 def serving(s, facts):
     """The path of the release the running app serves, or None if nothing is serving."""
-    link = facts.links.get(s.current, "")
-    return f"{s.dir}/{link}" if link and facts.program_state in UP else None
+    live = facts.live_release
+    return f"{s.releases}/{live}" if live and facts.program_state in UP else None
 
 
 def live_release(h):

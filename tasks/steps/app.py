@@ -448,7 +448,7 @@ def ship(h, source, rid=None):
         source = h.source = fetch(h)
     rid = rid or release_id(source.identity)
     build_venv = source.venv_hash not in f.venvs
-    previous = f.links.get(s.current, "").rpartition("/")[2]
+    previous = f.live_release
     unpack = unpack_commit(s, source.identity) if s.source_is_git else \
         unpack_tarball(h.upload(tarball(s.source_path, source.files)))
     build = "\n".join(["set -e", *release_script(s, unpack, rid, source.identity,
@@ -535,7 +535,7 @@ def restart(h):
 def restart_stale(s, facts):
     """[a covered restart of the programs still running another release than the live one
     (a switch interrupted between the link and the restart)], or []."""
-    live = facts.links.get(s.current, "").rpartition("/")[2]
+    live = facts.live_release
     stale = stale_programs(s, facts.running, live)
     if not (stale and serving(s, facts)):
         return []
@@ -618,7 +618,7 @@ def plan(s, facts, source, rid=None):
                        else f"created the app's account {s.user}", "\n".join(layout))] \
         if layout else []
     changes += leftovers(s, facts)
-    live = facts.links.get(s.current, "").rpartition("/")[2]
+    live = facts.live_release
     if source.identity is not None and source.identity == facts.current_hash:
         runtime = runtime_files(s, facts, "updated the app's environment")
         restarts = restart_stale(s, facts)

@@ -47,7 +47,7 @@ def test_a_runs_history_line_is_written_with_the_lock_and_rewritten_when_it_ends
     assert all(e["time"].endswith("Z") and e["changed"] == 0 for e in entries)
 
     busy.run.outcomes += [Outcome("app", CHANGED, "released"), Outcome("health", FAILED, "502")]
-    busy.facts = SimpleNamespace(links={busy.settings.current: "releases/20261128T000000Z-d"})
+    busy.facts = SimpleNamespace(live_release="20261128T000000Z-d")
     sh(history.final_script(busy, "provision"))
     entries = history.parse(path.read_text() + '{"cut short')
     assert entries[0] == {**entries[0], "run": "aaaa1111", "result": "ok"}

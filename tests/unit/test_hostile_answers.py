@@ -106,3 +106,10 @@ def test_app_user_is_adopted_only_when_fab_made_it():
     assert app.foreign_user(S, f) is None
     layout = app.plan(S, f, app.Source("feedface", "0123456789abcdef")).changes[0].script
     assert "usermod --comment 'fab app hello-world' hello-world" in layout
+
+
+def test_the_live_release_is_a_name_fab_makes_or_none():
+    assert facts.parse(answer("@@live_release\n20260101T000000Z-aaaaaaaa\n")).live_release == \
+        "20260101T000000Z-aaaaaaaa"
+    for forged in ("..", "?unsafe", "20260101T000000Z-aaaaaaaa/../..", ""):
+        assert facts.parse(answer(f"@@live_release\n{forged}\n")).live_release == ""

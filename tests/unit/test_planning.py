@@ -64,6 +64,8 @@ root root 755 /srv/hello-world
 /etc/nginx/sites-available/hello-world /etc/nginx/sites-enabled/hello-world
 releases/20260101T000000Z-aaaaaaaa /srv/hello-world/current
 ../../venvs/0123456789abcdef /srv/hello-world/current/.venv
+@@live_release
+20260101T000000Z-aaaaaaaa
 @@current_hash
 feedface
 @@releases
