@@ -8,7 +8,7 @@ LINTED := fabfile.py tasks sandbox tests hello_world $(wildcard bench/*.py) benc
 PEERS := bench/.peers
 HOST_PACKAGES := debootstrap systemd-container tinyproxy iproute2 openssh-client curl git
 
-.PHONY: demo test test-slow faults unit lint host-packages clean bench
+.PHONY: demo test test-slow faults unit lint host-packages clean bench settings-docs
 
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
@@ -33,6 +33,9 @@ demo: host-packages $(VENV)/.tool
 	@echo "--- curl http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"
 	@curl -sS -m 10 "http://$$($(FAB) sandbox.list | awk '/^sandbox-1 /{print $$2}')/"; echo
 	$(FAB) $(SANDBOX) status
+
+settings-docs: $(VENV)/.dev  # fabric.yaml's list and the README's table, from tasks/fields.py
+	$(BIN)/python -c 'from pathlib import Path; from tasks.fields import write_docs; write_docs(Path("."))'
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check --line-length 100 --select E,F,W,B,UP,I $(LINTED)

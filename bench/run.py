@@ -29,9 +29,11 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import sandbox  # noqa: E402
+from tasks.config import finish  # noqa: E402
 from tasks.facts import script  # noqa: E402
+from tasks.fields import DEFAULTS  # noqa: E402
 from tasks.health import app_socket, probe_command  # noqa: E402
-from tasks.settings import DEFAULTS, Settings, finish  # noqa: E402
+from tasks.settings import Settings  # noqa: E402
 from tasks.shell import PYTHON  # noqa: E402
 from tasks.switch import RESTART_NOW, candidate_unit, start_candidate, stop_candidate  # noqa: E402
 from tests.load import Load  # noqa: E402

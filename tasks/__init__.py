@@ -9,7 +9,7 @@ from invoke import Collection
 
 import sandbox.commands
 from tasks import db, deploy, harden, history, logs, provision, status
-from tasks.settings import DEFAULTS
+from tasks.fields import DEFAULTS
 
 namespace = Collection(
     provision.provision,

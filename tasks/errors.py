@@ -11,8 +11,8 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
+from tasks.config import ConfigError
 from tasks.hostkeys import UnknownHostKey, where_known
-from tasks.settings import ConfigError
 from tasks.shell import DeployError
 
 

@@ -17,13 +17,13 @@ from invoke import Exit
 from invoke.exceptions import UncastableEnvVar
 
 from tasks.balancer import balancing, drained
+from tasks.config import ROLES, ConfigError, raw, validate
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
 from tasks.output import say
 from tasks.provision import Rolling
 from tasks.results import Skipped, Unreached, report
 from tasks.roles import bare, selected
-from tasks.settings import ROLES, ConfigError, raw, validate
 
 MAX_PARALLEL = 32
 

@@ -6,8 +6,8 @@ import time
 from fabric import Connection
 from paramiko.ssh_exception import AuthenticationException
 
+from tasks.config import raw
 from tasks.hostkeys import secure
-from tasks.settings import raw
 
 
 def prove_fresh_login(c, keys_only=False, sudo=False, tries=5):

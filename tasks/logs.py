@@ -4,9 +4,9 @@ from invoke import Exit, Task, task
 
 from tasks import steps
 from tasks.declared import Journal
+from tasks.fields import COMPONENTS
 from tasks.output import LinePrefixer, say
 from tasks.run import open_host
-from tasks.settings import COMPONENTS
 from tasks.shell import q
 
 ALL = ("app", "access", "error", "supervisor")  # what `-c all` shows

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 
 from fabric import Connection
 
+from tasks.config import ROLES
 from tasks.host import Host
 from tasks.hostkeys import secure
-from tasks.settings import ROLES
 from tasks.shell import DeployError
 
 

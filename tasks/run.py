@@ -2,9 +2,9 @@
 
 from invoke import Exit
 
+from tasks.config import load
 from tasks.host import Host
 from tasks.roles import for_host
-from tasks.settings import load
 
 
 def open_host(c, dry_run=False):

@@ -20,7 +20,7 @@ import pytest
 from invoke import Config
 
 import sandbox
-from tasks.settings import load
+from tasks.config import load
 from tests.conftest import boot, destroy, fab, http_get, on
 from tests.integration.test_tutorial_app import APPS, version_two
 from tests.load import Load

@@ -14,8 +14,8 @@ import pytest
 from invoke import Config
 
 import sandbox
+from tasks.config import load
 from tasks.lock import acquire_script
-from tasks.settings import load
 from tests.conftest import FAB, fab, http_get, on
 from tests.faults.harness import make_app, run_case
 from tests.integration.test_deploy import live_release

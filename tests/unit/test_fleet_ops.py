@@ -8,8 +8,8 @@ from invoke import Config
 
 from sandbox.servers import suite_sources
 from tasks import history
+from tasks.config import load
 from tasks.results import CHANGED, FAILED, Outcome, Run
-from tasks.settings import load
 from tasks.shell import for_systemd, sha256
 from tasks.steps import updates
 

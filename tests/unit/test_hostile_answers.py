@@ -8,9 +8,9 @@ import pytest
 from invoke import Config
 
 from tasks import facts
+from tasks.config import load
 from tasks.names import listed
 from tasks.output import printable
-from tasks.settings import load
 from tasks.shell import DeployError
 from tasks.steps import app
 from tests.unit.answers import MARK, answer

@@ -8,9 +8,9 @@ import pytest
 from invoke import Config
 
 from tasks import status as status_module
+from tasks.config import load
 from tasks.logs import log_files, logs_script
 from tasks.output import LinePrefixer
-from tasks.settings import load
 from tasks.status import status_script
 from tests.unit.answers import answer, probe_line
 

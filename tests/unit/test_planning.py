@@ -7,11 +7,11 @@ from invoke import Config
 
 from tasks import deploy, lock, switch
 from tasks import facts as facts_module
+from tasks.config import load
 from tasks.facts import Facts, Program, script
 from tasks.health import parse_probe
 from tasks.host import Host
 from tasks.plan import Call, Command, Plan, apply
-from tasks.settings import load
 from tasks.shell import DeployError, sha256
 from tasks.steps import app, firewall, needs, nginx, packages, supervisor
 from tasks.steps.app import ancestors
@@ -696,7 +696,7 @@ def test_extra_processes_are_programs_of_the_same_release_with_the_apps_environm
     f.programs = ["hello-world", "hello-world-old"]  # a process that was removed
     assert supervisor.update_script(s, f).endswith(
         "supervisorctl update hello-world hello-world-old hello-world-worker >/dev/null")
-    from tasks.settings import ConfigError, validate
+    from tasks.config import ConfigError, validate
     for bad in ({"Worker!": "x"}, {"all": "x"}, {"worker": "two\nlines"}, "worker: x"):
         with pytest.raises(ConfigError, match="app.processes"):
             validate(Config(overrides={"app": {"processes": bad}}))

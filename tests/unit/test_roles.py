@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 from invoke import Config
 
+from tasks.config import ConfigError, load, validate
 from tasks.facts import Facts, ufw_rule
 from tasks.roles import for_host, roles_of, selected
-from tasks.settings import ConfigError, load, validate
 from tasks.shell import DeployError
 from tasks.steps import database, firewall, needs
 from tasks.steps.nginx import render_site

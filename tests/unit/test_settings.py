@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from invoke import Config
 
-from tasks.settings import DEFAULTS, ConfigError, load, problems_of, validate
+from tasks.config import ConfigError, load, problems_of, validate
+from tasks.fields import DEFAULTS
 
 
 def config(**app):
@@ -159,7 +160,7 @@ def test_numbers_are_in_range_or_refused(keep, workers):
 def test_fabric_yaml_documents_every_default_with_its_value():
     from invoke.util import yaml
 
-    from tasks.settings import PROJECT
+    from tasks.config import PROJECT
     lines = (PROJECT / "fabric.yaml").read_text().splitlines()
     start = lines.index("# app:")
     block = [line[2:] for line in lines[start:] if line.startswith("# ")]
@@ -171,7 +172,7 @@ def test_every_setting_can_be_overridden_by_an_env_var(monkeypatch):
     from fabric import Config
 
     from tasks import namespace
-    from tasks.settings import LOCAL_PATHS, raw
+    from tasks.config import LOCAL_PATHS, raw
     def given(default):  # what an env var says, and what the setting becomes
         if isinstance(default, bool):
             return "0", False
@@ -238,7 +239,7 @@ def test_letsencrypt_certificates_live_where_certbot_puts_them():
 def test_relative_paths_resolve_against_the_file_that_sets_them(tmp_path, monkeypatch):
     from fabric import Config as FabricConfig
 
-    from tasks.settings import PROJECT, raw
+    from tasks.config import PROJECT, raw
     app = tmp_path / "shop"
     app.mkdir()
     (app / "deploy.yaml").write_text("app:\n  source: .\n  env_file: prod.env\n")
@@ -254,3 +255,15 @@ def test_relative_paths_resolve_against_the_file_that_sets_them(tmp_path, monkey
     assert raw(config)["tls_cert"] == str(tmp_path / "here.pem")  # an env var: the cwd
     git = FabricConfig(overrides={"app": {"source": "git@example.org:shop.git"}})
     assert raw(git)["source"] == "git@example.org:shop.git"
+
+
+def test_fabric_yaml_and_the_readme_list_every_setting_as_the_table_says():
+    from tasks.config import PROJECT
+    from tasks.fields import FIELDS, fabric_yaml, readme_table
+
+    fix = "run `make settings-docs` after changing tasks/fields.py"
+    assert fabric_yaml() in (PROJECT / "fabric.yaml").read_text(), fix
+    assert readme_table() in (PROJECT / "README.md").read_text(), fix
+    assert [f.name for f in FIELDS] == list(DEFAULTS)
+    assert all(f"#   {f.name}: " in fabric_yaml() and f"| `{f.name}` |" in readme_table()
+               for f in FIELDS)

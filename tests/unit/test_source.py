@@ -7,7 +7,7 @@ import tarfile
 import pytest
 from invoke import Config
 
-from tasks.settings import ConfigError, validate
+from tasks.config import ConfigError, validate
 from tasks.shell import DeployError
 from tasks.source import select, tarball
 

@@ -69,9 +69,9 @@ def test_a_new_step_is_one_module_and_one_line_in_the_stack(monkeypatch, capsys)
     from invoke import Config
 
     from tasks import status, steps
+    from tasks.config import load
     from tasks.facts import Facts, script
     from tasks.logs import log_files
-    from tasks.settings import load
     from tasks.steps import firewall, packages
     from tests.unit import toy_step
     from tests.unit.answers import answer
@@ -105,7 +105,8 @@ def test_the_names_fab_logs_takes_are_the_steps_logs_and_all():
     from invoke import Config
 
     from tasks import steps
-    from tasks.settings import COMPONENTS, load
+    from tasks.config import load
+    from tasks.fields import COMPONENTS
 
     s = load(Config(overrides={"app": {}}))  # COMPONENTS: no process may take these names
     assert set(COMPONENTS) == {*steps.logs(s), "all"}

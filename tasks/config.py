@@ -1,0 +1,237 @@
+"""Config: the `app:` section of Fabric's config, read once and checked whole.
+
+The defaults live in the table of settings (tasks.fields): they are registered as the task
+collection's config (so `FABRIC_APP_*` env vars can override every key), and fabric.yaml
+only documents them (and overrides what a project sets there).
+
+Values that reach a shell are also quoted where commands are built (`tasks.shell.q`), but
+validation here is the first wall: names, users, paths, ports and counts must look like
+what they are, or the run stops before any connection.
+"""
+
+import re
+from dataclasses import fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tasks.fields import DEFAULTS, FIELDS, INT_RANGES, is_git_url
+from tasks.settings import Settings
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+# Settings of earlier versions, and why they went.
+RETIRED = {"port": "gunicorn listens on a unix socket in <dir>/run, which only nginx and the "
+                   "app reach (no loopback port another local account could take): remove it"}
+# The engines' own roles and databases: an app given one would hold the whole engine.
+ENGINE_NAMES = {"postgres", "template0", "template1", "mysql", "root", "sys",
+                "information_schema", "performance_schema", "mariadb"}
+
+
+class ConfigError(Exception):
+    """One or more bad settings; `problems` holds one line each."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+
+LOCAL_PATHS = ("source", "env_file", "tls_cert", "tls_key")
+
+
+def raw(config):
+    """The `app` section merged over the defaults (config is an Invoke/Fabric Config), its
+    local paths resolved."""
+    section = config.get("app", {}) or {}
+    unknown = sorted(set(section) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError([f"app.{k}: {RETIRED[k]}" if k in RETIRED else
+                           f"app.{k}: unknown setting (known: {', '.join(DEFAULTS)})"
+                           for k in unknown])
+    values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
+    for key in LOCAL_PATHS:
+        value = values[key]
+        if isinstance(value, str) and value and not is_git_url(value):
+            values[key] = str(base_of(config, key) / Path(value).expanduser())
+    return values
+
+
+def base_of(config, key):
+    """Where a relative path in setting KEY starts: the folder of the file that set it
+    (`-f FILE`, or the project's fabric.yaml), else the current folder (an environment
+    variable) or this project (the defaults)."""
+    def sets(level):
+        return key in ((getattr(config, level, None) or {}).get("app") or {})
+    runtime = getattr(config, "_runtime_path", None)
+    if sets("_overrides"):  # in Invoke's order: overrides, then -f FILE, then env vars
+        return Path.cwd()
+    if runtime and sets("_runtime"):
+        return Path(runtime).resolve().parent
+    if sets("_env"):
+        return Path.cwd()
+    return PROJECT
+
+
+def problems_of(values):
+    """Every problem in a raw settings dict, one line each (empty list: all good): each
+    value's own (tasks.fields), then those of values taken together."""
+    out = [problem for f in FIELDS for problem in f.problems(values[f.name])]
+    tls, names = values["tls"], values["server_name"]
+    for key in ("tls_cert", "tls_key"):
+        path = values[key]
+        if tls == "custom" and not (isinstance(path, str) and path and "\n" not in path):
+            out.append(f"app.{key}={path!r}: tls: custom needs the local path of the "
+                       f"{'certificate' if key == 'tls_cert' else 'private key'}")
+        elif tls != "custom" and path is not None:
+            out.append(f"app.{key} is set but app.tls={tls!r}: set app.tls to custom")
+    if tls == "letsencrypt":
+        if not values["letsencrypt_email"]:
+            out.append("app.tls=letsencrypt needs app.letsencrypt_email (Let's Encrypt's "
+                       "expiry notices go there)")
+        if not (isinstance(names, str) and names.split() and all(
+                n != "_" and not n.startswith("*.") and "." in n for n in names.split())):
+            out.append("app.tls=letsencrypt needs app.server_name to list the site's real "
+                       f"domain names (not {names!r})")
+    name, db_name = values["name"], values["database_name"]
+    derived = db_name or (name.replace("-", "_") if isinstance(name, str) else "")
+    if values["database"] in ("postgresql", "mysql") and derived in ENGINE_NAMES:
+        out.append(f"app.database_name={derived!r} is the engine's own (its superuser or "
+                   "system database): the app would own the whole server; set "
+                   "app.database_name to a name of the app's own")
+    return out + roles_problems(values)
+
+
+# In the order a run converges them: the database before the app, the balancer last.
+ROLES = ("db", "web", "worker", "lb")
+HOST_RE = re.compile(r"^[A-Za-z0-9_.@:\[\]-]{1,255}$")
+
+
+def roles_problems(values):
+    """app.roles: a mapping of known roles to lists of hosts, each host in one role, a
+    balancer only in front of web hosts, workers only for app.processes, one database host
+    for an engine that listens on the network."""
+    roles = values["roles"]
+    if not isinstance(roles, dict):
+        return [f"app.roles={roles!r}: must be a mapping of roles to lists of hosts, like "
+                "{web: [web1, web2], lb: [lb1]}"]
+    out = []
+    for role, hosts in roles.items():
+        if role not in ROLES:
+            out.append(f"app.roles: {role!r} is not a role (roles: {', '.join(ROLES)})")
+        elif not (isinstance(hosts, list) and hosts
+                  and all(isinstance(h, str) and HOST_RE.fullmatch(h) for h in hosts)):
+            out.append(f"app.roles.{role}: must be a list of hosts as given to -H, "
+                       "like [web1, tom@web2]")
+    if out:
+        return out
+    seen = {}
+    for role, hosts in roles.items():
+        for host in hosts:
+            if host in seen:
+                out.append(f"app.roles: {host} is both {seen[host]} and {role}: give each role "
+                           "hosts of its own")
+            seen.setdefault(host, role)
+    if roles and not roles.get("web"):
+        out.append("app.roles: the app needs web hosts (app.roles.web)")
+    if roles.get("worker") and not values["processes"]:
+        out.append("app.roles.worker: worker hosts run app.processes, and there are none")
+    db = roles.get("db", [])
+    if len(db) > 1:
+        out.append(f"app.roles.db: one database host, not {len(db)}")
+    if db and values["database"] not in ("postgresql", "mysql") and not values["redis"]:
+        out.append(f"app.roles.db: a database host runs app.database (postgresql or mysql) "
+                   f"or app.redis, and app.database={values['database']!r}")
+    if db and values["database"] == "sqlite":
+        out.append("app.database='sqlite' is a file beside the app: a database host needs "
+                   "postgresql or mysql")
+    app_hosts = len(roles.get("web", [])) + len(roles.get("worker", []))
+    if not db and app_hosts > 1 and values["database"] != "none":
+        out.append(f"app.database={values['database']!r} with {app_hosts} app hosts would "
+                   "give each its own database: add a database host (app.roles.db), or set "
+                   "DATABASE_URL in app.env_file to one database they share")
+    if not db and app_hosts > 1 and values["redis"]:
+        out.append(f"app.redis with {app_hosts} app hosts would give each its own Redis: add "
+                   "a database host (app.roles.db) to run it")
+    return out
+
+
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_file_problems(path):
+    """Problems of a local KEY=VALUE env file, by line number (never echoing a value)."""
+    try:
+        lines = Path(path).expanduser().read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        return [f"app.env_file={path!r}: cannot read it ({getattr(e, 'strerror', e)})"]
+    out = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, _ = line.partition("=")
+        if not sep or not ENV_KEY_RE.fullmatch(key.strip()):
+            out.append(f"app.env_file line {number}: expected KEY=VALUE with KEY made of "
+                       "letters, digits and _")
+    return out
+
+
+def certificate_problems(cert_path, key_path):
+    """Problems of a local certificate chain and key: unreadable, expired, or not a pair."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    try:
+        chain = x509.load_pem_x509_certificates(Path(cert_path).expanduser().read_bytes())
+    except (OSError, ValueError) as e:
+        return [f"app.tls_cert={cert_path!r}: not a readable PEM certificate "
+                f"({getattr(e, 'strerror', None) or e})"]
+    try:
+        key = load_pem_private_key(Path(key_path).expanduser().read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        return [f"app.tls_key={key_path!r}: not a readable, unencrypted PEM private key "
+                f"({getattr(e, 'strerror', None) or e})"]
+    if key.public_key() != chain[0].public_key():
+        return [f"app.tls_key={key_path!r} does not belong to the certificate in {cert_path!r}"]
+    if chain[0].not_valid_after_utc < datetime.now(UTC):
+        return [f"app.tls_cert={cert_path!r} expired on {chain[0].not_valid_after_utc:%Y-%m-%d}"]
+    return []
+
+
+def validate(config):
+    """Check the config before any connection; raise ConfigError listing every problem."""
+    values = raw(config)
+    problems = problems_of(values)
+    if values["env_file"] is not None and not problems:
+        problems += env_file_problems(values["env_file"])
+    if values["tls"] == "custom" and not problems:
+        problems += certificate_problems(values["tls_cert"], values["tls_key"])
+    if problems:
+        raise ConfigError(problems)
+    source = Settings(**finish(values)).source_path
+    if not is_git_url(values["source"]):
+        if not (source / "requirements.txt").is_file():
+            raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
+        from tasks.source import DeployError, select  # the files a deploy would send
+        try:
+            select(source, values["exclude"], values["env_file"])
+        except DeployError as e:
+            raise ConfigError([str(e)]) from None
+    return values
+
+
+def finish(values):
+    values = dict(values)
+    values["user"] = values["user"] or values["name"]
+    if values["user"] == "root":
+        raise ConfigError(["app.user='root': the app would run as root; leave app.user unset "
+                           "(the app gets its own account, named after it)"])
+    values["dir"] = values["dir"] or f"/srv/{values['name']}"
+    values["database_name"] = values["database_name"] or values["name"].replace("-", "_")
+    for key in INT_RANGES:
+        values[key] = int(values[key])
+    return {f.name: values[f.name] for f in fields(Settings) if f.name in values}
+
+
+def load(config):
+    """The validated Settings (the same for every host)."""
+    return Settings(**finish(validate(config)))
