@@ -13,11 +13,12 @@ from tasks import steps
 from tasks.output import LinePrefixer, say
 from tasks.plan import Call, Plan, Probe, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge
+from tasks.release_phase import as_the_app
 from tasks.results import report
 from tasks.run import open_host
 from tasks.shell import DeployError, q
 from tasks.steps import gather
-from tasks.steps.app import as_the_app, leftovers, restart_stale
+from tasks.steps.app import leftovers, restart_stale
 from tasks.switch import expect_healthy, switch_to
 
 

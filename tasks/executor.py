@@ -167,7 +167,7 @@ class HostsExecutor(Executor):
         results = {}
         for calls, release_phase_done in batches:
             batch = [(call, self.context_for(call)) for call in calls]
-            for _, context in batch:  # read by tasks.steps.app.release_phase
+            for _, context in batch:  # read by tasks.release_phase
                 context.release_phase_done = release_phase_done
             hosts = [context.original_host for _, context in batch]
             out = [host for host in hosts if bare(host) in web_hosts]

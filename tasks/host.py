@@ -29,7 +29,7 @@ class Host:
     facts: object = None  # tasks.facts.Facts, once gathered
     run: Run = None
     hold: object = None  # tasks.lock.Hold, while the run holds the server's deploy lock
-    source: object = None  # tasks.steps.app.Source, once resolved
+    source: object = None  # tasks.source.Source, once resolved
     site_answer: str = ""  # the site's healthy answer through nginx since the last change
 
     def __post_init__(self):

@@ -106,6 +106,7 @@ class Plan:
     changes: list = field(default_factory=list)
     ok: object = ""  # why nothing needs doing ("4 packages present"), or a Probe
     notes: list = field(default_factory=list)  # said in the step line whatever it did
+    cleanup: Callable = None  # (host): undoes what the changes did, if one of them fails
 
 
 
@@ -145,7 +146,12 @@ def apply(h, plan, step=""):
             continue
         doing = change.said or getattr(change, "would", "") or "working"
         with progress(h.name, f"{step}: {doing if isinstance(doing, str) else 'working'}"):
-            said.append(change.apply(h) or change.said)
+            try:
+                said.append(change.apply(h) or change.said)
+            except (DeployError, UnexpectedExit):
+                if plan.cleanup:
+                    plan.cleanup(h)
+                raise
     if plan.changes:
         status, message = CHANGED, ", ".join(dict.fromkeys(s for s in said if s))
     elif isinstance(plan.ok, Probe):

@@ -272,3 +272,8 @@ def switch_to(h, rid, previous):
     loaded = h.facts.programs
     undo = switch_script(s, previous, loaded) if previous else None
     bridged(h, f"{s.releases}/{rid}", switch_script(s, rid, loaded), undo)
+
+
+def restart(h):
+    """Restart the live app and its processes the covered way (its environment changed)."""
+    bridged(h, live_release(h), restart_script(h.settings, h.facts.programs))

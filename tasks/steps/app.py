@@ -1,80 +1,30 @@
-"""Step 2: the app user, the app's code as a release, its virtualenv and its environment.
+"""Step 2: the app user, the app's tree and environment, and a new release when the app
+changed: uploaded, built (tasks.release), its release phase run (tasks.release_phase),
+switched to (tasks.switch) and old ones pruned, each a named change of the step's plan."""
 
-Layout on the server (Capistrano-style, so rollback is a symlink switch):
-
-    <dir>/releases/<UTC time>-<content hash>/   the code, owned by root, read-only to the app
-    <dir>/venvs/<requirements hash>/            one virtualenv per distinct requirements.txt
-    <dir>/releases/<id>/.venv -> ../../venvs/<hash>
-    <dir>/current -> releases/<id>              switched atomically (rename of a new symlink)
-"""
-
-import hashlib
 import posixpath
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.backups import backup_script
+from tasks.accounts import SUDO_GROUPS, account_comment, foreign_user, system_account
 from tasks.declared import Needs
-from tasks.engines import ENGINES
 from tasks.names import RELEASE_ID, VENV_HASH
 from tasks.names import candidate_unit as candidate_unit_shape
-from tasks.plan import Call, Command, Plan, Step, differs, mask, upload
-from tasks.roles import database_host
-from tasks.shell import DeployError, for_systemd, q
-from tasks.source import content_hash, select, tarball
+from tasks.plan import Call, Command, Plan, Step, mask, upload
+from tasks.release import prune_script, release_id, release_script, unpack_commit, unpack_tarball
+from tasks.release_phase import release_phase
+from tasks.shell import DeployError, q
+from tasks.source import Source, fetch, resolve, tarball
 from tasks.switch import (
-    bridged,
     first_release,
     live_release,
-    restart_script,
+    restart,
     serving,
     stale_programs,
     switch_to,
 )
 from tasks.templates import render
-from tasks.units import detached, transient, work_unit
-
-
-def driver(s):
-    """The database driver the app's DATABASE_URL names (PyPI requirement), or ""."""
-    return ENGINES.get(s.managed_database, (None, None, None))[2] or ""
-
-
-def unless_listed(s):
-    """[(requirement, the name requirements.txt lists it by, as an ERE)] of what the tool
-    adds to a venv only when the app's own requirements do not pin it."""
-    names = {"postgresql": "psycopg2(-binary)?", "mysql": "pymysql"}
-    return [(GUNICORN, "gunicorn")] + (
-        [(driver(s), names[s.managed_database])] if driver(s) else [])
-
-
-def extras_line(s):
-    """What a venv holds beside requirements.txt, as a line its hash covers: app.packages,
-    the gunicorn the tool is tested with and the database driver (each installed only if
-    requirements.txt lacks it)."""
-    return f"\n#fab {s.packages} {GUNICORN} {driver(s)}".rstrip().encode()
-
-
-def requirements_hash(root, s):
-    """The venv's identity: requirements.txt and the extras (`extras_line`)."""
-    data = (Path(root) / "requirements.txt").read_bytes() + extras_line(s)
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def release_id(tree_hash):
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + tree_hash[:8]
-
-
-GUNICORN = "gunicorn==23.0.0"  # what the tool is tested with, for apps that do not pin one
-SUDO_GROUPS = {"sudo", "admin", "wheel", "root"}
-# A build runs the app's packages' code: it may write only the release (and its venv and
-# scratch folder), sees no home, no /tmp, /var/tmp or /dev/shm but its own (gone with it)
-# and no other process, gains no privilege (no setuid: no crontab, no at), and everything
-# it starts ends with it.
-BUILD_SANDBOX = ("NoNewPrivileges=yes", "RestrictSUIDSGID=yes", "ProtectSystem=strict",
-                 "ProtectHome=yes", "PrivateTmp=yes", "TemporaryFileSystem=/dev/shm:mode=1777",
-                 "ProtectProc=invisible", "KillMode=control-group")
+from tasks.units import detached, work_unit
 
 
 def ancestors(path):
@@ -98,46 +48,6 @@ def needs(s):
                  dirs=(*ancestors(s.dir), s.dir, s.releases, s.venvs, s.shared, s.log_dir,
                        s.conf_dir, s.socket_dir),
                  links=(s.current, f"{s.current}/.venv"))
-
-
-def account_comment(s, build=False):
-    """What fab writes in the comment field of the accounts it makes: how it knows them."""
-    return f"fab builds {s.name}" if build else f"fab app {s.name}"
-
-
-def system_account(s, build=False):
-    """The app's account (or its build account, with BUILD): a system account with no
-    login shell, no home, no sudo, a group of its own and fab's comment; an account of the
-    build is never cron's or at's."""
-    name = s.build_user if build else s.user
-    make = (f"useradd --system --user-group --shell /usr/sbin/nologin --home-dir /nonexistent "
-            f"--no-create-home --comment {q(account_comment(s, build))} {q(name)}")
-    if not build:
-        return make
-    return "\n".join([make, *(f"grep -qsxF {q(name)} {deny} || echo {q(name)} >> {deny}"
-                              for deny in ("/etc/cron.deny", "/etc/at.deny"))])
-
-
-def adopted(s, facts):
-    """Whether the existing account app.user is one fab made: its comment says so, or (made
-    by an earlier version, without a comment) it is a system account as fab makes them and
-    this app's tree or program already run as it."""
-    account = facts.user_account
-    if account is None:
-        return False
-    if account.comment == account_comment(s):
-        return True
-    return (account.home, account.shell) == ("/nonexistent", "/usr/sbin/nologin") and (
-        facts.modes.get(s.shared, ("",))[0] == s.user or facts.program_conf.get("user") == s.user)
-
-
-def foreign_user(s, facts):
-    """Why app.user may not be used (None: it may): an account fab did not make."""
-    if facts.user_exists and not adopted(s, facts):
-        return (f"app.user={s.user} is an account fab did not make (another service's, like "
-                "www-data or postgres?): leave app.user unset (the app gets its own account), "
-                "or name one no account has")
-    return None
 
 
 def refusals(s, facts):
@@ -193,188 +103,6 @@ def moved(s, facts):
             f"(the old tree stays, for you to remove: its logs are in {s.log_dir})")
 
 
-def unpack_tarball(tarball_path):
-    """The release_script lines that unpack an uploaded tarball into "$release"."""
-    return [f"trap 'rm -f {q(tarball_path)}' EXIT",
-            f'tar -xzf {q(tarball_path)} -C "$release" --no-same-owner']
-
-
-def unpack_commit(s, sha):
-    """The release_script lines that export commit SHA of the server's mirror into "$release"."""
-    return [f'git -C {q(s.repo_cache)} archive --format=tar {q(sha)} '
-            '| tar -x -C "$release" --no-same-owner']
-
-
-def git_command(s):
-    """git, given the source's credentials (if its URL has any) from a root-only file."""
-    if not s.git_credentials:
-        return "GIT_TERMINAL_PROMPT=0 git"
-    helper = q(f"store --file={s.git_credentials_path}")
-    return f"GIT_TERMINAL_PROMPT=0 git -c credential.helper= -c credential.helper={helper}"
-
-
-def git_resolve_script(s):
-    """Fetch the git source into the server's mirror; print the commit of app.ref and the hash
-    of its requirements.txt (the same hash `requirements_hash` gives for a local folder).
-
-    A password in the URL never reaches a command line: git gets the URL without it and
-    the credential from the root-only file its helper reads."""
-    m, url, git = q(s.repo_cache), q(s.git_url), git_command(s)
-    return f"""umask 077
-if [ ! -d {m} ]; then
-  rm -rf {m}.fab-new
-  {git} clone --quiet --mirror -- {url} {m}.fab-new
-  mv {m}.fab-new {m}
-else
-  git -C {m} remote set-url origin {url}
-  {git} -C {m} fetch --quiet --prune origin
-fi
-sha=$(git -C {m} rev-parse --verify --quiet {q(s.ref + "^{commit}")}) || {{
-  echo "no commit {s.ref} in {s.source_shown}" >&2; exit 1; }}
-git -C {m} cat-file -e "$sha:requirements.txt" 2>/dev/null || {{
-  echo "no requirements.txt at {s.ref} ($sha) in {s.source_shown}" >&2; exit 1; }}
-extras={q(extras_line(s).decode().lstrip(chr(10)))}
-echo "$sha $({{ git -C {m} show "$sha:requirements.txt"; printf '\\n%s' "$extras"; }} \\
-  | sha256sum | cut -c1-16)"
-"""
-
-
-def link_shared(s, base=None):
-    """The release_script lines that link app.shared_paths into "$release" (to BASE, by
-    default <dir>/shared). The first linking says `shared over: PATH` where the release had
-    its own. Shared paths are top-level names, so a link is only ever made in the release's
-    own folder; shared folders are made by the app user itself, so root never follows a
-    link the app left in its own state."""
-    lines = []
-    for path, is_dir in s.shared_items:
-        if base is None:
-            if is_dir:
-                lines.append(f"runuser -u {q(s.user)} -- mkdir -p {q(s.shared)}/{q(path)}")
-            lines += [f'if [ -e "$release"/{q(path)} ] || [ -L "$release"/{q(path)} ]; then',
-                      f"  echo 'shared over: {path}'",
-                      "fi"]
-        lines += [f'rm -rf "$release"/{q(path)}',
-                  f'ln -s {base or q(s.shared)}/{q(path)} "$release"/{q(path)}']
-    return lines
-
-
-def build_function(s, venv):
-    """A shell function `build CMD...`: run CMD as the build account in the release, with the
-    venv first on PATH and the app's environment (read by systemd, as the env file is not
-    the build account's to read), in a transient service: nothing it starts outlives it
-    (a process left behind could still write the files after they are sealed)."""
-    env = (f"EnvironmentFile=-{q(s.env_path)}",) if s.env_file else ()
-    writable = ('"ReadWritePaths=$release"', f"ReadWritePaths=-{venv}",
-                f"ReadWritePaths=-{q(s.build_scratch)}")
-    run = transient('"$@"', wait=True, io="pipe", user=s.build_user, cwd='"$release"',
-                    properties=("RuntimeMaxSec=900", *env, *BUILD_SANDBOX, *writable),
-                    env=(f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/nonexistent",
-                         "PIP_NO_CACHE_DIR=1"))
-    return f"build() {{ {run}; }}"
-
-
-def seal(path):
-    """Make PATH root's and read-only to everyone else: no group or other write, no setuid.
-    -h and -R never follow a link the build left there."""
-    return [f"chown -hR root:root {path}", f"chmod -R go-w,ug-s {path}"]
-
-
-def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
-    """Unpack the app into releases/RID (UNPACK: lines filling "$release") and link its
-    shared paths; then, as the build account, build its venv if new (pip runs packages'
-    build code, in the release, so local packages build in place) and run app.build_command,
-    while the shared paths point to scratch folders (a build needs no live data, and cannot
-    harm it); then seal it all root's. Last, root writes the release's marker and venv link,
-    after removing whatever the source put there: never writing through a link."""
-    release = f"{s.releases}/{rid}"
-    venv = q(f"{s.venvs}/{venv_hash}")
-    lines = [f"release={q(release)}", 'rm -rf "$release"', 'install -d -m 0755 "$release"',
-             *unpack, *link_shared(s), build_function(s, venv)]
-    if not (build_venv or s.build_command):
-        return lines + private(s) + markers(s, tree_hash, venv_hash, release)
-    build = f"{q(s.build_user)}:{q(s.build_user)}"
-    lines += [f'chown -hR {build} "$release"']
-    if build_venv:
-        # Debian's pip wheel, run by the venv's python, installs into the venv: no pip is
-        # copied into every venv (ensurepip alone takes ~4 s of a fresh provision).
-        # gunicorn is the tool's: an app that pins its own keeps its pin.
-        pip = '-q --disable-pip-version-check -r "$release/requirements.txt" $extra'
-        lines += [f"extra={q(s.packages)}",
-                  *[f"grep -qiE '^[[:space:]]*{name}([^A-Za-z0-9_.-]|$)' "
-                    f'"$release/requirements.txt" || extra="$extra {pin}"'
-                    for pin, name in unless_listed(s)],
-                  "set -f  # $extra is split into requirements, never globbed",
-                  f"rm -rf {venv}",
-                  f"install -d -o {q(s.build_user)} -g {q(s.build_user)} -m 0755 {venv}",
-                  "whl=$(ls /usr/share/python-wheels/pip-*.whl 2>/dev/null | tail -n1)",
-                  'if [ -n "$whl" ]; then',
-                  f"  build python3 -m venv --without-pip {venv}",
-                  f'  build {venv}/bin/python "$whl/pip" install {pip}',
-                  "else",
-                  f"  build python3 -m venv {venv}",
-                  f"  build {venv}/bin/pip install {pip}",
-                  "fi",
-                  *seal(venv),
-                  f"du -sk {venv} | cut -f1 > {venv}/.fab-complete"]  # its size: tasks.space
-    if s.build_command:
-        scratch_dirs = " ".join(f'"$scratch"/{q(p)}' for p, is_dir in s.shared_items if is_dir)
-        lines += [f"scratch={q(s.build_scratch)}", 'rm -rf "$scratch"',
-                  f'install -d -o {q(s.build_user)} -g {q(s.build_user)} -m 0700 "$scratch"',
-                  *([f"mkdir -p {scratch_dirs}"] if scratch_dirs else []),
-                  f'chown -R {build} "$scratch"',
-                  *link_shared(s, '"$scratch"'),
-                  f"build sh -c {q(for_systemd(s.build_command))} "
-                  '|| { rc=$?; rm -rf "$scratch"; exit $rc; }',
-                  'rm -rf "$scratch"',
-                  *link_shared(s, q(s.shared))]
-    return lines + seal('"$release"') + private(s) + markers(s, tree_hash, venv_hash, release)
-
-
-def private(s):
-    """The release_script lines that make "$release" the app's to read and no other local
-    account's (its code may hold what is not for `www-data` or `nobody`), but for the
-    static folder nginx serves: readable, and the folders above it passable (not
-    listable). A link is never followed: the source chose where it points."""
-    steps = s.static_dir.split("/")
-    above = ['"$release"'] + [f'"$release"/{q("/".join(steps[:i]))}' for i in range(1, len(steps))]
-    static = f'"$release"/{q(s.static_dir)}'
-    return [f'chown -hR root:{q(s.user)} "$release"', 'chmod -R go-w,o-rwx,ug-s "$release"',
-            *[f"[ -L {d} ] || chmod o+x {d}" for d in above],
-            f"if [ -d {static} ] && [ ! -L {static} ]; then chmod -R o+rX {static}; fi"]
-
-
-def markers(s, tree_hash, venv_hash, release):
-    """The release's venv link and identity (root:<app user> 0640, like the code), written
-    by root over whatever is there. The identity goes last: a release without it is
-    half-built (an interrupted run's)."""
-    return ['rm -rf "$release/.fab-release" "$release/.fab-release.new" "$release/.venv"',
-            f"ln -sfn ../../venvs/{q(venv_hash)} {q(release)}/.venv",
-            f"(umask 027; printf '%s\\n' {q(tree_hash)} > \"$release/.fab-release.new\")",
-            f'chgrp {q(s.user)} "$release/.fab-release.new"',
-            'mv "$release/.fab-release.new" "$release/.fab-release"']
-
-
-def prune_script(s, keep):
-    """Drop old releases (never those in KEEP) and virtualenvs no release uses. Each loses
-    its marker first: one removed half-way (a run killed here) is half-built, never a
-    release or venv that looks whole but lacks files. Only names of fab's own shapes."""
-    keep_args = " ".join(q(k) for k in keep)
-    return f"""
-cd {q(s.releases)}
-ls -1 | grep -xE {q(RELEASE_ID.pattern)} | sort | head -n -{s.keep_releases} | while read -r r; do
-  case " {keep_args} " in *" $r "*) continue;; esac
-  rm -f -- "$r/.fab-release"; rm -rf -- "$r"
-done
-cd {q(s.venvs)}
-for v in *; do
-  case "$v" in *[!0-9a-f]*) continue;; esac
-  [ ${{#v}} = 16 ] && [ -d "$v" ] || continue
-  used=$(find {q(s.releases)} -mindepth 2 -maxdepth 2 -name .venv -lname "../../venvs/$v")
-  [ -n "$used" ] || {{ rm -f -- "$v/.fab-complete"; rm -rf -- "$v"; }}
-done
-"""
-
-
 def gunicorn_conf(s):
     return render("gunicorn.conf.py.j2", env_path=s.env_path,
                   database_env_path=s.database_env_path, user=s.user)
@@ -394,142 +122,84 @@ def runtime_files(s, facts, said):
     return changes
 
 
-@dataclass(frozen=True)
-class Source:
-    """The app to ship, as resolved before planning."""
-
-    identity: str  # content hash of a local folder, or the commit of a git source (None:
-    #                a git source not fetched yet, because the server has no layout yet)
-    venv_hash: str  # hash of its requirements.txt (None: not known yet)
-    action: str = ""  # what a dry run would do to get it ("upload 3 files")
-    size_kb: int = 0  # the code's size (0: not known before a git source is fetched)
-    files: tuple = ()  # a local folder's files that ship (tasks.source.select)
-
-
-def resolve(h):
-    """The Source to ship. A local folder is hashed here; a git source is fetched into the
-    server's mirror, whose commit is the identity (a dry run only looks it up, with
-    `git ls-remote`; a server without releases fetches when the release is built)."""
-    s = h.settings
-    if not s.source_is_git:
-        chosen = select(s.source_path, s.exclude, s.env_file)
-        return Source(content_hash(s.source_path, chosen.files),
-                      requirements_hash(s.source_path, s), f"upload {chosen.summary()}",
-                      chosen.size // 1024 + 1, tuple(chosen.files))
-    if h.dry_run:
-        if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
-            return Source(s.ref, None, f"fetch {s.source_shown}")
-        out = h.read(f"{git_command(s)} ls-remote -- {q(s.git_url)} {q(s.ref)} 2>&1 "
-                     "| head -n1 || true")
-        sha = out.split()[0] if out.split() and len(out.split()[0]) == 40 else "?" * 8
-        return Source(sha, None, f"fetch {s.source_shown} ({s.ref})")
-    return fetch(h) if h.facts.current_hash else Source(None, None)
-
-
-def fetch(h):
-    """Fetch the git source into the server's mirror: Source(commit, requirements hash)."""
-    s = h.settings
-    credentials = s.git_credentials + "\n"
-    if s.git_credentials and differs(h.facts, s.git_credentials_path, credentials, mode="0600"):
-        h.put(credentials, s.git_credentials_path, mode="0600")
-    sha, venv_hash = h.change(git_resolve_script(s), timeout=300).split()
-    return Source(sha, venv_hash)
-
-
 def released(rid, new_venv):
     return f"released {rid}" + (f" with new virtualenv {new_venv}" if new_venv else "")
 
 
-def ship(h, source, rid=None):
-    """Build a release of SOURCE and make it live (checked by a candidate if the app is
-    serving); a release that fails on the way is removed. Then prune. Returns what it did."""
-    s, f = h.settings, h.facts
-    if source.identity is None:
-        source = h.source = fetch(h)
-    rid = rid or release_id(source.identity)
-    build_venv = source.venv_hash not in f.venvs
-    previous = f.live_release
-    unpack = unpack_commit(s, source.identity) if s.source_is_git else \
-        unpack_tarball(h.upload(tarball(s.source_path, source.files)))
-    build = "\n".join(["set -e", *release_script(s, unpack, rid, source.identity,
-                                                  source.venv_hash, build_venv)])
-    try:
-        out = h.change(detached(work_unit(s, "build"), build, 900), timeout=960)
-        ran = release_phase(h, f"{s.releases}/{rid}")
-        if live_release(h) or f.program_state:  # a program to restart, whatever its state
-            switch_to(h, rid, previous)
+@dataclass
+class Shipment:
+    """A new release on its way live, as the app step's named changes: upload (or fetch),
+    build (venv, build command, sealed root's), release phase, switch, prune. What one
+    change learns (the source fetched, the tarball's path) the next one uses; a release
+    that fails before it is live is removed (`cleanup`)."""
+
+    source: Source
+    rid: str
+    new_venv: str = None  # the venv hash to build, if the server lacks it
+    previous: str = ""  # the live release before this one
+    tarball: str = ""
+    built: bool = False
+    live: bool = False
+
+    def changes(self, s):
+        rid, venv = self.rid, f" and virtualenv {self.new_venv}" if self.new_venv else ""
+        return [
+            Call("", self.upload, f"{self.source.action} as release {rid}"),
+            Call(released(rid, self.new_venv), self.build,
+                 f"build release {rid}{venv} as {s.build_user}, then seal it root's"),
+            *([Call("", self.release_phase, f"run `{s.release_command}` in it before traffic "
+                    "moves (the database backed up first)")] if s.release_command else []),
+            Call("", self.switch, f"switch to release {rid}, checked by a candidate"),
+            Call("", self.prune, f"keep the newest {s.keep_releases} releases"),
+        ]
+
+    def upload(self, h):
+        s = h.settings
+        if self.source.identity is None:  # a git source, fetched now the server has a layout
+            self.source = h.source = fetch(h)
+            self.rid = release_id(self.source.identity)
+        if self.source.venv_hash not in h.facts.venvs:
+            self.new_venv = self.source.venv_hash
+        if not s.source_is_git:
+            self.tarball = h.upload(tarball(s.source_path, self.source.files))
+
+    def build(self, h):
+        s, source = h.settings, self.source
+        unpack = unpack_commit(s, source.identity) if s.source_is_git else \
+            unpack_tarball(self.tarball)
+        script = "\n".join(["set -e", *release_script(s, unpack, self.rid, source.identity,
+                                                       source.venv_hash, bool(self.new_venv))])
+        self.built = True
+        out = h.change(detached(work_unit(s, "build"), script, 900), timeout=960)
+        # The build's output is the app's to shape: only the shared paths' own names count.
+        names = {path for path, _ in s.shared_items}
+        over = [name for name in dict.fromkeys(line.removeprefix("shared over: ")
+                                               for line in out.split("\n")) if name in names]
+        return released(self.rid, self.new_venv) + (
+            f" (the shared {', '.join(over)} replaced the release's own)" if over else "")
+
+    def release_phase(self, h):
+        return release_phase(h, f"{h.settings.releases}/{self.rid}")
+
+    def switch(self, h):
+        if live_release(h) or h.facts.program_state:  # a program to restart, whatever its state
+            switch_to(h, self.rid, self.previous)
         else:
-            first_release(h, rid)
-    except DeployError:  # the new release never went live: remove it (and a half-built venv)
-        venv = q(f"{s.venvs}/{source.venv_hash}")
-        release = q(f"{s.releases}/{rid}")
+            first_release(h, self.rid)
+        self.live = True
+
+    def prune(self, h):
+        h.change(prune_script(h.settings, [self.rid, self.previous]), serving_unchanged=True)
+
+    def cleanup(self, h):
+        """Remove the release (and a venv it was building) if it never went live."""
+        if not self.built or self.live:
+            return
+        s = h.settings
+        venv = q(f"{s.venvs}/{self.source.venv_hash}")
+        release = q(f"{s.releases}/{self.rid}")
         h.change(f"rm -f {release}/.fab-release; rm -rf {release}\n"
-                 + (f"[ -f {venv}/.fab-complete ] || rm -rf {venv}" if build_venv else ""))
-        raise
-    h.change(prune_script(s, [rid, previous]), serving_unchanged=True)
-    # The build's output is the app's to shape: only the shared paths' own names count.
-    names = {path for path, _ in s.shared_items}
-    over = [name for name in dict.fromkeys(line.removeprefix("shared over: ")
-                                           for line in out.split("\n")) if name in names]
-    return released(rid, source.venv_hash if build_venv else None) + (
-        f" (the shared {', '.join(over)} replaced the release's own)" if over else "") + ran
-
-
-# Loads the app's environment exactly as gunicorn does (by running gunicorn's own config
-# file), then becomes the command.
-WITH_APP_ENV = ("import os, sys; exec(open(sys.argv[1]).read(), {}); "
-                "os.execvp(sys.argv[2], sys.argv[2:])")
-
-
-def as_the_app(s, release, command, timeout=None, terminal=False):
-    """A command running COMMAND (shell words) in RELEASE as the app user, the way gunicorn
-    runs: its venv first on PATH, the app's environment, cwd the release (shared paths
-    linked), in a transient service, killed after TIMEOUT seconds (exit 124) if given, on a
-    terminal of its own if TERMINAL (`flask shell`)."""
-    return transient(f"{q(release)}/.venv/bin/python -c {q(WITH_APP_ENV)} {q(s.gunicorn_conf)} "
-                     + (f"timeout -k 10 {timeout} " if timeout else "") + for_systemd(command),
-                     wait=True, io="pty" if terminal else "pipe", user=s.user, cwd=q(release),
-                     properties=(f"RuntimeMaxSec={timeout + 30}",) if timeout else (),
-                     env=(f"PATH={q(release)}/.venv/bin:/usr/local/bin:/usr/bin:/bin",))
-
-
-def release_phase(h, release):
-    """Run app.release_command in the new RELEASE before any traffic reaches it; a failure
-    stops the deploy with the command's output. Returns what the step line adds."""
-    s = h.settings
-    if not s.release_command:
-        return ""
-    if getattr(h.c, "release_phase_done", False):
-        return " (its release command ran on the first host)"
-    backup, undo = "", ""
-    # A migration is the one change a rollback cannot undo: keep the data before it.
-    if s.local_engine != "none" and "db" in h.facts.database:
-        backup = h.change(backup_script(s), timeout=3600).strip().splitlines()[-1]
-        undo = f"; the data before it is backed up: fab db.restore --from {backup}"
-    elif s.managed_database in ("postgresql", "mysql") and s.database_host:
-        with database_host(h) as db:
-            backup = db.change(backup_script(s), timeout=3600).strip().splitlines()[-1]
-            undo = (f"; the data before it is backed up on {db.name}: "
-                    f"fab -H {db.name} db.restore --from {backup}")
-    command = as_the_app(s, release, f"sh -c {q(s.release_command)}", s.release_timeout)
-    result = h.script(detached(work_unit(s, "release"), command, s.release_timeout + 60),
-                      timeout=s.release_timeout + 90)
-    if result.exited == 124:
-        raise DeployError(f"the release command timed out after {s.release_timeout} s "
-                          f"(app.release_timeout); nothing was switched{undo}")
-    if result.exited != 0:
-        output = (result.stdout + result.stderr).strip().splitlines()[-8:]
-        raise DeployError(f"the release command `{s.release_command}` failed (exit "
-                          f"{result.exited}); nothing was switched{undo}. Its output:\n"
-                          + "\n".join("  | " + line for line in output))
-    return (f", backed up the database to {backup}" + (f" on {s.roles['db'][0]}" if
-            s.database_host else "") if backup else "") + \
-        f", ran `{s.release_command}`"
-
-
-def restart(h):
-    """Restart the live app and its processes the covered way (its environment changed)."""
-    bridged(h, live_release(h), restart_script(h.settings, h.facts.programs))
+                 + (f"[ -f {venv}/.fab-complete ] || rm -rf {venv}" if self.new_venv else ""))
 
 
 def restart_stale(s, facts):
@@ -630,15 +300,11 @@ def plan(s, facts, source, rid=None):
     new_venv = source.venv_hash if source.venv_hash and source.venv_hash not in facts.venvs \
         else None
     check_space(s, facts, source, new_venv or (source.venv_hash is None))
-    would = f"{source.action} as release {rid}" + (
-        f" and build virtualenv {new_venv}" if new_venv else "")
-    move = moved(s, facts)
-
-    def ship_it(h):
-        return ", ".join(filter(None, [ship(h, source, rid if source.identity else None), move]))
-    said = ", ".join(filter(None, [released(rid, new_venv), move]))
-    return Plan(changes + runtime_files(s, facts, "") + [Call(said, ship_it, would)],
-                notes=strangers(s, facts))
+    shipment = Shipment(source, rid, new_venv, facts.live_release)
+    ship = shipment.changes(s)
+    ship[-2].said = moved(s, facts)  # the switch moves an earlier version's deployment
+    return Plan(changes + runtime_files(s, facts, "") + ship, notes=strangers(s, facts),
+                cleanup=shipment.cleanup)
 
 
 def resolve_local(h):

@@ -12,13 +12,13 @@ output or a log. Every script checks what exists itself: a re-run creates nothin
 and nothing here ever drops data.
 """
 
+from tasks.accounts import foreign_user, system_account
 from tasks.declared import Journal, Needs
 from tasks.engines import PG_RESTART, data_packages, data_ports, data_services, redis_unit
 from tasks.plan import Call, Command, Plan, Step
 from tasks.roles import address, database_host
 from tasks.shell import PYTHON, DeployError, q
-from tasks.steps.app import foreign_user, restart, system_account
-from tasks.switch import serving
+from tasks.switch import restart, serving
 
 # MariaDB logs to the journal (Debian's default); PostgreSQL and Redis to files.
 PG_LOG = "/var/log/postgresql/postgresql-*-main.log"  # * : the version

@@ -1,12 +1,14 @@
 """Planning without a server: facts in, plans and rendered files out."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 from invoke import Config
 
-from tasks import deploy, lock, switch
+from tasks import deploy, lock, release, switch
 from tasks import facts as facts_module
+from tasks import source as sources
 from tasks.config import load
 from tasks.facts import Facts, Program, script
 from tasks.health import parse_probe
@@ -242,15 +244,15 @@ def test_the_site_s_last_answer_stands_until_a_change_that_may_alter_what_it_ser
 
 
 def test_a_release_builds_a_venv_only_when_its_requirements_are_new():
-    unpack = app.unpack_tarball("/tmp/x.tgz")
-    lines = app.release_script(S, unpack, "20260101T000000Z-abcdabcd", "h", "v" * 16, False)
+    unpack = release.unpack_tarball("/tmp/x.tgz")
+    lines = release.release_script(S, unpack, "20260101T000000Z-abcdabcd", "h", "v" * 16, False)
     assert lines[-4:] == ["ln -sfn ../../venvs/vvvvvvvvvvvvvvvv "
                           "/srv/hello-world/releases/20260101T000000Z-abcdabcd/.venv",
                           "(umask 027; printf '%s\\n' h > \"$release/.fab-release.new\")",
                           'chgrp hello-world "$release/.fab-release.new"',
                           'mv "$release/.fab-release.new" "$release/.fab-release"']  # marker last
     assert not any("pip install" in line for line in lines)
-    with_venv = app.release_script(S, unpack, "r", "h", "v" * 16, True)
+    with_venv = release.release_script(S, unpack, "r", "h", "v" * 16, True)
     assert any("pip install" in line for line in with_venv)
 
 
@@ -258,12 +260,12 @@ def test_a_git_source_is_fetched_into_a_root_mirror_and_exported_by_commit():
     g = load(Config(overrides={"app": {"source": "https://git.example.org/shop.git",
                                            "ref": "v1.2"}}))
     assert g.source_is_git and not S.source_is_git and "git" in needs(g).packages
-    script = app.git_resolve_script(g)
+    script = sources.git_resolve_script(g)
     assert "git clone --quiet --mirror -- https://git.example.org/shop.git " \
            "/srv/hello-world/repo.git.fab-new" in script
     assert "rev-parse --verify --quiet 'v1.2^{commit}'" in script
     sha = "0123456789abcdef0123456789abcdef01234567"
-    assert app.unpack_commit(g, sha) == [
+    assert release.unpack_commit(g, sha) == [
         f"git -C /srv/hello-world/repo.git archive --format=tar {sha} "
         '| tar -x -C "$release" --no-same-owner']
     assert app.release_id(sha).endswith("-01234567")
@@ -366,12 +368,13 @@ def converged_facts(s=S):
 
 
 def said(plan):
-    return [change.said for change in plan.changes]
+    """What the plan's changes say in the step line (the silent ones left out)."""
+    return [change.said for change in plan.changes if change.said]
 
 
 def test_a_converged_server_plans_nothing_and_every_step_says_why():
     f = converged_facts()
-    same = app.Source("feedface", "0123456789abcdef")
+    same = sources.Source("feedface", "0123456789abcdef")
     assert packages.plan(S, f).changes == [] and packages.plan(S, f).ok == "4 packages present"
     assert app.plan(S, f, same).changes == []
     assert app.plan(S, f, same).ok == "release 20260101T000000Z-aaaaaaaa is live"
@@ -455,30 +458,40 @@ def test_packages_repair_an_interrupted_dpkg_first_even_with_nothing_missing():
 
 def test_app_plans_a_release_only_for_new_code_and_a_venv_only_for_new_requirements():
     f = converged_facts()
-    code_only = app.plan(S, f, app.Source("c0ffee", "0123456789abcdef", "upload 3 files"),
+    code_only = app.plan(S, f, sources.Source("c0ffee", "0123456789abcdef", "upload 3 files"),
                          rid="20270101T000000Z-c0ffee00")
     assert said(code_only) == ["released 20270101T000000Z-c0ffee00"]
-    assert code_only.changes[0].would == "upload 3 files as release 20270101T000000Z-c0ffee00"
-    new_reqs = app.plan(S, f, app.Source("c0ffee", "fedcba9876543210"), rid="r")
+    # the release as named changes, each shown in a dry run
+    assert [change.would for change in code_only.changes] == [
+        "upload 3 files as release 20270101T000000Z-c0ffee00",
+        "build release 20270101T000000Z-c0ffee00 as fab-build-hello-world, then seal it root's",
+        "switch to release 20270101T000000Z-c0ffee00, checked by a candidate",
+        "keep the newest 5 releases"]
+    new_reqs = app.plan(S, f, sources.Source("c0ffee", "fedcba9876543210"), rid="r")
     assert said(new_reqs) == ["released r with new virtualenv fedcba9876543210"]
+    assert new_reqs.changes[1].would == ("build release r and virtualenv fedcba9876543210 as "
+                                         "fab-build-hello-world, then seal it root's")
+    migrating = dataclasses.replace(S, release_command="flask db upgrade")
+    phase = app.plan(migrating, f, sources.Source("c0ffee", "0123456789abcdef"), rid="r")
+    assert phase.changes[2].would.startswith("run `flask db upgrade` in it before traffic")
 
 
 def test_app_restarts_the_live_app_covered_when_only_its_environment_changed(tmp_path):
     env = tmp_path / "prod.env"
     env.write_text("API_KEY=s3cret\n")
     s = load(Config(overrides={"app": {"env_file": str(env)}}))
-    plan = app.plan(s, converged_facts(s), app.Source("feedface", "0123456789abcdef"))
+    plan = app.plan(s, converged_facts(s), sources.Source("feedface", "0123456789abcdef"))
     upload, restart = plan.changes
     assert (upload.path, upload.owner, upload.group, upload.mode) == \
         ("/etc/hello-world/env", "root", "hello-world", "0640")
     assert upload.shown(upload.content) == "API_KEY=****\n"
-    assert upload.said == "updated the app's environment" and restart.run is app.restart
+    assert upload.said == "updated the app's environment" and restart.run is switch.restart
 
 
 def test_a_fresh_server_gets_system_accounts_and_a_first_release_of_a_git_source():
     g = load(Config(overrides={"app": {"name": "shop",
                                        "source": "https://git.example.org/shop.git"}}))
-    plan = app.plan(g, facts_for(S), app.Source(None, None))
+    plan = app.plan(g, facts_for(S), sources.Source(None, None))
     assert said(plan)[0] == "created the app's account shop"
     script = plan.changes[0].script
     for account, comment in (("shop", "'fab app shop'"),
@@ -496,35 +509,36 @@ def test_a_tree_the_app_user_can_write_or_an_app_user_with_sudo_is_refused():
     f.modes["/srv"] = ("root", "hello-world", "775")
     with pytest.raises(DeployError, match="/srv is writable by the app user hello-world "
                                           r"\(root:hello-world 775\)"):
-        app.plan(S, f, app.Source("feedface", "0123456789abcdef"))
+        app.plan(S, f, sources.Source("feedface", "0123456789abcdef"))
     f.user_groups = {"hello-world"}
     f.modes["/srv"] = ("root", "root", "1777")
     with pytest.raises(DeployError, match="/srv is writable by the app user"):
-        app.plan(S, f, app.Source("feedface", "0123456789abcdef"))
+        app.plan(S, f, sources.Source("feedface", "0123456789abcdef"))
     tom = load(Config(overrides={"app": {"user": "tom"}}))
     f = converged_facts(tom)
     f.user_groups = {"tom", "sudo"}
     with pytest.raises(DeployError, match="app.user=tom is in group sudo, so the app could "
                                           "become root"):
-        app.plan(tom, f, app.Source("feedface", "0123456789abcdef"))
+        app.plan(tom, f, sources.Source("feedface", "0123456789abcdef"))
 
 
 def test_an_older_deployment_moves_to_the_apps_own_account_and_says_so():
     f = converged_facts()
     f.program_conf = {"user": "tom", "directory": "/home/tom/hello-world/current"}
     f.current_hash = ""
-    (ship,) = app.plan(S, f, app.Source("c0ffee", "0123456789abcdef"), rid="r").changes
-    assert ship.said == ("released r, moved the app from user tom and /home/tom/hello-world to "
-                         "user hello-world and /srv/hello-world (the old tree stays, for you to "
-                         "remove: its logs are in /var/log/hello-world)")
+    plan = app.plan(S, f, sources.Source("c0ffee", "0123456789abcdef"), rid="r")
+    assert ", ".join(said(plan)) == (
+        "released r, moved the app from user tom and /home/tom/hello-world to user hello-world "
+        "and /srv/hello-world (the old tree stays, for you to remove: its logs are in "
+        "/var/log/hello-world)")
 
 
 def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_follow_links():
-    lines = app.release_script(S, [], "r", "h", "v" * 16, True)
+    lines = release.release_script(S, [], "r", "h", "v" * 16, True)
     text = "\n".join(lines)
     build = next(line for line in lines if line.startswith("build()"))
     assert "systemd-run --quiet --wait --pipe --collect --uid=fab-build-hello-world" in build
-    assert all(f"-p {p}" in build for p in app.BUILD_SANDBOX)
+    assert all(f"-p {p}" in build for p in release.BUILD_SANDBOX)
     assert '-p "ReadWritePaths=$release"' in build
     assert "-p RuntimeMaxSec=900" in build
     venv = "/srv/hello-world/venvs/vvvvvvvvvvvvvvvv"
@@ -543,7 +557,7 @@ def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_fo
 
 def test_a_git_password_reaches_git_only_through_its_credential_file():
     g = load(Config(overrides={"app": {"source": "https://d:s3cr3t@git.example.org/x.git"}}))
-    script = app.git_resolve_script(g)
+    script = sources.git_resolve_script(g)
     assert "s3cr3t" not in script
     assert "credential.helper='store --file=/srv/hello-world/repo.git.credentials'" in script
     assert "clone --quiet --mirror -- https://git.example.org/x.git" in script
@@ -569,7 +583,7 @@ def test_nginx_removes_the_default_site_and_makes_a_certificate_before_the_site(
     (site,) = nginx.plan(S, f).changes
     assert site.said == "removed the default site" and site.path == S.nginx_site
     tls = nginx.plan(TLS, converged_facts(TLS))
-    assert said(tls) == ["made a self-signed certificate in /etc/hello-world/tls", ""]
+    assert said(tls) == ["made a self-signed certificate in /etc/hello-world/tls"]
     assert tls.changes[1].path == TLS.nginx_site  # the site is installed again, after it
     assert "ec_paramgen_curve:prime256v1" in tls.changes[0].script
 
@@ -654,10 +668,10 @@ def test_static_anywhere_and_only_one_default_site_per_server():
 def test_gunicorn_and_extra_packages_are_part_of_the_venv_and_its_hash(tmp_path):
     (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
     drivers = load(Config(overrides={"app": {"packages": "pymysql cryptography"}}))
-    assert app.requirements_hash(tmp_path, S) != app.requirements_hash(tmp_path, drivers)
-    lines = app.release_script(drivers, [], "r", "h", "v" * 16, True)
+    assert sources.requirements_hash(tmp_path, S) != sources.requirements_hash(tmp_path, drivers)
+    lines = release.release_script(drivers, [], "r", "h", "v" * 16, True)
     assert "extra='pymysql cryptography'" in lines and "set -f" in "\n".join(lines)
-    assert any(line.endswith(f'|| extra="$extra {app.GUNICORN}"') for line in lines)
+    assert any(line.endswith(f'|| extra="$extra {sources.GUNICORN}"') for line in lines)
 
 
 def test_https_stays_open_while_another_apps_site_uses_it():
@@ -670,14 +684,14 @@ def test_https_stays_open_while_another_apps_site_uses_it():
 
 def test_shared_paths_are_linked_into_each_release_and_made_by_the_app_user():
     s = load(Config(overrides={"app": {"shared_paths": "logs/ instance/ app.db"}}))
-    lines = app.link_shared(s)
+    lines = release.link_shared(s)
     assert "runuser -u hello-world -- mkdir -p /srv/hello-world/shared/logs" in lines
     assert 'ln -s /srv/hello-world/shared/app.db "$release"/app.db' in lines
     assert not any(line.startswith(("install", "chown", "mkdir -p /srv")) for line in lines)
-    script = app.release_script(s, ["UNPACK"], "r", "h", "v" * 16, True)
+    script = release.release_script(s, ["UNPACK"], "r", "h", "v" * 16, True)
     assert script.index("UNPACK") < script.index(lines[0]) < \
         script.index('chown -hR fab-build-hello-world:fab-build-hello-world "$release"')
-    assert app.link_shared(S) == []
+    assert release.link_shared(S) == []
 
 
 def test_extra_processes_are_programs_of_the_same_release_with_the_apps_environment():
@@ -704,11 +718,11 @@ def test_extra_processes_are_programs_of_the_same_release_with_the_apps_environm
 
 def test_programs_left_on_another_release_are_restarted_covered_on_the_live_one():
     f = converged_facts()
-    same = app.Source("feedface", "0123456789abcdef")
+    same = sources.Source("feedface", "0123456789abcdef")
     old = "/srv/hello-world/releases/20250101T000000Z-bbbbbbbb"
     f.running["hello-world"] = f.running["hello-world"]._replace(release=old)
     (restart,) = app.plan(S, f, same).changes
-    assert restart.run is app.restart
+    assert restart.run is switch.restart
     assert restart.said == ("restarted hello-world on the live release 20260101T000000Z-aaaaaaaa "
                             "(they still ran 20250101T000000Z-bbbbbbbb: a switch was interrupted)")
     # a process that changed folder on its own is not judged; a deleted release is
@@ -722,7 +736,7 @@ def test_programs_left_on_another_release_are_restarted_covered_on_the_live_one(
 def test_what_an_interrupted_run_half_built_is_removed_first():
     f = converged_facts()
     f.half_built = ["release 20270101T000000Z-cccccccc", "venv fedcba9876543210"]
-    (cleanup,) = app.plan(S, f, app.Source("feedface", "0123456789abcdef")).changes
+    (cleanup,) = app.plan(S, f, sources.Source("feedface", "0123456789abcdef")).changes
     assert cleanup.script == ("rm -rf -- /srv/hello-world/releases/20270101T000000Z-cccccccc "
                               "/srv/hello-world/venvs/fedcba9876543210")
     assert "interrupted run" in cleanup.said
@@ -734,9 +748,9 @@ def test_a_release_that_would_not_fit_is_refused_before_anything_changes():
     f = converged_facts()
     f.venvs = {"0123456789abcdef": 40 * 1024}
     f.disk = Disk(1024 * 1024, 50 * 1024)  # 50 MB free
-    code_only = app.Source("new", "0123456789abcdef", size_kb=2048)
+    code_only = sources.Source("new", "0123456789abcdef", size_kb=2048)
     assert said(app.plan(S, f, code_only))[-1].startswith("released ")  # 2 + 32 MB fits
-    new_reqs = app.Source("new", "ffffffffffffffff", size_kb=2048)
+    new_reqs = sources.Source("new", "ffffffffffffffff", size_kb=2048)
     with pytest.raises(DeployError) as e:
         app.plan(S, f, new_reqs)
     assert str(e.value).startswith("not enough disk space for a new release: 50 MB free where "
@@ -778,7 +792,7 @@ def test_a_rollback_finishes_what_an_interrupted_one_left_instead_of_going_furth
     f.running["hello-world"] = f.running["hello-world"]._replace(
         release="/srv/hello-world/releases/20250101T000000Z-bbbbbbbb")
     (restart,) = deploy.rollback_plan(S, f).changes
-    assert restart.run is app.restart
+    assert restart.run is switch.restart
     assert deploy.rollback_plan(S, f, to="20260101T000000Z-aaaaaaaa").ok.endswith("already live")
 
 
@@ -856,10 +870,10 @@ def test_an_env_file_with_database_url_wins_over_a_local_database(tmp_path):
 
 
 def test_the_driver_joins_the_venv_unless_the_app_pins_its_own():
-    assert app.extras_line(PG).endswith(b"psycopg2-binary==2.9.10")
-    assert app.extras_line(MY).endswith(b"PyMySQL==1.1.1")
-    assert app.extras_line(S).endswith(b"gunicorn==23.0.0")
-    script = "\n".join(app.release_script(PG, [], "r", "h", "v" * 16, True))
+    assert sources.extras_line(PG).endswith(b"psycopg2-binary==2.9.10")
+    assert sources.extras_line(MY).endswith(b"PyMySQL==1.1.1")
+    assert sources.extras_line(S).endswith(b"gunicorn==23.0.0")
+    script = "\n".join(release.release_script(PG, [], "r", "h", "v" * 16, True))
     assert "'^[[:space:]]*psycopg2(-binary)?([^A-Za-z0-9_.-]|$)'" in script
     assert 'extra="$extra psycopg2-binary==2.9.10"' in script
 
