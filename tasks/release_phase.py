@@ -26,12 +26,12 @@ def as_the_app(s, release, command, timeout=None, terminal=False):
 
 def release_phase(h, release):
     """Run app.release_command in the new RELEASE before any traffic reaches it; a failure
-    stops the deploy with the command's output. Returns what the step line adds."""
+    stops the deploy with the command's output. Returns what the step line says of it."""
     s = h.settings
     if not s.release_command:
         return ""
     if getattr(h.c, "release_phase_done", False):
-        return " (its release command ran on the first host)"
+        return "its release command ran on the first host"
     backup, undo = "", ""
     # A migration is the one change a rollback cannot undo: keep the data before it.
     if s.local_engine != "none" and "db" in h.facts.database:
@@ -53,6 +53,5 @@ def release_phase(h, release):
         raise DeployError(f"the release command `{s.release_command}` failed (exit "
                           f"{result.exited}); nothing was switched{undo}. Its output:\n"
                           + "\n".join("  | " + line for line in output))
-    return (f", backed up the database to {backup}" + (f" on {s.roles['db'][0]}" if
-            s.database_host else "") if backup else "") + \
-        f", ran `{s.release_command}`"
+    return (f"backed up the database to {backup}" + (f" on {s.roles['db'][0]}" if
+            s.database_host else "") + ", " if backup else "") + f"ran `{s.release_command}`"

@@ -148,7 +148,8 @@ class Shipment:
             Call(released(rid, self.new_venv), self.build,
                  f"build release {rid}{venv} as {s.build_user}, then seal it root's"),
             *([Call("", self.release_phase, f"run `{s.release_command}` in it before traffic "
-                    "moves (the database backed up first)")] if s.release_command else []),
+                    "moves" + (" (the database backed up first)" if s.managed_database != "none"
+                               else ""))] if s.release_command else []),
             Call("", self.switch, f"switch to release {rid}, checked by a candidate"),
             Call("", self.prune, f"keep the newest {s.keep_releases} releases"),
         ]
