@@ -35,6 +35,7 @@ from tasks.fields import DEFAULTS  # noqa: E402
 from tasks.health import app_socket, probe_command  # noqa: E402
 from tasks.settings import Settings  # noqa: E402
 from tasks.shell import PYTHON  # noqa: E402
+from tasks.steps import needs  # noqa: E402
 from tasks.switch import RESTART_NOW, candidate_unit, start_candidate, stop_candidate  # noqa: E402
 from tests.load import Load  # noqa: E402
 
@@ -155,7 +156,7 @@ rm -f /etc/nginx/sites-enabled/default && systemctl reload nginx
 def fact_script():
     """Converged: one command reading what fab's facts read (tasks/facts.py's script, for
     the default settings)."""
-    return script(DEFAULT_SETTINGS)
+    return script(DEFAULT_SETTINGS, needs(DEFAULT_SETTINGS))
 
 
 def over_ssh(servers, script):

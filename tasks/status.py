@@ -11,8 +11,9 @@ from invoke import task
 
 from tasks import steps
 from tasks.backups import size_script
-from tasks.facts import fact_of, framed, sections, services_script
+from tasks.facts import fact_of, framed, sections
 from tasks.health import parse_probe, probe_command
+from tasks.readers import services_script
 from tasks.run import open_host
 from tasks.shell import DeployError, q
 from tasks.switch import stale_programs

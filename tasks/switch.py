@@ -19,8 +19,8 @@ import re
 import uuid
 from contextlib import contextmanager
 
-from tasks.facts import SUPERVISOR_RPC
 from tasks.health import app_socket, parse_probe, probe_command
+from tasks.readers import SUPERVISOR_RPC
 from tasks.shell import PYTHON, DeployError, q
 from tasks.units import transient
 
@@ -153,7 +153,7 @@ def live_release(h):
 
 
 def release_of(s, program):
-    """The release a running PROGRAM (a facts.Program) was started in, from its working
+    """The release a running PROGRAM (a readers.Program) was started in, from its working
     folder; None if it runs elsewhere (a process that changed folder) or not at all."""
     prefix = f"{s.releases}/"
     if program.state != "RUNNING" or not program.release.startswith(prefix):

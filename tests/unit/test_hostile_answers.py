@@ -95,7 +95,7 @@ def test_what_the_server_prints_cannot_drive_the_terminal():
 
 def test_app_user_is_adopted_only_when_fab_made_it():
     from tasks import accounts
-    from tasks.facts import Account
+    from tasks.readers import Account
     f = converged_facts()
     assert accounts.foreign_user(S, f) is None  # fab's comment
     f.user_account = Account("www-data", "/var/www", "/usr/sbin/nologin")

@@ -10,10 +10,11 @@ from tasks import deploy, lock, release, switch
 from tasks import facts as facts_module
 from tasks import source as sources
 from tasks.config import load
-from tasks.facts import Facts, Program, script
+from tasks.facts import Facts, script
 from tasks.health import parse_probe
 from tasks.host import Host
 from tasks.plan import Call, Command, Plan, apply
+from tasks.readers import Program
 from tasks.shell import DeployError, sha256
 from tasks.steps import app, firewall, needs, nginx, packages, supervisor
 from tasks.steps.app import ancestors
@@ -353,7 +354,7 @@ def test_templates_refuse_missing_values():
 
 def converged_facts(s=S):
     """CONVERGED with every managed file as the tool would write it."""
-    from tasks.facts import FileFact
+    from tasks.readers import FileFact
     f = parse(CONVERGED)
     wanted = {s.supervisor_conf: supervisor.render_conf(s), s.nginx_site: render_site(s),
               s.gunicorn_conf: app.gunicorn_conf(s)}
@@ -744,7 +745,7 @@ def test_what_an_interrupted_run_half_built_is_removed_first():
 
 
 def test_a_release_that_would_not_fit_is_refused_before_anything_changes():
-    from tasks.facts import Disk
+    from tasks.readers import Disk
     f = converged_facts()
     f.venvs = {"0123456789abcdef": 40 * 1024}
     f.disk = Disk(1024 * 1024, 50 * 1024)  # 50 MB free
@@ -805,7 +806,7 @@ LITE = load(Config(overrides={"app": {"database": "sqlite"}}))
 
 def database_facts(s=PG):
     from tasks.engines import PG_RESTART, redis_unit
-    from tasks.facts import FileFact, Service
+    from tasks.readers import FileFact, Service
     f = converged_facts(s)
     f.services.update({u: Service("enabled", "active") for u in ("postgresql", "mariadb",
                                                                     redis_unit(s))})

@@ -7,7 +7,8 @@ import pytest
 from invoke import Config
 
 from tasks.config import ConfigError, load, validate
-from tasks.facts import Facts, ufw_rule
+from tasks.facts import Facts
+from tasks.readers import ufw_rule
 from tasks.roles import for_host, roles_of, selected
 from tasks.shell import DeployError
 from tasks.steps import database, firewall, needs
