@@ -12,7 +12,7 @@ from invoke import Exit, task
 from tasks import steps
 from tasks.output import LinePrefixer, say
 from tasks.plan import Call, Plan, Probe, Step
-from tasks.provision import BREAK_LOCK, DRY_RUN, Rolling, converge
+from tasks.provision import BREAK_LOCK, DRY_RUN, FromExecutor, Rolling, converge
 from tasks.release_phase import as_the_app
 from tasks.results import report
 from tasks.run import open_host
@@ -64,12 +64,12 @@ def rollback_plan(s, facts, to=None):
 
 
 @task(klass=Rolling, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
-def deploy(c, dry_run=False, break_lock=False):
+def deploy(c, dry_run=False, break_lock=False, batch=None):
     """Ship the app (local folder or git ref) as a release: zero downtime, health-checked.
 
     Runs provision's steps first (they do nothing when converged), then checks the
     site's health through nginx."""
-    return converge(c, "deploy", [*steps.provision(), HEALTH], dry_run, break_lock)
+    return converge(c, "deploy", [*steps.provision(), HEALTH], dry_run, break_lock, batch)
 
 
 @task(help={"to": "the release to return to (default: the one before the live one)",
@@ -102,13 +102,13 @@ class Executed:
             report(results)
 
 
-@task(name="exec")
-def exec_(c):
+@task(name="exec", klass=FromExecutor)
+def exec_(c, remainder=""):
     """Run the command after `--` in the live release, as the app runs: fab exec -- flask shell.
 
     As the app user, with its venv first on PATH and its environment, in the release folder;
     on a terminal of its own when fab has one. fab exits with the command's exit code."""
-    command = getattr(c, "remainder", "")
+    command = remainder
     if not command:
         raise Exit("exec: give the command after --, like: fab -H web1 exec -- flask db current",
                    code=2)

@@ -17,13 +17,14 @@ from invoke import Exit
 from invoke.exceptions import UncastableEnvVar
 
 from tasks.balancer import balancing, drained
-from tasks.config import ROLES, ConfigError, raw, validate
+from tasks.config import ConfigError, raw, validate
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
 from tasks.output import say
 from tasks.provision import Rolling
 from tasks.results import Skipped, Unreached, report
-from tasks.roles import bare, selected
+from tasks.roles import selected
+from tasks.rollout import drains, rollout
 
 MAX_PARALLEL = 32
 
@@ -46,8 +47,10 @@ class HostsExecutor(Executor):
         remainder = ""
         if self.core.remainder and any(getattr(t, "name", t) == "exec" for t in tasks):
             remainder, self.core.remainder = self.core.remainder, ""
-        self.remainder = remainder
         calls = self.expand_calls(self.normalize(tasks))
+        for call in calls:
+            if getattr(call.task, "name", "") == "exec":
+                call.kwargs["remainder"] = remainder
         results, failed = {}, False
         for group in self.groups(calls):
             self.load_config(group[0])
@@ -102,7 +105,6 @@ class HostsExecutor(Executor):
         context = call.make_context(self.config)
         if isinstance(call, ConnectionCall):
             secure(context, raw(self.config)["host_keys"])
-            context.remainder = self.remainder  # read by `fab exec`
         return context
 
     def validate_config(self):
@@ -113,70 +115,49 @@ class HostsExecutor(Executor):
                 print(f"config: {problem}", file=sys.stderr)
             raise Exit("config: fix the values above in fabric.yaml (or -f FILE)", code=2) from None
 
-    def batches(self, group, size):
-        """[(calls, whether their release phase already ran)]: all hosts at once, or SIZE at
-        a time. A deploy with a release command (migrations) runs it once: on the first host,
-        alone, before any other host moves."""
-        first = []
-        if len(group) > 1 and isinstance(group[0].task, Rolling) \
-                and raw(self.config)["release_command"]:
-            first, group = [(group[:1], False)], group[1:]
-        size = size if size > 0 else max(len(group), 1)
-        return first + [(group[start:start + size], bool(first))
-                        for start in range(0, len(group), size)]
-
     def run_batches(self, group, size):
-        """Run the batches in turn, skipping the rest after a batch that failed. With
-        app.roles, a Rolling task takes the database host first, then the web and worker
-        hosts (behind balancers: the web hosts one batch at a time, --serial, default 1,
-        out of the balancers while they change), then the balancers."""
-        roles = raw(self.config)["roles"] or {}
-        if not (roles and isinstance(group[0].task, Rolling)):
-            return self.run_in_turn(self.batches(group, size))
-        role_of = {bare(h): role for role, hosts in roles.items() for h in hosts}
-        by_role = {role: [c for c in group if role_of.get(bare(c.init_kwargs["host"])) == role]
-                   for role in ROLES}
-        strangers = [c for c in group if bare(c.init_kwargs["host"]) not in role_of]
-        apps = by_role["web"] + by_role["worker"] + strangers  # strangers: told they have none
-        first = [(by_role["db"], True)] if by_role["db"] else []
-        last = [(by_role["lb"], True)] if by_role["lb"] else []
-        lbs = roles.get("lb", [])
-        # A lone web host is never drained: nothing else could answer. Its own candidate
-        # covers its restarts, as on a single server.
-        if not (lbs and by_role["web"] and len(roles.get("web", [])) > 1
-                and not group[0].kwargs.get("dry_run")):
-            return self.run_in_turn(first + self.batches(apps, size) + last)
-        balancers = [self.context_for(self.parameterize(group[0], {"host": lb})) for lb in lbs]
-        try:
-            live = [context for context in balancers if balancing(context)]
-        except Exception as e:  # one line, whatever went wrong
-            message = f"cannot read the balancer: {explain_exception(e, balancers[0])}"
-            say(lbs[0], f"failed   {message}", sys.stderr)
-            return {call.init_kwargs["host"]: Unreached(message) for call in group}
+        """Run the rollout's batches (tasks.rollout) of the task's calls in GROUP in turn,
+        skipping the rest after a batch that failed; with balancers that serve, each batch's
+        web hosts out of them while it runs."""
+        values = raw(self.config)
+        roles, rolling = values["roles"] or {}, isinstance(group[0].task, Rolling)
+        hosts = [call.init_kwargs["host"] for call in group]
+        balancers, live = [], []
+        if rolling and drains(hosts, roles, group[0].kwargs.get("dry_run")):
+            balancers = [self.context_for(self.parameterize(group[0], {"host": lb}))
+                         for lb in roles["lb"]]
+            try:
+                live = [context for context in balancers if balancing(context)]
+            except Exception as e:  # one line, whatever went wrong
+                message = f"cannot read the balancer: {explain_exception(e, balancers[0])}"
+                say(roles["lb"][0], f"failed   {message}", sys.stderr)
+                return {host: Unreached(message) for host in hosts}
+        calls = dict(zip(hosts, group, strict=True))
         try:  # a fresh fleet (no balancer serves yet) has nothing to drain
-            serial = min(size or 1, max(len(by_role["web"]) - 1, 1)) if live else size
-            webs = {bare(c.init_kwargs["host"]) for c in by_role["web"]}
-            return self.run_in_turn(first + self.batches(apps, serial) + last, live, webs)
+            batches = rollout(hosts, roles, size, rolling, bool(values["release_command"]),
+                              draining=bool(live))
+            return self.run_in_turn(batches, calls, live)
         finally:
             for context in balancers:
                 context.close()
 
-    def run_in_turn(self, batches, balancers=(), web_hosts=frozenset()):
-        """Run BATCHES [(calls, release phase done)] one after the other; the WEB_HOSTS of
-        each batch out of BALANCERS while it runs."""
+    def run_in_turn(self, batches, calls, balancers):
+        """Run BATCHES (tasks.rollout.Batch) of CALLS ({host: call}) one after the other."""
         results = {}
-        for calls, release_phase_done in batches:
-            batch = [(call, self.context_for(call)) for call in calls]
-            for _, context in batch:  # read by tasks.release_phase
-                context.release_phase_done = release_phase_done
-            hosts = [context.original_host for _, context in batch]
-            out = [host for host in hosts if bare(host) in web_hosts]
+        for batch in batches:
+            work = [(calls[host], self.context_for(calls[host])) for host in batch.hosts]
+            for call, _ in work:
+                if isinstance(call.task, Rolling):  # its own argument, never a flag
+                    call.kwargs["batch"] = batch
+            # results go by Fabric's original_host: the host without user@ and :port
+            out = [context.original_host for call, context in work
+                   if call.init_kwargs["host"] in batch.drain]
             if any(r is not None and r.failed for r in results.values()):
-                results.update((host, Skipped()) for host in hosts)
+                results.update((context.original_host, Skipped()) for _, context in work)
             elif balancers and out:
-                results.update(self.run_drained(batch, out, balancers))
+                results.update(self.run_drained(work, out, balancers))
             else:
-                results.update(self.run_parallel(batch))
+                results.update(self.run_parallel(work))
         return results
 
     def run_drained(self, batch, hosts, balancers):

@@ -31,6 +31,7 @@ class Host:
     hold: object = None  # tasks.lock.Hold, while the run holds the server's deploy lock
     source: object = None  # tasks.source.Source, once resolved
     site_answer: str = ""  # the site's healthy answer through nginx since the last change
+    release_phase_done: bool = False  # its batch's release command ran on the first host
 
     def __post_init__(self):
         self.run = self.run or Run(self.name)

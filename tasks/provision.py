@@ -18,10 +18,22 @@ BREAK_LOCK = ("take the deploy lock from another run (a dead run's is taken over
               "once its SSH session has ended; this is for the rest)")
 
 
-class Rolling(Task):
-    """A task the executor runs on many hosts in batches: `--serial N` is the executor's
-    (tasks/executor.py), so the task's own function never sees it. Its release command
-    (app.release_command) runs once, on the first host, before the others move."""
+class FromExecutor(Task):
+    """A task some of whose arguments the executor gives it (tasks/executor.py): its batch
+    of a rollout, the command after `--`. They are never flags."""
+
+    GIVEN = ("batch", "remainder")
+
+    def get_arguments(self, ignore_unknown_help=None):
+        return [a for a in super().get_arguments(ignore_unknown_help)
+                if a.name not in self.GIVEN]
+
+
+class Rolling(FromExecutor):
+    """A task the executor runs on many hosts in batches (tasks.rollout): `--serial N` is
+    the executor's, so the task's own function never sees it; it gets its `batch` instead.
+    Its release command (app.release_command) runs once, on the first host, before the
+    others move."""
 
     SERIAL = Argument(names=("serial", "s"), kind=int, default=0,
                       help="N hosts at a time, stopping after a batch with a failure "
@@ -31,15 +43,17 @@ class Rolling(Task):
         return [*super().get_arguments(ignore_unknown_help), self.SERIAL]
 
 
-def converge(c, action, steps, dry_run=False, break_lock=False):
+def converge(c, action, steps, dry_run=False, break_lock=False, batch=None):
     """Run STEPS in order on one host, holding its deploy lock (not in a dry run, which
     changes nothing); gather facts again after any step that changed something, and wait
     for work started in the background before a step that needs it (and before the run
     ends). The run goes in the server's deploy log as ACTION (the task's name). Returns the
     host's Run.
 
-    A converged run is one round trip: the lock, the log line and the facts."""
+    A converged run is one round trip: the lock, the log line and the facts. BATCH: the
+    host's batch of the rollout (tasks.rollout), when the executor runs it."""
     began, h = time.monotonic(), open_host(c, dry_run)
+    h.release_phase_done = bool(batch and batch.release_phase_done)
     try:
         prepare(h, steps)  # local work first: the log line names the source
         if dry_run:
@@ -75,16 +89,16 @@ def settle(h):
 def step_task(step):
     """`fab STEP`: converge that one step, e.g. `fab -H web1 nginx --dry-run`."""
     @task(name=step.name, klass=Rolling, help={"dry-run": DRY_RUN})
-    def one_step(c, dry_run=False):
-        return converge(c, step.name, [step], dry_run)
+    def one_step(c, dry_run=False, batch=None):
+        return converge(c, step.name, [step], dry_run, batch=batch)
     one_step.__doc__ = one_step.body.__doc__ = step.doc
     return one_step
 
 
 @task(klass=Rolling, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
-def provision(c, dry_run=False, break_lock=False):
+def provision(c, dry_run=False, break_lock=False, batch=None):
     """Set up the whole stack: packages, app + venv, supervisor, nginx, firewall."""
-    return converge(c, "provision", steps.provision(), dry_run, break_lock)
+    return converge(c, "provision", steps.provision(), dry_run, break_lock, batch)
 
 
 STEP_TASKS = [step_task(step) for step in steps.provision()]

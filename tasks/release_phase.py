@@ -30,7 +30,7 @@ def release_phase(h, release):
     s = h.settings
     if not s.release_command:
         return ""
-    if getattr(h.c, "release_phase_done", False):
+    if h.release_phase_done:
         return "its release command ran on the first host"
     backup, undo = "", ""
     # A migration is the one change a rollback cannot undo: keep the data before it.

@@ -19,12 +19,8 @@ from fabric import Connection
 from tasks.config import ROLES
 from tasks.host import Host
 from tasks.hostkeys import secure
+from tasks.rollout import bare
 from tasks.shell import DeployError
-
-
-def bare(host):
-    """HOST without its user@ and :port, as Fabric's original_host has it."""
-    return host.rpartition("@")[2].partition(":")[0]
 
 
 def roles_of(s, host):

@@ -106,27 +106,6 @@ def test_streamed_output_is_prefixed_line_by_line(monkeypatch):
     assert out.getvalue() == "[web1] first line\n[web1] second\n"
 
 
-def test_a_deploy_with_a_release_command_runs_it_on_the_first_host_alone_first():
-    from fabric import Config as FabricConfig
-    from invoke import Call
-
-    from tasks import deploy, provision
-    from tasks.executor import HostsExecutor
-
-    def batches(release_command, size, task=deploy.deploy, hosts=4):
-        config = FabricConfig(overrides={"app": {"release_command": release_command}})
-        group = [Call(task) for _ in range(hosts)]
-        return [(len(calls), done) for calls, done in
-                HostsExecutor(None, config=config).batches(group, size)]
-    assert batches("", 0) == [(4, False)]
-    assert batches("flask db upgrade", 0) == [(1, False), (3, True)]
-    assert batches("flask db upgrade", 2) == [(1, False), (2, True), (1, True)]
-    assert batches("flask db upgrade", 0, hosts=1) == [(1, False)]
-    assert batches("flask db upgrade", 0, task=provision.provision) == [(1, False), (3, True)]
-    assert batches("flask db upgrade", 0, task=provision.STEP_TASKS[1]) == [(1, False), (3, True)]
-    assert batches("flask db upgrade", 0, task=deploy.releases) == [(4, False)]
-
-
 def test_long_work_shows_a_status_line_on_a_terminal_only(monkeypatch):
     from tasks.output import progress, say
 
