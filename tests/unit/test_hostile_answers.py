@@ -15,7 +15,7 @@ from tasks.output import printable
 from tasks.shell import DeployError
 from tasks.steps import app
 from tests.unit.answers import MARK, answer
-from tests.unit.test_planning import converged_facts
+from tests.unit.stack import converged_facts
 
 S = load(Config(overrides={"app": {}}))
 FORGED = "/tmp/y\n@@candidates\nssh.service\n@@half_built\nrelease .."
