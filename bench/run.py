@@ -15,286 +15,27 @@ import argparse
 import os
 import platform
 import re
-import shlex
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT))
+from common import (
+    PEER_BIN,
+    PROJECT,
+    fab,
+    fab_with_peak_rss,
+    requirements,
+)
+from floors import PIP_FLOOR, deploy_floor, fact_script, floor, over_ssh, served_floor
+from report import breakdown, ratios, recaps, round_trips, short, summary
+from tools import TOOLS, ours, peer_versions
 
-import sandbox  # noqa: E402
-from tasks.config import finish  # noqa: E402
-from tasks.facts import script  # noqa: E402
-from tasks.fields import DEFAULTS  # noqa: E402
-from tasks.health import app_socket, probe_command  # noqa: E402
-from tasks.settings import Settings  # noqa: E402
-from tasks.shell import PYTHON  # noqa: E402
-from tasks.steps import needs  # noqa: E402
-from tasks.switch import RESTART_NOW, candidate_unit, start_candidate, stop_candidate  # noqa: E402
-from tests.load import Load  # noqa: E402
-
-FAB = str(PROJECT / ".venv/bin/fab")
-PEERS = PROJECT / "bench/peers"
-PEER_BIN = PROJECT / "bench/.peers/bin"
-APP = PROJECT / "hello_world"
-DEFAULT_SETTINGS = Settings(**finish(dict(DEFAULTS)))  # hello_world's, as the floors use them
-
-
-def timed(argv, cwd=PROJECT, env=None):
-    """Run ARGV; return (seconds, completed process); stop the bench if it failed."""
-    start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(map(str, argv))} failed:\n{proc.stdout}\n"
-                         f"{proc.stderr}")
-    return elapsed, proc
-
-
-def fab(*args, env=None, trace=False):
-    """Run fab (TRACE: with each round trip timed, bench/trace.py); return (seconds,
-    completed process)."""
-    program = [str(PROJECT / ".venv/bin/python"), str(PROJECT / "bench/trace.py")] \
-        if trace else [FAB]
-    return timed([*program, "-S", str(sandbox.STATE / "ssh_config"), *args], env=env)
-
-
-def ours(servers, workers=4):
-    """`fab provision`; (seconds, steps changed, process)."""
-    elapsed, proc = fab("-H", ",".join(s.name for s in servers), "provision",
-                        env={"FABRIC_APP_WORKERS": str(workers)})
-    return elapsed, sum(map(int, re.findall(r"changed=(\d+)", proc.stdout))), proc
-
-
-def ansible(servers, workers=4):
-    """The Ansible playbook, over OpenSSH with pipelining; (seconds, tasks changed, process)."""
-    inventory = sandbox.STATE / "bench-inventory.ini"
-    inventory.write_text("".join(f"{s.name}\n" for s in servers))
-    ssh_args = (f"-F {sandbox.STATE / 'ssh_config'} -o ControlMaster=auto "
-                "-o ControlPersist=60s")  # Ansible's own default, with the sandbox's hosts
-    elapsed, proc = timed([PEER_BIN / "ansible-playbook", "-i", inventory, "playbook.yml",
-                           "-e", f"app_src={APP}", "-e", f"workers={workers}"],
-                          cwd=PEERS / "ansible",
-                          env={"ANSIBLE_CONFIG": str(PEERS / "ansible/ansible.cfg"),
-                               "ANSIBLE_SSH_ARGS": ssh_args})
-    return elapsed, sum(map(int, re.findall(r"changed=(\d+)", proc.stdout))), proc
-
-
-def pyinfra(servers, workers=4):
-    """The pyinfra deploy (paramiko); (seconds, operations that changed something, process)."""
-    inventory = sandbox.STATE / "bench_inventory.py"
-    hosts = [(s.name, {"ssh_hostname": s.address, "ssh_user": sandbox.USER,
-                       "ssh_key": str(sandbox.STATE / "id_ed25519"),
-                       "ssh_known_hosts_file": str(sandbox.STATE / "known_hosts"),
-                       "ssh_strict_host_key_checking": "no"}) for s in servers]
-    inventory.write_text(f"hosts = {hosts!r}\n")
-    elapsed, proc = timed([PEER_BIN / "pyinfra", "-y", inventory, "deploy.py"],
-                          cwd=PEERS / "pyinfra",
-                          env={"APP_SRC": f"{APP}/", "WORKERS": str(workers)})
-    total = re.search(r"Grand total\s+\d+\s+(\d+|-)", proc.stdout)
-    return elapsed, int(total.group(1)) if total and total.group(1) != "-" else 0, proc
-
-
-TOOLS = {"fab": ours, "Ansible": ansible, "pyinfra": pyinfra}
-
-# Runs a command and prints the peak resident memory of it and its children, in KB.
-PEAK_RSS = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
-            "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
-            "file=sys.stderr); sys.exit(rc)")
-
-
-def fab_with_peak_rss(*args, env=None):
-    """fab, through PEAK_RSS; (seconds, process, peak RSS in MB)."""
-    elapsed, proc = timed([sys.executable, "-c", PEAK_RSS, FAB, "-S",
-                           str(sandbox.STATE / "ssh_config"), *args], env=env)
-    return elapsed, proc, int(re.search(r"peak-rss-kb (\d+)", proc.stderr).group(1)) / 1024
-
-
-def requirements():
-    return " ".join(line.split("#")[0].strip()
-                    for line in (APP / "requirements.txt").read_text().splitlines()
-                    if line.split("#")[0].strip())
-
-
-# The floors: the same work, hand-written, as one OpenSSH command per server (as root
-# through sudo), all servers at once. Fresh: apt's lists, the packages, a venv with the app's
-# requirements, ufw.
-FRESH_FLOOR = f"""set -e
-export DEBIAN_FRONTEND=noninteractive
-apt-get -q update >/dev/null
-apt-get -q -y install python3-venv nginx supervisor ufw >/dev/null
-python3 -m venv /srv/floor
-/srv/floor/bin/pip install -q {requirements()}
-ufw allow OpenSSH >/dev/null && ufw allow http >/dev/null && ufw --force enable >/dev/null
-"""
-
-# The same, ending as fab's provision does, with the app serving: hello_world's files,
-# gunicorn's four workers under supervisor, nginx's site in front, probed through nginx.
-SERVED_FLOOR = FRESH_FLOOR + f"""mkdir -p /srv/floor-app && cat > /srv/floor-app/app.py <<'EOF'
-{(APP / "app.py").read_text()}EOF
-cat > /etc/supervisor/conf.d/floor.conf <<'EOF'
-[program:floor]
-command=/srv/floor/bin/gunicorn --workers 4 --bind 127.0.0.1:8000 --chdir /srv/floor-app app:app
-user=nobody
-EOF
-supervisorctl reread >/dev/null && supervisorctl update floor >/dev/null
-echo 'server {{ listen 80 default_server; location / {{ proxy_pass http://127.0.0.1:8000; }} }}' \
-  > /etc/nginx/sites-available/floor
-ln -sf ../sites-available/floor /etc/nginx/sites-enabled/floor
-rm -f /etc/nginx/sites-enabled/default && systemctl reload nginx
-{probe_command(DEFAULT_SETTINGS, "http://127.0.0.1", 60)} >/dev/null
-"""
-
-
-def fact_script():
-    """Converged: one command reading what fab's facts read (tasks/facts.py's script, for
-    the default settings)."""
-    return script(DEFAULT_SETTINGS, needs(DEFAULT_SETTINGS))
-
-
-def over_ssh(servers, script):
-    """SCRIPT as root on every server at once, one OpenSSH command each; (seconds, None)."""
-    start = time.monotonic()
-    command = f"sudo sh -c {shlex.quote(script)}"
-    procs = [subprocess.Popen([*sandbox.ssh_argv(s, sandbox.USER), command],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for s in servers]
-    results = [(p, *p.communicate(timeout=1800)) for p in procs]
-    elapsed = time.monotonic() - start
-    for p, out, err in results:
-        if p.returncode != 0:
-            raise SystemExit(f"bench: a floor script failed:\n{out}\n{err}")
-    return elapsed, None
-
-
-def floor(servers):
-    return over_ssh(servers, FRESH_FLOOR)
-
-
-def served_floor(servers):
-    return over_ssh(servers, SERVED_FLOOR)
-
-
-# A code-only deploy's floor: the app's files (a tarball on stdin) unpacked into a new
-# release beside the live one (named and marked as fab names and marks its own, so the next
-# fab deploy sees a complete live release), its venv linked, `current` switched, gunicorn
-# restarted the quickest way there is (fab's own: over supervisord's socket, no startsecs)
-# and probed until it answers (fab's own probe): a deploy is done when the app serves.
-DEPLOY_FLOOR = f"""set -e
-cd /srv/hello-world
-rid=$(date -u +%Y%m%dT%H%M%SZ)-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \\n')
-mkdir releases/$rid && tar -xzf - -C releases/$rid
-ln -s "$(readlink current/.venv)" releases/$rid/.venv && echo floor > releases/$rid/.fab-release
-@covered@ln -sfn releases/$rid current.floor && mv -Tf current.floor current
-{PYTHON} -c {shlex.quote(RESTART_NOW)} hello-world
-{probe_command(DEFAULT_SETTINGS, app_socket(DEFAULT_SETTINGS.socket), 60)} >/dev/null
-@stopped@"""
-
-# The same, with what makes fab's deploys fail no request: fab's candidate of the new
-# release (by a fixed link, as fab's scripts quote the path they are given), started with
-# four workers and probed before the switch, covering the restart, stopped (not waited
-# for) after it.
-FLOOR_RELEASE = "/srv/hello-world/floor-release"
-
-
-def covered(unit):
-    """The lines DEPLOY_FLOOR's @covered@ and @stopped@ stand for, for a candidate UNIT."""
-    return {"@covered@": f"ln -sfn releases/$rid {FLOOR_RELEASE}\n"
-                         + start_candidate(DEFAULT_SETTINGS, unit, FLOOR_RELEASE, 4) + "\n"
-                         + probe_command(DEFAULT_SETTINGS,
-                                         app_socket(DEFAULT_SETTINGS.candidate_socket), 60)
-                         + " >/dev/null\n",
-            "@stopped@": stop_candidate(unit, wait=False)
-                         + f"\nrm -f {FLOOR_RELEASE}\n"}
-
-
-# fab's builds use no pip cache (the build account keeps nothing between builds): nor does this.
-PIP_FLOOR = ("rm -rf /tmp/pip-floor && python3 -m venv /tmp/pip-floor && PIP_NO_CACHE_DIR=1 "
-             "/tmp/pip-floor/bin/pip install -q {requirements} 'itsdangerous==2.2.0' && "
-             "rm -rf /tmp/pip-floor  # round {n}")
-
-
-def deploy_floor(server, app, covered_by_candidate=False):
-    """DEPLOY_FLOOR of APP's files on SERVER (COVERED_BY_CANDIDATE: fab's), one OpenSSH
-    command; (seconds, None)."""
-    script = DEPLOY_FLOOR
-    for marker, lines in covered(candidate_unit(DEFAULT_SETTINGS)).items():
-        script = script.replace(marker, lines if covered_by_candidate else "")
-    start = time.monotonic()
-    tar = subprocess.run(["tar", "-czf", "-", "-C", str(app), "."], capture_output=True,
-                         check=True).stdout
-    proc = subprocess.run([*sandbox.ssh_argv(server, sandbox.USER),
-                           f"sudo sh -c {shlex.quote(script)}"], input=tar,
-                          capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench: the deploy floor failed: {proc.stderr.decode()}")
-    return time.monotonic() - start, None
-
-
-STEP_LINE = re.compile(r"^\[[^\]]+\] (\w+) +(?:ok|changed|failed) .*?(?:\((\d+\.\d) s\))?$", re.M)
-
-
-def where_time_goes(elapsed, proc):
-    """{part: seconds} of one fab run on one host: Python's start and imports (the whole
-    command's time less the run's own, from the recap), each step (from its line; under
-    0.1 s it shows none), and the rest of the run: the SSH connection, the lock, facts and
-    log's round trips, and the facts read again after a change."""
-    took = recaps(proc)[0][1]
-    parts = {"Python start": elapsed - took}
-    for step, seconds in STEP_LINE.findall(proc.stdout):
-        parts[step] = parts.get(step, 0) + float(seconds or 0)
-    parts["connect, lock, facts, log"] = took - sum(list(parts.values())[1:])
-    return parts
-
-
-def breakdown(runs):
-    """The median of each part over RUNS [(elapsed, proc)], in the order they ran."""
-    parts = [where_time_goes(*run) for run in runs]
-    medians = {k: statistics.median(p.get(k, 0) for p in parts) for k in parts[0]}
-    return ", ".join(f"{k} {v:.2f} s" for k, v in medians.items() if v >= 0.005) + \
-        f"; {statistics.median(recaps(proc)[0][0] for _, proc in runs):.0f} SSH round trips"
-
-
-def round_trips(runs):
-    """The median time of each kind of round trip over RUNS [(elapsed, traced process)],
-    in the order they ran, and the median count of each."""
-    traced = [re.findall(r"^@trace ([\d.]+) (.*)$", proc.stderr, re.M) for _, proc in runs]
-    kinds = list(dict.fromkeys(kind for run in traced for _, kind in run))
-    parts = []
-    for kind in kinds:
-        times = [sum(float(t) for t, k in run if k == kind) for run in traced]
-        count = statistics.median(sum(k == kind for _, k in run) for run in traced)
-        parts.append(f"{kind} {statistics.median(times):.2f} s"
-                     + (f" ({count:.0f} round trips)" if count > 1 else ""))
-    return ", ".join(parts)
-
-
-def recaps(proc):
-    """[(SSH round trips, seconds)] of each host's recap line in a fab run's output."""
-    return [(int(n), float(s)) for n, s in
-            re.findall(r"\((\d+) SSH round trips?, ([\d.]+) s\)", proc.stdout)]
-
-
-def summary(values, unit="s"):
-    return (f"{statistics.median(values):.2f} {unit} (min {min(values):.2f}, "
-            f"max {max(values):.2f}, n={len(values)})")
-
-
-def short(values, unit=" s"):
-    """median (min-max)"""
-    return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}-{max(values):.2f})"
-
-
-def ratios(peer, mine):
-    """Peer time / our time, round by round: how many times faster we are."""
-    return short([p / m for p, m in zip(peer, mine, strict=True)], unit="x")
+import sandbox
+from tests.load import Load
 
 
 class Bench:
@@ -637,16 +378,6 @@ def upgrade():
 def downgrade():
     op.drop_table("bench{n}")
 '''
-
-
-def peer_versions():
-    out = []
-    for tool, argv in (("fab (Fabric)", [str(PROJECT / ".venv/bin/fab"), "--version"]),
-                       ("Ansible", [str(PEER_BIN / "ansible-playbook"), "--version"]),
-                       ("pyinfra", [str(PEER_BIN / "pyinfra"), "--version"])):
-        first = subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()
-        out.append(f"{tool}: {' '.join(first[:2]) if tool.startswith('fab') else first[0]}")
-    return "; ".join(out)
 
 
 def main():
