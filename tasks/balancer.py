@@ -17,7 +17,7 @@ from tasks.steps.nginx import install_site, render_site
 
 
 def balancing(context):
-    """The balancer of CONTEXT as a Host, if its site is live (None on a fresh one)."""
+    """The balancer of CONTEXT as a HostRun, if its site is live (None on a fresh one)."""
     h = open_host(context)
     s = h.settings
     return h if gather(h).links.get(s.nginx_enabled) == s.nginx_site else None

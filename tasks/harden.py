@@ -23,4 +23,4 @@ def harden(c, dry_run=False):
             run_step(h, step)
     except StepFailed:
         pass
-    return h.run
+    return h.result()

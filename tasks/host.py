@@ -1,7 +1,7 @@
-"""A `Host`: one server for one run, its connection and the dry-run switch.
+"""A `Host`: one server's connection, and the dry-run switch: the transport every run uses.
 
-Steps read facts and return plans (tasks.plan); only the applier and the release switch
-call `Host.change`.
+What a run knows and holds on the host (its settings, facts, lock) is the run's
+(tasks.run.HostRun), which changes the server through its Host.
 """
 
 import time
@@ -11,30 +11,16 @@ from dataclasses import dataclass
 
 from paramiko.ssh_exception import SSHException
 
-from tasks.output import say
-from tasks.results import Outcome, Run
 from tasks.shell import DeployError, explain_failure, q
 
 
 @dataclass
 class Host:
-    """One server for one run: its connection, settings, facts and what the run did there.
-
-    Only the plan applier (tasks.plan) and the switch it runs change the server; in a
-    dry run nothing may, and `change` refuses."""
+    """One server's connection (its commands counted), refusing changes in a dry run."""
 
     c: object  # fabric.Connection
-    settings: object  # tasks.settings.Settings
     dry_run: bool = False
-    facts: object = None  # tasks.facts.Facts, once gathered
-    run: Run = None
-    hold: object = None  # tasks.lock.Hold, while the run holds the server's deploy lock
-    source: object = None  # tasks.source.Source, once resolved
-    site_answer: str = ""  # the site's healthy answer through nginx since the last change
-    release_phase_done: bool = False  # its batch's release command ran on the first host
-
-    def __post_init__(self):
-        self.run = self.run or Run(self.name)
+    round_trips: int = 0
 
     @property
     def name(self):
@@ -59,7 +45,7 @@ class Host:
         """Run one shell command (through sudo unless connected as root); return Result."""
         if not self.c.is_connected:
             self.connect()
-        self.run.round_trips += 1
+        self.round_trips += 1
         kwargs = {"hide": True, "warn": True, "in_stream": False, "timeout": timeout, **extra}
         if not sudo or self.as_root:
             return self.c.run(command, **kwargs)
@@ -84,23 +70,11 @@ class Host:
         A pty makes the remote command end when the connection is closed (Ctrl-C)."""
         return self.script(script, pty=True, out_stream=out)
 
-    def change(self, script, sudo=True, timeout=None, serving_unchanged=False):
-        """Run a script that alters the server (stopping at its first failing command).
-        SERVING_UNCHANGED: it cannot change what the site serves (old releases pruned, a
-        candidate stopped), so the site's last healthy answer still stands."""
+    def change(self, script, sudo=True, timeout=None):
+        """Run a script that alters the server (stopping at its first failing command)."""
         if self.dry_run:
             raise RuntimeError(f"a change in a dry run: {script.strip().splitlines()[0]}")
-        first = self.hold.take_first_change() if self.hold else ""
-        if not serving_unchanged:
-            self.site_answer = ""
-        return self.read(f"set -e\n{first}\n{script}", sudo, timeout)
-
-    def put(self, content, path, owner="root", group="root", mode="0644"):
-        """Write a file atomically (temp upload, install beside, rename) with owner and mode;
-        missing parent directories are created (root, 0755).
-
-        Example: `h.put(conf, "/etc/supervisor/conf.d/shop.conf")`"""
-        self.change(install_script(self.upload(content), path, owner, group, mode))
+        return self.read(f"set -e\n{script}", sudo, timeout)
 
     def upload(self, content):
         """Copy CONTENT to a fresh temp file on the server (as the SSH user); return its path."""
@@ -108,7 +82,7 @@ class Host:
             raise RuntimeError("an upload in a dry run")
         data = content.encode() if isinstance(content, str) else content
         tmp = f"/tmp/.fab-{uuid.uuid4().hex}"
-        self.run.round_trips += 1
+        self.round_trips += 1
         sftp = self.c.sftp()
         try:
             with sftp.open(tmp, "wxb") as f:  # exclusive create: never follow a planted link
@@ -120,17 +94,6 @@ class Host:
             raise DeployError(f"could not upload {len(data) // 1024} KB to the server's /tmp "
                               f"({e.strerror or e}): is its disk full? (df -h /tmp)") from None
         return tmp
-
-    def record(self, step, status, message="", seconds=None):
-        """Keep a step's outcome and print its line: `[host] step  status  message`, and how
-        long it took when that was a tenth of a second or more."""
-        self.run.outcomes.append(Outcome(step, status, message, seconds))
-        took = f"  ({seconds:.1f} s)" if seconds is not None and seconds >= 0.1 else ""
-        say(self.name, f"{step:<11} {status:<8} {message}".rstrip() + took)
-
-    def show_diff(self, diff):
-        if diff:
-            say(self.name, "\n".join("    " + line for line in diff.rstrip("\n").split("\n")))
 
 
 def install_script(tmp, path, owner="root", group="root", mode="0644"):

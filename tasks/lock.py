@@ -108,7 +108,7 @@ class LockHeld(DeployError):
 class Hold:
     """A run's hold on its server: the lock's token, the id of the run's line in the deploy
     log, that line as written with the lock, and the script the run's first change runs
-    with (marking the lock `changing` and the line `unfinished`; Host.change)."""
+    with (marking the lock `changing` and the line `unfinished`; HostRun.change)."""
 
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])

@@ -41,7 +41,7 @@ class Upload:
     """A file written atomically with owner and mode; a dry run shows its diff.
 
     SHOWN turns content into what a diff may show (`mask`, `fingerprint`): never a
-    secret. INSTALL, when given, writes it instead of `Host.put` (nginx validates first)."""
+    secret. INSTALL, when given, writes it instead of `HostRun.put` (nginx validates first)."""
 
     said: str
     path: str

@@ -75,7 +75,7 @@ def converge(c, action, steps, dry_run=False, break_lock=False, batch=None):
     finally:
         finish(h, action)
         h.run.seconds = time.monotonic() - began
-    return h.run
+    return h.result()
 
 
 def settle(h):

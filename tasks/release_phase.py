@@ -2,7 +2,7 @@
 deploy, before traffic moves) and `fab exec`."""
 
 from tasks.backups import backup_script
-from tasks.roles import database_host
+from tasks.run import database_host
 from tasks.shell import DeployError, for_systemd, q
 from tasks.units import detached, transient, work_unit
 

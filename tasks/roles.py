@@ -12,13 +12,8 @@ while they change, then the workers, then the balancers.
 
 import dataclasses
 import socket
-from contextlib import contextmanager
-
-from fabric import Connection
 
 from tasks.config import ROLES
-from tasks.host import Host
-from tasks.hostkeys import secure
 from tasks.rollout import bare
 from tasks.shell import DeployError
 
@@ -66,18 +61,6 @@ def for_host(s, config, host):
         database_host=addresses("db")[0] if s.roles.get("db") else "",
         database_clients=addresses("web", "worker") if "db" in roles else (),
         with_workers=bool(s.roles.get("worker")))
-
-
-@contextmanager
-def database_host(h):
-    """The database host (app.roles.db) as a Host, reached the way H is (the same user's
-    keys, known_hosts and sudo), for the block."""
-    s = h.settings
-    c = secure(Connection(s.roles["db"][0], config=h.c.config), s.host_keys)
-    try:
-        yield Host(c, s, h.dry_run)
-    finally:
-        c.close()
 
 
 def selected(roles, hosts):

@@ -16,7 +16,8 @@ from tasks.accounts import foreign_user, system_account
 from tasks.declared import Journal, Needs
 from tasks.engines import PG_RESTART, data_packages, data_ports, data_services, redis_unit
 from tasks.plan import Call, Command, Plan, Step
-from tasks.roles import address, database_host
+from tasks.roles import address
+from tasks.run import database_host
 from tasks.shell import PYTHON, DeployError, q
 from tasks.switch import restart, serving
 

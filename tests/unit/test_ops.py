@@ -141,9 +141,9 @@ def test_a_server_too_loaded_to_greet_gets_one_more_try_and_no_more(monkeypatch)
 
     monkeypatch.setattr("tasks.host.time.sleep", lambda seconds: None)
     once = Flaky(1, "Error reading SSH protocol banner")
-    Host(once, None).connect()
+    Host(once).connect()
     assert once.opened == 2
     for flaky in (Flaky(2, "Error reading SSH protocol banner"), Flaky(1, "Bad handshake")):
         with pytest.raises(SSHException):
-            Host(flaky, None).connect()
+            Host(flaky).connect()
         assert flaky.opened == flaky.failures

@@ -105,8 +105,9 @@ def test_a_steps_local_work_runs_before_the_server_is_read_and_its_failure_is_th
     is recorded as that step failed and stops the run before anything reaches the server."""
     from tasks.host import Host
     from tasks.plan import Step, StepFailed, prepare
+    from tasks.run import HostRun
 
-    h = Host(type("C", (), {"host": "web1", "original_host": "web1"})(), S)
+    h = HostRun(Host(type("C", (), {"host": "web1", "original_host": "web1"})()), S)
     seen = []
 
     def broken(host):

@@ -8,6 +8,7 @@ from tasks import deploy, switch
 from tasks import source as sources
 from tasks.health import parse_probe
 from tasks.host import Host
+from tasks.run import HostRun
 from tasks.shell import DeployError
 from tasks.steps import app
 from tests.unit.answers import probe_line
@@ -63,7 +64,7 @@ def test_the_site_s_last_answer_stands_until_a_change_that_may_alter_what_it_ser
 
         def run(self, command, **_):
             return SimpleNamespace(stdout="", stderr="", exited=0)
-    h = Host(Connection(), S)
+    h = HostRun(Host(Connection()), S)
     h.site_answer = "HTTP 200 in 3 ms through nginx"
     h.change("true", serving_unchanged=True)
     assert deploy.probe_site(h) == "HTTP 200 in 3 ms through nginx (probed after the last change)"
