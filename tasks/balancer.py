@@ -12,8 +12,8 @@ from tasks.output import say
 from tasks.plan import differs
 from tasks.roles import address
 from tasks.run import open_host
+from tasks.site import install_site, render_site
 from tasks.steps import gather
-from tasks.steps.nginx import install_site, render_site
 
 
 def balancing(context):

@@ -1,14 +1,10 @@
 """Step 4: the nginx site in front of gunicorn, validated before it goes live."""
 
+from tasks import tls as tls_step
 from tasks.declared import Needs
 from tasks.output import say
 from tasks.plan import Call, Command, Plan, Step, Upload, differs
-from tasks.shell import DeployError, q
-from tasks.steps import tls as tls_step
-from tasks.templates import render
-
-DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
-
+from tasks.site import DEFAULT_SITE, install_site, render_site
 
 TLS_PACKAGES = {"self-signed": ("openssl",), "custom": ("openssl",),
                 "letsencrypt": ("openssl", "certbot")}
@@ -30,57 +26,6 @@ def needs(s):
 def logs(s):
     return {"access": [f"/var/log/nginx/{s.name}.access.log"],
             "error": [f"/var/log/nginx/{s.name}.error.log"]}
-
-
-def render_site(s, tls=None, down=()):
-    """The site; TLS=False renders it without https (while Let's Encrypt is still to ask).
-    A balancer's proxies to its web hosts (those in DOWN marked down: drained)."""
-    return render("nginx-site.j2", name=s.name, server_name=s.server_name, current=s.current,
-                  upstream=[(addr, addr in down) for addr in s.upstream],
-                  balancers=s.balancers,
-                  static_dir=s.static_dir, static_url=s.static_url,
-                  default=" default_server" if s.default_server else "",
-                  socket=s.socket, candidate_socket=s.candidate_socket,
-                  tls=s.tls != "off" if tls is None else tls,
-                  tls_cert=s.tls_cert_path, tls_key=s.tls_key_path, hsts_max_age=s.hsts_max_age,
-                  acme_webroot=tls_step.ACME_WEBROOT if s.tls == "letsencrypt" else "")
-
-
-def validate_script(staged, name):
-    """Test the whole nginx tree as it would be, in a copy, before anything is live."""
-    return f"""
-tree=$(mktemp -d)
-trap 'rm -rf "$tree" {q(staged)}' EXIT
-cp -a /etc/nginx/. "$tree/"
-rm -f "$tree/sites-enabled/{name}" "$tree/sites-enabled/default"
-cp {q(staged)} "$tree/sites-enabled/{name}"
-sed -i "s#/etc/nginx/#$tree/#g" "$tree/nginx.conf"
-if ! out=$(nginx -t -c "$tree/nginx.conf" 2>&1); then
-  printf '%s\\n' "$out" | sed "s#$tree/#/etc/nginx/#g" | grep -v 'test failed' | tail -n1 >&2
-  exit 1
-fi
-"""
-
-
-def install_script(s, staged):
-    """Validate the STAGED site in a copy of /etc/nginx, then make it live and reload."""
-    webroot = f"install -d -m 0755 {tls_step.ACME_WEBROOT}\n" if s.tls == "letsencrypt" else ""
-    return (validate_script(staged, s.name) + webroot
-            + f"install -m 0644 {q(staged)} {q(s.nginx_site)}.fab-new\n"
-            f"mv -f {q(s.nginx_site)}.fab-new {q(s.nginx_site)}\n"
-            f"ln -sfn {q(s.nginx_site)} {q(s.nginx_enabled)}.fab-new\n"
-            f"mv -Tf {q(s.nginx_enabled)}.fab-new {q(s.nginx_enabled)}\n"
-            f"rm -f {DEFAULT_SITE}\n"
-            "nginx -t -q\n"
-            "systemctl reload-or-restart nginx\n")
-
-
-def install_site(h, content):
-    """Make CONTENT the site the validated way; the old config stays live if nginx refuses."""
-    try:
-        h.change(install_script(h.settings, h.upload(content)))
-    except DeployError as e:
-        raise DeployError(f"nginx rejected the new config, the old one stays live: {e}") from None
 
 
 class Site(Upload):

@@ -5,13 +5,10 @@ apt runs detached on the server (tasks.units.detached): a connection lost mid-in
 no longer leaves dpkg half-done. One interrupted anyway (a reboot, a kill) is repaired
 first with `dpkg --configure -a`, as apt itself asks."""
 
+from tasks.apt import REPAIR, install
 from tasks.plan import Call, Command, Plan, Step
 from tasks.shell import DeployError
 from tasks.units import awaited, detached, in_background, work_unit
-
-APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 "
-       "-o Acquire::Retries=3 "
-       "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
 
 
 def missing(s, facts):
@@ -24,17 +21,7 @@ def missing(s, facts):
     return absent, bool(absent) and stale
 
 
-REPAIR = "dpkg --force-confdef --force-confold --configure -a >/dev/null"
 LATER = "apt-later"  # the background install's work unit (tasks.units.work_unit)
-
-
-def install(packages, refresh):
-    """Shell installing PACKAGES (refreshing the apt lists first if REFRESH)."""
-    command = f"{APT} install {' '.join(packages)} >/dev/null"
-    # A download that failed even after apt's retries (a mirror mid-sync, a dropped
-    # connection) gets one more try on fresh lists, as apt's own message advises.
-    return (["apt-get -q update >/dev/null"] if refresh else []) + \
-        [f"{command} || {{ apt-get -q update >/dev/null && {command}; }}"]
 
 
 def plan(s, facts):

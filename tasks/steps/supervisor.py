@@ -7,8 +7,8 @@ from tasks.host import install_script
 from tasks.plan import Command, Plan, Step, upload
 from tasks.release_phase import WITH_APP_ENV
 from tasks.shell import DeployError, q
-from tasks.steps.nginx import install_script as nginx_install_script
-from tasks.steps.nginx import render_site
+from tasks.site import install_script as nginx_install_script
+from tasks.site import render_site
 from tasks.switch import UP, bridged, legacy_port, live_release, serving
 from tasks.templates import render
 

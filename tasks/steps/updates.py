@@ -5,9 +5,9 @@ security archive: `#clear` empties the origins its default configuration allows 
 releases too) before ours is set. It reboots only when app.auto_reboot_at asks.
 """
 
+from tasks.apt import APT
 from tasks.plan import Command, Plan, Step
 from tasks.shell import q, sha256
-from tasks.steps.packages import APT
 from tasks.units import detached, work_unit
 
 PERIODIC = "/etc/apt/apt.conf.d/20auto-upgrades"

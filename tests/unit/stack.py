@@ -6,9 +6,9 @@ from tasks import facts as facts_module
 from tasks.config import load
 from tasks.facts import Facts
 from tasks.shell import sha256
+from tasks.site import render_site
 from tasks.steps import app, needs, supervisor
 from tasks.steps.database import SCHEMES
-from tasks.steps.nginx import render_site
 from tests.unit.answers import answer, probe_line
 
 S = load(Config(overrides={"app": {}}))

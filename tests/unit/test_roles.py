@@ -11,8 +11,8 @@ from tasks.facts import Facts
 from tasks.readers import ufw_rule
 from tasks.roles import for_host, roles_of, selected
 from tasks.shell import DeployError
+from tasks.site import render_site
 from tasks.steps import database, firewall, needs
-from tasks.steps.nginx import render_site
 from tasks.steps.supervisor import render_conf
 
 ROLES = {"web": ["web1", "tom@web2"], "lb": ["lb1"]}

@@ -65,6 +65,22 @@ def test_no_module_under_tasks_imports_itself_back_through_others():
     assert cycle(graph) == []
 
 
+def test_a_step_uses_the_layers_below_never_another_step_or_a_task():
+    graph = import_graph()
+    steps = [name for name in graph if name.startswith("tasks.steps.")]
+    tasks = {"tasks.deploy", "tasks.provision", "tasks.status", "tasks.logs", "tasks.db",
+             "tasks.history", "tasks.harden", "tasks.executor", "tasks.lock", "tasks.balancer"}
+    assert len(steps) >= 8
+    for step in steps:
+        assert not {t for t in graph[step] if t.startswith("tasks.steps")} | \
+            (graph[step] & tasks), step
+
+
+def test_no_module_under_tasks_is_over_400_lines():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in TASKS.rglob("*.py")}
+    assert max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+
+
 def test_a_new_step_is_one_module_and_one_line_in_the_stack(monkeypatch, capsys):
     from invoke import Config
 

@@ -8,8 +8,8 @@ from tasks import switch
 from tasks.config import load
 from tasks.plan import Call, Command
 from tasks.readers import Program
+from tasks.site import render_site
 from tasks.steps import nginx, supervisor
-from tasks.steps.nginx import render_site
 from tests.unit.stack import LETSENCRYPT, TLS, S, converged_facts, said
 
 
