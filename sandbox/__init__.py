@@ -9,9 +9,11 @@ reaching Debian and PyPI only through a proxy on this machine. Needs Linux and r
 
 from sandbox.servers import (  # the API the tests and the bench use
     BRIDGE,
+    BRIDGE_MAC,
     DEFAULT_SUITE,
     GATEWAY,
     PROXY,
+    PROXY_PORT,
     SERVER_CA,
     STATE,
     SUITES,
@@ -33,7 +35,8 @@ from sandbox.servers import (  # the API the tests and the bench use
     wait_for,
 )
 
-__all__ = ["BRIDGE", "DEFAULT_SUITE", "GATEWAY", "PROXY", "SERVER_CA", "STATE", "SUITES", "USER",
+__all__ = ["BRIDGE", "BRIDGE_MAC", "DEFAULT_SUITE", "GATEWAY", "PROXY", "PROXY_PORT",
+           "SERVER_CA", "STATE", "SUITES", "USER",
            "SandboxError", "base", "boot", "destroy", "down_all", "port_open", "proxy_pid",
            "reboot_server", "require_root_linux", "sandbox_proxies", "servers", "sh", "ssh",
            "ssh_argv", "wait_for"]

@@ -31,6 +31,10 @@ HOST_PACKAGES = ["debootstrap", "systemd-container", "tinyproxy", "iproute2", "o
 BRIDGE = "fsb0"
 SUBNET = "10.213.0"
 GATEWAY = f"{SUBNET}.1"
+# The bridge's own address, fixed: left to itself a Linux bridge takes the lowest address of
+# its ports, so destroying a server could change it, and every other server would send the
+# gateway's traffic (a test's clients, the package proxy) to the old one for many seconds.
+BRIDGE_MAC = "02:fa:b0:00:00:01"
 PROXY_PORT = 8888
 PROXY = f"http://{GATEWAY}:{PROXY_PORT}"
 USER = "tom"
@@ -193,11 +197,11 @@ def suite_sources(deb822, suite):
 
 
 def ensure_bridge():
-    if sh("ip", "link", "show", BRIDGE, check=False).returncode == 0:
-        return
-    sh("ip", "link", "add", BRIDGE, "type", "bridge")
-    sh("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
-    sh("ip", "link", "set", BRIDGE, "up")
+    if sh("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
+        sh("ip", "link", "set", BRIDGE, "up")
+    sh("ip", "link", "set", BRIDGE, "address", BRIDGE_MAC)  # set once: never follows a port
 
 
 def proxy_pid():

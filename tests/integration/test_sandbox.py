@@ -122,6 +122,25 @@ def test_destroy_leaves_nothing_behind():
     assert leftovers(s) == []
 
 
+@pytest.mark.slow
+def test_destroying_a_server_leaves_the_gateway_as_the_others_know_it(make_server):
+    """The bridge keeps its own address: left to itself it takes its lowest port's, and
+    destroying that port's server would leave the others sending the gateway's traffic to a
+    gone address (a balancer's answers to its clients lost for many seconds)."""
+    servers = [make_server(), make_server()]
+    macs = {s.name: Path(f"/sys/class/net/{s.link}/address").read_text().strip()
+            for s in servers}
+    lowest = min(servers, key=lambda s: macs[s.name])
+    other = next(s for s in servers if s is not lowest)
+    reach = (f"python3 -c 'import socket; socket.create_connection((\"{sandbox.GATEWAY}\", "
+             f"{sandbox.PROXY_PORT}), timeout=2).close()' && echo reached")
+    assert on(other, reach).strip() == "reached"  # it knows the gateway's address now
+    destroy(lowest)
+    assert Path(f"/sys/class/net/{sandbox.BRIDGE}/address").read_text().strip() == \
+        sandbox.BRIDGE_MAC
+    assert on(other, reach).strip() == "reached"
+
+
 @pytest.mark.last
 def test_down_removes_every_server_the_proxy_and_the_bridge():
     servers = [boot(), boot()]
