@@ -8,13 +8,12 @@ backup API: a consistent copy of a live file, never a raw cp). The newest
 
 import re
 
+from tasks.engines import AS_POSTGRES
 from tasks.shell import q
 
 KINDS = {"postgresql": "pgdump", "mysql": "sql.gz", "sqlite": "sqlite3.gz"}
 # The same pattern for Python and grep -E (which has no \d).
 NAME_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]+\.(pgdump|sql\.gz|sqlite3\.gz)$")
-# PostgreSQL's superuser, from a folder it may enter (root's cwd is not).
-AS_POSTGRES = "cd / && runuser -u postgres --"
 PSQL = f"({AS_POSTGRES} psql -Xq -v ON_ERROR_STOP=1)"
 SQLITE_COPY = ("import sqlite3, sys; src = sqlite3.connect(sys.argv[1]); "
                "dst = sqlite3.connect(sys.argv[2]); src.backup(dst); dst.close(); src.close()")
@@ -115,21 +114,3 @@ def size_script(s):
         return (f"runuser -u {q(s.user)} -- stat -c %s {q(s.sqlite_path)} 2>/dev/null "
                 "| awk '{print int($1 / 1024)}'")
     return "true"
-
-
-def database_script(s):
-    """Prints `role` and `db` for the app's role and database that exist (nothing when the
-    engine is not installed): a query over the server's own socket, as its superuser."""
-    name = s.database_name  # validated: a plain identifier, safe inside the quotes
-    if s.local_engine == "postgresql":
-        return (f"command -v psql >/dev/null && ({AS_POSTGRES} psql -XtAq -c "
-                f"\"SELECT 'role' FROM pg_roles WHERE rolname = '{name}' UNION ALL "
-                f"SELECT 'db' FROM pg_database WHERE datname = '{name}'\" 2>/dev/null)")
-    if s.local_engine == "mysql":
-        return ("command -v mysql >/dev/null && mysql -NB -e "
-                f"\"SELECT 'role' FROM mysql.user WHERE user = '{name}' LIMIT 1; "
-                f"SELECT 'db' FROM information_schema.schemata WHERE schema_name = '{name}'\" "
-                "2>/dev/null")
-    if s.local_engine == "sqlite":
-        return f"[ -f {q(s.sqlite_path)} ] && echo db"
-    return ""

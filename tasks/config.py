@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tasks.fields import DEFAULTS, FIELDS, INT_RANGES, is_git_url
 from tasks.settings import Settings
+from tasks.shell import DeployError
+from tasks.source import select
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -211,7 +213,6 @@ def validate(config):
     if not is_git_url(values["source"]):
         if not (source / "requirements.txt").is_file():
             raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
-        from tasks.source import DeployError, select  # the files a deploy would send
         try:
             select(source, values["exclude"], values["env_file"])
         except DeployError as e:

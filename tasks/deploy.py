@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from invoke import Exit, task
 
 from tasks import steps
+from tasks.executor import FromExecutor, Rolling
 from tasks.output import LinePrefixer, say
 from tasks.plan import Call, Plan, Probe, Step
-from tasks.provision import BREAK_LOCK, DRY_RUN, FromExecutor, Rolling, converge
+from tasks.provision import BREAK_LOCK, DRY_RUN, converge
 from tasks.release_phase import as_the_app
 from tasks.results import report
 from tasks.run import open_host

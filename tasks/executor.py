@@ -13,20 +13,45 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fabric.executor import Executor
 from fabric.tasks import ConnectionCall
-from invoke import Exit
+from invoke import Exit, Task
 from invoke.exceptions import UncastableEnvVar
+from invoke.parser import Argument
 
 from tasks.balancer import balancing, drained
 from tasks.config import ConfigError, raw, validate
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
 from tasks.output import say
-from tasks.provision import Rolling
 from tasks.results import Skipped, Unreached, report
 from tasks.roles import selected
 from tasks.rollout import drains, rollout
 
 MAX_PARALLEL = 32
+
+
+class FromExecutor(Task):
+    """A task some of whose arguments the executor gives it (tasks/executor.py): its batch
+    of a rollout, the command after `--`. They are never flags."""
+
+    GIVEN = ("batch", "remainder")
+
+    def get_arguments(self, ignore_unknown_help=None):
+        return [a for a in super().get_arguments(ignore_unknown_help)
+                if a.name not in self.GIVEN]
+
+
+class Rolling(FromExecutor):
+    """A task the executor runs on many hosts in batches (tasks.rollout): `--serial N` is
+    the executor's, so the task's own function never sees it; it gets its `batch` instead.
+    Its release command (app.release_command) runs once, on the first host, before the
+    others move."""
+
+    SERIAL = Argument(names=("serial", "s"), kind=int, default=0,
+                      help="N hosts at a time, stopping after a batch with a failure "
+                           "(default: all hosts at once; behind a balancer, 1)")
+
+    def get_arguments(self, ignore_unknown_help=None):
+        return [*super().get_arguments(ignore_unknown_help), self.SERIAL]
 
 
 class HostsExecutor(Executor):

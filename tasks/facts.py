@@ -11,8 +11,8 @@ adding a field.
 import re
 from dataclasses import dataclass, field, fields
 
-from tasks.backups import database_script
 from tasks.declared import Needs
+from tasks.engines import database_script
 from tasks.names import RELEASE_ID, VENV_HASH, listed
 from tasks.readers import (
     PROGRAM_STATE,

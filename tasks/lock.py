@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from tasks.history import entry, final_script, first_script, unfinished_script
+from tasks.deploy_log import entry, final_script, first_script, unfinished_script
 from tasks.output import say
 from tasks.shell import DeployError, q
 from tasks.steps import gather

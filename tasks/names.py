@@ -1,4 +1,4 @@
-"""The exact shapes of the names fab gives things on a server.
+"""The exact shapes of the names fab gives things on a server, and the bare name of a host.
 
 What a server prints can be shaped by the app, its build or another local account, so
 a name read back is acted on (removed, stopped, linked) only when it has exactly the
@@ -23,3 +23,8 @@ def listed(variable):
     a name with a newline (or anything stranger) never reaches a parser as two names."""
     return (f'case "${variable}" in *[!{SAFE_NAME[1:-1]}]*) echo "?unsafe";; '
             f'*) echo "${variable}";; esac')
+
+
+def bare(host):
+    """HOST without its user@ and :port, as Fabric's original_host has it."""
+    return host.rpartition("@")[2].partition(":")[0]

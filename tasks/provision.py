@@ -2,10 +2,10 @@
 
 import time
 
-from invoke import Task, task
-from invoke.parser import Argument
+from invoke import task
 
 from tasks import steps
+from tasks.executor import Rolling
 from tasks.lock import LockHeld, finish, lock_and_gather
 from tasks.plan import StepFailed, prepare, run_step
 from tasks.results import CHANGED, FAILED
@@ -16,31 +16,6 @@ from tasks.steps import gather, packages
 DRY_RUN = "show what would change, with diffs, running only read-only commands"
 BREAK_LOCK = ("take the deploy lock from another run (a dead run's is taken over by itself "
               "once its SSH session has ended; this is for the rest)")
-
-
-class FromExecutor(Task):
-    """A task some of whose arguments the executor gives it (tasks/executor.py): its batch
-    of a rollout, the command after `--`. They are never flags."""
-
-    GIVEN = ("batch", "remainder")
-
-    def get_arguments(self, ignore_unknown_help=None):
-        return [a for a in super().get_arguments(ignore_unknown_help)
-                if a.name not in self.GIVEN]
-
-
-class Rolling(FromExecutor):
-    """A task the executor runs on many hosts in batches (tasks.rollout): `--serial N` is
-    the executor's, so the task's own function never sees it; it gets its `batch` instead.
-    Its release command (app.release_command) runs once, on the first host, before the
-    others move."""
-
-    SERIAL = Argument(names=("serial", "s"), kind=int, default=0,
-                      help="N hosts at a time, stopping after a batch with a failure "
-                           "(default: all hosts at once; behind a balancer, 1)")
-
-    def get_arguments(self, ignore_unknown_help=None):
-        return [*super().get_arguments(ignore_unknown_help), self.SERIAL]
 
 
 def converge(c, action, steps, dry_run=False, break_lock=False, batch=None):

@@ -13,8 +13,8 @@ Layout on the server (Capistrano-style, so rollback is a symlink switch):
 import time
 
 from tasks.names import RELEASE_ID
+from tasks.revision import unless_listed
 from tasks.shell import for_systemd, q
-from tasks.source import unless_listed
 from tasks.units import transient
 
 

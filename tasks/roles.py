@@ -14,7 +14,7 @@ import dataclasses
 import socket
 
 from tasks.config import ROLES
-from tasks.rollout import bare
+from tasks.names import bare
 from tasks.shell import DeployError
 
 

@@ -8,11 +8,7 @@ executor (tasks/executor.py) only runs the batches it returns.
 from dataclasses import dataclass
 
 from tasks.config import ROLES
-
-
-def bare(host):
-    """HOST without its user@ and :port, as Fabric's original_host has it."""
-    return host.rpartition("@")[2].partition(":")[0]
+from tasks.names import bare
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,6 @@ from tasks.steps import app, database, firewall, nginx, packages, supervisor
 STACK = [packages, database, app, supervisor, nginx, firewall]
 
 
-
-
 def provision():
     """The steps `provision` converges (and `deploy`, before its health check)."""
     return [step.STEP for step in STACK]

@@ -1,4 +1,4 @@
-"""Step 2: the app user, the app's tree and environment, and a new release when the app
+"""Step 3: the app user, the app's tree and environment, and a new release when the app
 changed: uploaded, built (tasks.release), its release phase run (tasks.release_phase),
 switched to (tasks.switch) and old ones pruned, each a named change of the step's plan."""
 
@@ -13,8 +13,9 @@ from tasks.names import candidate_unit as candidate_unit_shape
 from tasks.plan import Call, Command, Plan, Step, mask, upload
 from tasks.release import prune_script, release_id, release_script, unpack_commit, unpack_tarball
 from tasks.release_phase import release_phase
+from tasks.revision import Source, fetch, resolve
 from tasks.shell import DeployError, q
-from tasks.source import Source, fetch, resolve, tarball
+from tasks.source import tarball
 from tasks.switch import (
     first_release,
     live_release,

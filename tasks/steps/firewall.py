@@ -1,4 +1,4 @@
-"""Step 5: ufw with only what must be open, without ever locking the operator out."""
+"""Step 6: ufw with only what must be open, without ever locking the operator out."""
 
 from tasks.declared import Needs
 from tasks.login import prove_fresh_login

@@ -1,4 +1,4 @@
-"""Step 4: the nginx site in front of gunicorn, validated before it goes live."""
+"""Step 5: the nginx site in front of gunicorn, validated before it goes live."""
 
 from tasks import tls as tls_step
 from tasks.declared import Needs

@@ -1,4 +1,4 @@
-"""Step 3: the supervisor programs that keep gunicorn (on a web host) and the app's extra
+"""Step 4: the supervisor programs that keep gunicorn (on a web host) and the app's extra
 processes (on a worker host, or on the web hosts when there is none) alive."""
 
 from tasks.declared import Needs

@@ -6,8 +6,7 @@ import dataclasses
 import pytest
 from invoke import Config
 
-from tasks import release, switch
-from tasks import source as sources
+from tasks import release, revision, switch
 from tasks.config import load
 from tasks.shell import DeployError
 from tasks.steps import app, needs
@@ -42,7 +41,7 @@ def test_a_git_source_is_fetched_into_a_root_mirror_and_exported_by_commit():
     g = load(Config(overrides={"app": {"source": "https://git.example.org/shop.git",
                                            "ref": "v1.2"}}))
     assert g.source_is_git and not S.source_is_git and "git" in needs(g).packages
-    script = sources.git_resolve_script(g)
+    script = revision.git_resolve_script(g)
     assert "git clone --quiet --mirror -- https://git.example.org/shop.git " \
            "/srv/hello-world/repo.git.fab-new" in script
     assert "rev-parse --verify --quiet 'v1.2^{commit}'" in script
@@ -55,7 +54,7 @@ def test_a_git_source_is_fetched_into_a_root_mirror_and_exported_by_commit():
 
 def test_app_plans_a_release_only_for_new_code_and_a_venv_only_for_new_requirements():
     f = converged_facts()
-    code_only = app.plan(S, f, sources.Source("c0ffee", "0123456789abcdef", "upload 3 files"),
+    code_only = app.plan(S, f, revision.Source("c0ffee", "0123456789abcdef", "upload 3 files"),
                          rid="20270101T000000Z-c0ffee00")
     assert said(code_only) == ["released 20270101T000000Z-c0ffee00"]
     # the release as named changes, each shown in a dry run
@@ -64,12 +63,12 @@ def test_app_plans_a_release_only_for_new_code_and_a_venv_only_for_new_requireme
         "build release 20270101T000000Z-c0ffee00 as fab-build-hello-world, then seal it root's",
         "switch to release 20270101T000000Z-c0ffee00, checked by a candidate",
         "keep the newest 5 releases"]
-    new_reqs = app.plan(S, f, sources.Source("c0ffee", "fedcba9876543210"), rid="r")
+    new_reqs = app.plan(S, f, revision.Source("c0ffee", "fedcba9876543210"), rid="r")
     assert said(new_reqs) == ["released r with new virtualenv fedcba9876543210"]
     assert new_reqs.changes[1].would == ("build release r and virtualenv fedcba9876543210 as "
                                          "fab-build-hello-world, then seal it root's")
     migrating = dataclasses.replace(S, release_command="flask db upgrade")
-    phase = app.plan(migrating, f, sources.Source("c0ffee", "0123456789abcdef"), rid="r")
+    phase = app.plan(migrating, f, revision.Source("c0ffee", "0123456789abcdef"), rid="r")
     assert phase.changes[2].would.startswith("run `flask db upgrade` in it before traffic")
 
 
@@ -77,7 +76,7 @@ def test_app_restarts_the_live_app_covered_when_only_its_environment_changed(tmp
     env = tmp_path / "prod.env"
     env.write_text("API_KEY=s3cret\n")
     s = load(Config(overrides={"app": {"env_file": str(env)}}))
-    plan = app.plan(s, converged_facts(s), sources.Source("feedface", "0123456789abcdef"))
+    plan = app.plan(s, converged_facts(s), revision.Source("feedface", "0123456789abcdef"))
     upload, restart = plan.changes
     assert (upload.path, upload.owner, upload.group, upload.mode) == \
         ("/etc/hello-world/env", "root", "hello-world", "0640")
@@ -88,7 +87,7 @@ def test_app_restarts_the_live_app_covered_when_only_its_environment_changed(tmp
 def test_a_fresh_server_gets_system_accounts_and_a_first_release_of_a_git_source():
     g = load(Config(overrides={"app": {"name": "shop",
                                        "source": "https://git.example.org/shop.git"}}))
-    plan = app.plan(g, facts_for(S), sources.Source(None, None))
+    plan = app.plan(g, facts_for(S), revision.Source(None, None))
     assert said(plan)[0] == "created the app's account shop"
     script = plan.changes[0].script
     for account, comment in (("shop", "'fab app shop'"),
@@ -106,24 +105,24 @@ def test_a_tree_the_app_user_can_write_or_an_app_user_with_sudo_is_refused():
     f.modes["/srv"] = ("root", "hello-world", "775")
     with pytest.raises(DeployError, match="/srv is writable by the app user hello-world "
                                           r"\(root:hello-world 775\)"):
-        app.plan(S, f, sources.Source("feedface", "0123456789abcdef"))
+        app.plan(S, f, revision.Source("feedface", "0123456789abcdef"))
     f.user_groups = {"hello-world"}
     f.modes["/srv"] = ("root", "root", "1777")
     with pytest.raises(DeployError, match="/srv is writable by the app user"):
-        app.plan(S, f, sources.Source("feedface", "0123456789abcdef"))
+        app.plan(S, f, revision.Source("feedface", "0123456789abcdef"))
     tom = load(Config(overrides={"app": {"user": "tom"}}))
     f = converged_facts(tom)
     f.user_groups = {"tom", "sudo"}
     with pytest.raises(DeployError, match="app.user=tom is in group sudo, so the app could "
                                           "become root"):
-        app.plan(tom, f, sources.Source("feedface", "0123456789abcdef"))
+        app.plan(tom, f, revision.Source("feedface", "0123456789abcdef"))
 
 
 def test_an_older_deployment_moves_to_the_apps_own_account_and_says_so():
     f = converged_facts()
     f.program_conf = {"user": "tom", "directory": "/home/tom/hello-world/current"}
     f.current_hash = ""
-    plan = app.plan(S, f, sources.Source("c0ffee", "0123456789abcdef"), rid="r")
+    plan = app.plan(S, f, revision.Source("c0ffee", "0123456789abcdef"), rid="r")
     assert ", ".join(said(plan)) == (
         "released r, moved the app from user tom and /home/tom/hello-world to user hello-world "
         "and /srv/hello-world (the old tree stays, for you to remove: its logs are in "
@@ -154,7 +153,7 @@ def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_fo
 
 def test_a_git_password_reaches_git_only_through_its_credential_file():
     g = load(Config(overrides={"app": {"source": "https://d:s3cr3t@git.example.org/x.git"}}))
-    script = sources.git_resolve_script(g)
+    script = revision.git_resolve_script(g)
     assert "s3cr3t" not in script
     assert "credential.helper='store --file=/srv/hello-world/repo.git.credentials'" in script
     assert "clone --quiet --mirror -- https://git.example.org/x.git" in script
@@ -163,10 +162,10 @@ def test_a_git_password_reaches_git_only_through_its_credential_file():
 def test_gunicorn_and_extra_packages_are_part_of_the_venv_and_its_hash(tmp_path):
     (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
     drivers = load(Config(overrides={"app": {"packages": "pymysql cryptography"}}))
-    assert sources.requirements_hash(tmp_path, S) != sources.requirements_hash(tmp_path, drivers)
+    assert revision.requirements_hash(tmp_path, S) != revision.requirements_hash(tmp_path, drivers)
     lines = release.release_script(drivers, [], "r", "h", "v" * 16, True)
     assert "extra='pymysql cryptography'" in lines and "set -f" in "\n".join(lines)
-    assert any(line.endswith(f'|| extra="$extra {sources.GUNICORN}"') for line in lines)
+    assert any(line.endswith(f'|| extra="$extra {revision.GUNICORN}"') for line in lines)
 
 
 def test_shared_paths_are_linked_into_each_release_and_made_by_the_app_user():
@@ -184,7 +183,7 @@ def test_shared_paths_are_linked_into_each_release_and_made_by_the_app_user():
 def test_what_an_interrupted_run_half_built_is_removed_first():
     f = converged_facts()
     f.half_built = ["release 20270101T000000Z-cccccccc", "venv fedcba9876543210"]
-    (cleanup,) = app.plan(S, f, sources.Source("feedface", "0123456789abcdef")).changes
+    (cleanup,) = app.plan(S, f, revision.Source("feedface", "0123456789abcdef")).changes
     assert cleanup.script == ("rm -rf -- /srv/hello-world/releases/20270101T000000Z-cccccccc "
                               "/srv/hello-world/venvs/fedcba9876543210")
     assert "interrupted run" in cleanup.said
@@ -196,9 +195,9 @@ def test_a_release_that_would_not_fit_is_refused_before_anything_changes():
     f = converged_facts()
     f.venvs = {"0123456789abcdef": 40 * 1024}
     f.disk = Disk(1024 * 1024, 50 * 1024)  # 50 MB free
-    code_only = sources.Source("new", "0123456789abcdef", size_kb=2048)
+    code_only = revision.Source("new", "0123456789abcdef", size_kb=2048)
     assert said(app.plan(S, f, code_only))[-1].startswith("released ")  # 2 + 32 MB fits
-    new_reqs = sources.Source("new", "ffffffffffffffff", size_kb=2048)
+    new_reqs = revision.Source("new", "ffffffffffffffff", size_kb=2048)
     with pytest.raises(DeployError) as e:
         app.plan(S, f, new_reqs)
     assert str(e.value).startswith("not enough disk space for a new release: 50 MB free where "

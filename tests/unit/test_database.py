@@ -4,8 +4,7 @@
 import pytest
 from invoke import Config
 
-from tasks import release
-from tasks import source as sources
+from tasks import release, revision
 from tasks.config import load
 from tasks.shell import DeployError
 from tasks.steps import needs
@@ -64,9 +63,9 @@ def test_an_env_file_with_database_url_wins_over_a_local_database(tmp_path):
 
 
 def test_the_driver_joins_the_venv_unless_the_app_pins_its_own():
-    assert sources.extras_line(PG).endswith(b"psycopg2-binary==2.9.10")
-    assert sources.extras_line(MY).endswith(b"PyMySQL==1.1.1")
-    assert sources.extras_line(S).endswith(b"gunicorn==23.0.0")
+    assert revision.extras_line(PG).endswith(b"psycopg2-binary==2.9.10")
+    assert revision.extras_line(MY).endswith(b"PyMySQL==1.1.1")
+    assert revision.extras_line(S).endswith(b"gunicorn==23.0.0")
     script = "\n".join(release.release_script(PG, [], "r", "h", "v" * 16, True))
     assert "'^[[:space:]]*psycopg2(-binary)?([^A-Za-z0-9_.-]|$)'" in script
     assert 'extra="$extra psycopg2-binary==2.9.10"' in script

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from invoke import Config
 
 from sandbox.servers import suite_sources
-from tasks import history
+from tasks import deploy_log, history
 from tasks.config import load
 from tasks.results import CHANGED, FAILED, Outcome, Run
 from tasks.shell import for_systemd, sha256
@@ -28,7 +28,7 @@ def test_a_runs_history_line_is_written_with_the_lock_and_rewritten_when_it_ends
                                                                                  monkeypatch):
     """Each line is one JSON object stamped by the server's clock; a run's line says `ok` as
     written, `unfinished` once it changes something, and how it ended once it does."""
-    monkeypatch.setattr(history, "HISTORY_DIR", str(tmp_path / "fab"))
+    monkeypatch.setattr(deploy_log, "HISTORY_DIR", str(tmp_path / "fab"))
     (tmp_path / "current").symlink_to("releases/20261127T000000Z-abc")
 
     def sh(script):
@@ -37,8 +37,8 @@ def test_a_runs_history_line_is_written_with_the_lock_and_rewritten_when_it_ends
     quiet, busy = (FakeHost(Run("web1"), run_id, str(tmp_path / "current"))
                    for run_id in ("aaaa1111", "bbbb2222"))
     for h in (quiet, busy):
-        sh(history.first_script(h, "provision"))
-    sh(history.unfinished_script(busy))
+        sh(deploy_log.first_script(h, "provision"))
+    sh(deploy_log.unfinished_script(busy))
     path = tmp_path / "fab/hello-world.jsonl"
     entries = history.parse(path.read_text())
     assert [(e["run"], e["result"], e["release"]) for e in entries] == [
@@ -48,7 +48,7 @@ def test_a_runs_history_line_is_written_with_the_lock_and_rewritten_when_it_ends
 
     busy.run.outcomes += [Outcome("app", CHANGED, "released"), Outcome("health", FAILED, "502")]
     busy.facts = SimpleNamespace(live_release="20261128T000000Z-d")
-    sh(history.final_script(busy, "provision"))
+    sh(deploy_log.final_script(busy, "provision"))
     entries = history.parse(path.read_text() + '{"cut short')
     assert entries[0] == {**entries[0], "run": "aaaa1111", "result": "ok"}
     assert entries[1]["run"] == "bbbb2222" and entries[1]["result"] == FAILED

@@ -7,8 +7,7 @@ import subprocess
 import pytest
 from invoke import Config
 
-from tasks import facts
-from tasks import source as sources
+from tasks import facts, revision
 from tasks.config import load
 from tasks.names import listed
 from tasks.output import printable
@@ -62,7 +61,7 @@ def test_names_of_another_shape_are_reported_never_acted_on():
                     "hello-world-candidate-x.service"]
     f.half_built = ["release ..", "release 20270101T000000Z-cccccccc", "venv ../../etc",
                     "venv ?unsafe"]
-    plan = app.plan(S, f, sources.Source("feedface", "0123456789abcdef"))
+    plan = app.plan(S, f, revision.Source("feedface", "0123456789abcdef"))
     scripts = "\n".join(change.script for change in plan.changes)
     assert scripts == ("systemctl stop hello-world-candidate-0123abcd.service\n"
                        "rm -rf -- /srv/hello-world/releases/20270101T000000Z-cccccccc")
@@ -102,11 +101,11 @@ def test_app_user_is_adopted_only_when_fab_made_it():
     f.program_conf = {"user": "hello-world"}
     assert "is an account fab did not make" in accounts.foreign_user(S, f)
     with pytest.raises(DeployError, match="is an account fab did not make"):
-        app.plan(S, f, sources.Source("feedface", "0123456789abcdef"))
+        app.plan(S, f, revision.Source("feedface", "0123456789abcdef"))
     # made by an earlier version (no comment), already running this app: adopted and marked
     f.user_account = Account("", "/nonexistent", "/usr/sbin/nologin")
     assert accounts.foreign_user(S, f) is None
-    layout = app.plan(S, f, sources.Source("feedface", "0123456789abcdef")).changes[0].script
+    layout = app.plan(S, f, revision.Source("feedface", "0123456789abcdef")).changes[0].script
     assert "usermod --comment 'fab app hello-world' hello-world" in layout
 
 

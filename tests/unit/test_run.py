@@ -3,8 +3,7 @@
 
 import pytest
 
-from tasks import lock
-from tasks import source as sources
+from tasks import lock, revision
 from tasks.plan import Plan, apply
 from tasks.shell import DeployError
 from tasks.steps import app, firewall, nginx, packages, supervisor
@@ -13,7 +12,7 @@ from tests.unit.stack import RecordingHost, S, converged_facts, facts_for
 
 def test_a_converged_server_plans_nothing_and_every_step_says_why():
     f = converged_facts()
-    same = sources.Source("feedface", "0123456789abcdef")
+    same = revision.Source("feedface", "0123456789abcdef")
     assert packages.plan(S, f).changes == [] and packages.plan(S, f).ok == "4 packages present"
     assert app.plan(S, f, same).changes == []
     assert app.plan(S, f, same).ok == "release 20260101T000000Z-aaaaaaaa is live"

@@ -65,6 +65,34 @@ def test_no_module_under_tasks_imports_itself_back_through_others():
     assert cycle(graph) == []
 
 
+# The layers, bottom up (README: "Inside"): a module imports from its own layer or below.
+LAYERS = [
+    "shell output templates units host names results hostkeys",
+    "fields config settings source",
+    "run roles login",
+    "facts readers plan declared engines",
+    "release release_phase revision switch accounts site tls apt health backups",
+    "steps",
+    "executor rollout lock balancer errors deploy_log",
+    "deploy provision status logs db history harden",
+]
+LAYER = {name: i for i, names in enumerate(LAYERS) for name in names.split()}
+
+
+def layer_of(module):
+    """The layer of a tasks module (the package itself is the menu, the top)."""
+    parts = module.split(".")
+    return len(LAYERS) if len(parts) == 1 else LAYER[parts[1]]
+
+
+def test_every_module_imports_only_from_its_layer_or_below():
+    graph = import_graph()
+    assert {m.split(".")[1] for m in graph if "." in m} == set(LAYER), "a module's layer"
+    upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets
+              if layer_of(b) > layer_of(a)]
+    assert upward == []
+
+
 def test_a_step_uses_the_layers_below_never_another_step_or_a_task():
     graph = import_graph()
     steps = [name for name in graph if name.startswith("tasks.steps.")]

@@ -4,8 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import deploy, switch
-from tasks import source as sources
+from tasks import deploy, revision, switch
 from tasks.health import parse_probe
 from tasks.host import Host
 from tasks.run import HostRun
@@ -106,7 +105,7 @@ def test_rollback_plans_a_covered_switch_or_says_why_not():
 
 def test_programs_left_on_another_release_are_restarted_covered_on_the_live_one():
     f = converged_facts()
-    same = sources.Source("feedface", "0123456789abcdef")
+    same = revision.Source("feedface", "0123456789abcdef")
     old = "/srv/hello-world/releases/20250101T000000Z-bbbbbbbb"
     f.running["hello-world"] = f.running["hello-world"]._replace(release=old)
     (restart,) = app.plan(S, f, same).changes
