@@ -264,9 +264,10 @@ def print_table(rows):
             return text
         return f"\033[31m{text}!\033[0m" if color else f"{text}!"
 
+    steps_own = list(dict.fromkeys(title for r in rows for title in r.columns))
     header = ["HOST", "APP", "PID", "UPTIME", "WORKERS", "PROCESSES", "NGINX", "UFW", "RELEASE",
               "DEPLOYED", "HTTP", "TLS UNTIL", "DATA", "DISK FREE", "UPDATES", "BOOT",
-              *(title.upper() for title in dict.fromkeys(t for r in rows for t in r.columns))]
+              *(title.upper() for title in steps_own)]
     table = [header]
     for r in rows:
         boot = ",".join(u for u, on in sorted(r.enabled.items()) if not on)
@@ -297,8 +298,8 @@ def print_table(rows):
                  not any(p.startswith("the disk") for p in r.problems)),
             updates_cell(r),
             cell("ok" if not boot else f"off: {boot}", not boot),
-            *(cell(r.columns.get(title.lower(), {}).get("text", "-"),
-                   r.columns.get(title.lower(), {}).get("ok", True)) for title in header[16:]),
+            *(cell(r.columns.get(title, {}).get("text", "-"),
+                   r.columns.get(title, {}).get("ok", True)) for title in steps_own),
         ])
     widths = [max(len(strip_ansi(row[i])) for row in table) for i in range(len(header))]
     for row in table:
