@@ -71,6 +71,8 @@ class Field:
     def problems(self, value):
         found = self.check(value) or []
         shown = shown_url(value) if self.name == "source" else value
+        if self.low is not None and isinstance(value, str) and value.strip().isdigit():
+            shown = int(value)  # an env var's "0" is shown as the number it stands for
         return [m if m.startswith("app.") else f"app.{self.name}={shown!r}: {m}"
                 for m in ([found] if isinstance(found, str) else found)]
 

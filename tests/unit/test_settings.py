@@ -36,6 +36,7 @@ def test_defaults_are_the_tutorial_setup():
     ("dir", "/srv/app\nid", "absolute path"),
     ("dir", "/", "normalised"),
     ("workers", 0, "from 1 to 64"),
+    ("workers", "0", "app.workers=0: must be from 1 to 64"),  # as FABRIC_APP_WORKERS gives it
     ("workers", "four", "whole number"),
     ("port", 8000, "unix socket in <dir>/run"),  # retired: says why
     ("workers", 0, "from 1 to 64"),
