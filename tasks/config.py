@@ -37,7 +37,6 @@ class ConfigError(Exception):
         super().__init__("; ".join(problems))
 
 
-
 LOCAL_PATHS = ("source", "env_file", "tls_cert", "tls_key")
 
 
