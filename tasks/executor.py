@@ -81,6 +81,10 @@ class HostsExecutor(Executor):
             self.load_config(group[0])
             if not isinstance(group[0], ConnectionCall):
                 for call in group:
+                    if not str(call.called_as or "").startswith("sandbox."):
+                        raise Exit(f"{call.called_as}: no host given: run it as "
+                                   f"`fab -H user@server {call.called_as}` (or list the "
+                                   "hosts in app.roles)", code=2)
                     results[call.task] = call.task(self.context_for(call), *call.args,
                                                    **call.kwargs)
                 continue

@@ -147,3 +147,16 @@ def test_a_server_too_loaded_to_greet_gets_one_more_try_and_no_more(monkeypatch)
         with pytest.raises(SSHException):
             Host(flaky).connect()
         assert flaky.opened == flaky.failures
+
+
+@pytest.mark.parametrize("task", ["deploy", "provision", "harden", "status", "nginx"])
+def test_a_task_without_a_host_says_how_to_give_one_in_one_line(task):
+    import subprocess
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([str(project / ".venv/bin/fab"), task], cwd=project, text=True,
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"{task}: no host given: run it as `fab -H user@server "
+                                   f"{task}` (or list the hosts in app.roles)")
