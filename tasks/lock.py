@@ -60,10 +60,15 @@ def acquire_script(s, token, who, break_lock=False, then=""):
     begun changing the server was gone), then run THEN; or print `held <who holds it>`; then
     `busy <unit>` for detached work still running. Serialised by flock, so two runs never
     both take over one dead holder. A live holder not yet changing anything gets two seconds
-    to end (the run before this one, its SSH session still closing)."""
+    to end (the run before this one, its SSH session still closing).
+
+    The run's own session is read first: a run whose connection is already gone (fab killed
+    as it connected) finds none, prints `no-session` and takes nothing, so no lock is ever
+    left that names no session (which only --break-lock could clear)."""
     lock = q(lock_path(s))
     holder_alive = f'alive "$(cat {lock}/session 2>/dev/null)"'
     return (f"install -d -o root -g root -m 0700 {WORK_DIR}\n{SESSION}"
+            'me=$(session_of $$)\nif [ -z "$me" ]; then echo no-session; else\n'
             f"exec 9>{WORK_DIR}/.guard; flock -w 30 9\n" +
             ("rm -rf " + lock + "\n" if break_lock else "") +
             f"n=0; while [ -d {lock} ] && [ ! -e {lock}/changing ] && {holder_alive} "
@@ -73,13 +78,13 @@ def acquire_script(s, token, who, break_lock=False, then=""):
             f"  rm -rf {lock}\n"
             "fi\n"
             f"if mkdir {lock} 2>/dev/null; then\n"
+            f"  printf '%s\\n' \"$me\" > {lock}/session\n"
             f"  printf '%s\\n' {q(token)} > {lock}/token\n"
-            f"  printf '%s\\n' {q(who)} > {lock}/holder\n"
-            f"  session_of $$ > {lock}/session; echo acquired\n"
+            f"  printf '%s\\n' {q(who)} > {lock}/holder; echo acquired\n"
             f"  {then or 'true'}\n"
             f"else echo \"held $(cat {lock}/holder 2>/dev/null)\"; fi\n"
             f"{work_units(s)} | sed 's/^/busy /'\n"
-            "exec 9>&-; true")
+            "exec 9>&-; fi; true")
 
 
 def changing_script(s, token):
@@ -131,6 +136,10 @@ def lock_and_gather(h, action, break_lock=False):
     lines = gather(h, acquire_script(h.settings, hold.token, who, break_lock,
                                      then=first_script(h, action)))
     said = {line.split(" ", 1)[0]: line.partition(" ")[2] for line in lines}
+    if "no-session" in said:
+        h.hold = None
+        raise DeployError("the server shows no SSH session for this run, so the deploy lock "
+                          "was not taken: is its sshd OpenSSH's? (run again)")
     if "acquired" not in said:
         h.hold = None
         raise LockHeld(f"another deploy holds the lock ({said.get('held') or 'unknown'}); "

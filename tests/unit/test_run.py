@@ -68,13 +68,19 @@ def test_a_gone_runs_lock_is_taken_over_quietly_unless_it_had_begun_changing(tmp
     monkeypatch.setattr(lock, "WORK_DIR", str(tmp_path))
     held = tmp_path / "hello-world.lock"
 
-    def acquire(token):
+    def acquire(token, session="me=4194001:1"):  # here, no sshd: a session given
         script = lock.acquire_script(S, token, f"{token}@laptop", then="echo then-ran")
-        out = subprocess.run(["sh", "-c", script.replace("-o root -g root ", "")],
-                             capture_output=True, text=True, check=True).stdout
+        script = script.replace("-o root -g root ", "").replace("me=$(session_of $$)", session)
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                             check=True).stdout
         return out.split()
 
+    # A run whose connection is gone as it takes the lock finds no session: it takes
+    # nothing (a lock naming no session would stay until --break-lock).
+    assert acquire("none", session="me=$(session_of $$)") == ["no-session"]
+    assert not held.exists()
     assert acquire("one") == ["acquired", "then-ran"]
+    assert (held / "session").read_text() == "4194001:1\n"
     (held / "session").write_text("4194000:1\n")  # a session that is gone
     assert acquire("two") == ["acquired", "then-ran"]
     subprocess.run(["sh", "-c", lock.changing_script(S, "nottwo")], check=True)
