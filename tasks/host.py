@@ -102,5 +102,3 @@ def install_script(tmp, path, owner="root", group="root", mode="0644"):
     return (f"trap 'rm -f {q(tmp)} {q(staged)}' EXIT\n"
             f"install -D -o {q(owner)} -g {q(group)} -m {q(mode)} {q(tmp)} {q(staged)}\n"
             f"mv -f {q(staged)} {q(path)}\n")
-
-

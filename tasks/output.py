@@ -94,5 +94,3 @@ class LinePrefixer:
 
     def flush(self):
         pass
-
-

@@ -20,15 +20,15 @@ class Batch:
     release_phase_done: bool = False  # the release command ran already (on the first host)
 
 
-def in_batches(hosts, size, release_phase=False, done=False):
+def in_batches(hosts, size, release_phase=False):
     """HOSTS all at once (SIZE 0) or SIZE at a time. With a RELEASE_PHASE (a deploy's
     release command) and several hosts, the first host goes alone first: the command runs
     there, once, before any other host moves."""
     hosts, first = list(hosts), []
-    if release_phase and len(hosts) > 1 and not done:
-        first, hosts, done = [Batch(tuple(hosts[:1]))], hosts[1:], True
+    if release_phase and len(hosts) > 1:
+        first, hosts = [Batch(tuple(hosts[:1]))], hosts[1:]
     size = size if size > 0 else max(len(hosts), 1)
-    return first + [Batch(tuple(hosts[i:i + size]), release_phase_done=done)
+    return first + [Batch(tuple(hosts[i:i + size]), release_phase_done=bool(first))
                     for i in range(0, len(hosts), size)]
 
 

@@ -306,5 +306,3 @@ class Settings:
     @property
     def source_path(self):
         return Path(self.source)
-
-

@@ -5,6 +5,8 @@ from tasks import tls as tls_step
 from tasks.shell import DeployError, q
 from tasks.templates import render
 
+DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+
 
 def render_site(s, tls=None, down=()):
     """The site; TLS=False renders it without https (while Let's Encrypt is still to ask).
@@ -55,6 +57,3 @@ def install_site(h, content):
         h.change(install_script(h.settings, h.upload(content)))
     except DeployError as e:
         raise DeployError(f"nginx rejected the new config, the old one stays live: {e}") from None
-
-
-DEFAULT_SITE = "/etc/nginx/sites-enabled/default"

@@ -16,13 +16,12 @@ A plain HUP is not enough: it keeps the master's old interpreter and virtualenv
 """
 
 import re
-import uuid
 from contextlib import contextmanager
 
 from tasks.health import app_socket, parse_probe, probe_command
 from tasks.readers import SUPERVISOR_RPC
 from tasks.shell import PYTHON, DeployError, q
-from tasks.units import transient
+from tasks.units import fresh, transient
 
 PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
 
@@ -30,7 +29,7 @@ PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
 def candidate_unit(s):
     """A fresh unit name per candidate: a stopped transient unit may stay loaded a moment,
     and starting one of the same name then fails ("already loaded")."""
-    return f"{s.name}-candidate-{uuid.uuid4().hex[:8]}"
+    return fresh(f"{s.name}-candidate")
 
 
 def expect_healthy(h, checks, first=""):

@@ -51,6 +51,12 @@ def sh(script):
     return f"sh -c {q(for_systemd(script))}"
 
 
+def fresh(unit):
+    """UNIT with a fresh suffix: a finished unit can stay loaded a moment, and starting one
+    of the same name then fails."""
+    return f"{unit}-{uuid.uuid4().hex[:8]}"
+
+
 def detached(unit, script, timeout):
     """A command that runs SCRIPT (as root) in a transient systemd service named UNIT plus a
     fresh suffix, waits for it and exits with its status, its output on stdout (on stderr if
@@ -58,10 +64,8 @@ def detached(unit, script, timeout):
 
     The service is the server's, not the SSH session's: when the connection drops (a
     laptop lid, a killed fab, a lost network), the work goes on to its end instead of dying
-    half-done; the next run waits for it (tasks.lock) before it looks at the server again.
-    A fresh name per run: a finished unit can stay loaded a moment, and starting one of
-    the same name then fails."""
-    unit = f"{unit}-{uuid.uuid4().hex[:8]}"
+    half-done; the next run waits for it (tasks.lock) before it looks at the server again."""
+    unit = fresh(unit)
     log = f"{WORK_DIR}/{unit}.log"
     return (f"install -d -o root -g root -m 0700 {WORK_DIR}\n"
             "rc=0; " + transient(sh(script), unit, wait=True,
@@ -87,7 +91,7 @@ def in_background(unit, script, timeout):
     # .out exists from now on: the facts read next see the work before its shell starts.
     return (f"install -d -o root -g root -m 0700 {WORK_DIR}\nrm -f {result}\n"
             f": > {result}.out\n"
-            + transient(sh(recording(script, result)), f"{unit}-{uuid.uuid4().hex[:8]}",
+            + transient(sh(recording(script, result)), fresh(unit),
                         description=f"{unit} (background work of fab)",
                         properties=(f"RuntimeMaxSec={timeout}",)) + "\n")
 
@@ -114,5 +118,3 @@ def awaited(unit, timeout):
             f"rc=$(head -n1 {result}); out=$(tail -n +2 {result}); rm -f {result}\n"
             "if [ \"$rc\" = 0 ]; then printf '%s\\n' \"$out\"; "
             "else printf '%s\\n' \"$out\" >&2; exit 1; fi\n")
-
-
