@@ -9,12 +9,14 @@ validation here is the first wall: names, users, paths, ports and counts must lo
 what they are, or the run stops before any connection.
 """
 
+import difflib
+import os
 import re
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.fields import DEFAULTS, FIELDS, INT_RANGES, is_git_url
+from tasks.fields import BY_NAME, DEFAULTS, FIELDS, INT_RANGES, is_git_url
 from tasks.settings import Settings
 from tasks.shell import DeployError
 from tasks.source import select
@@ -40,16 +42,42 @@ class ConfigError(Exception):
 LOCAL_PATHS = ("source", "env_file", "tls_cert", "tls_key")
 
 
+ENV_PREFIX = "FABRIC_APP_"
+
+
+def env_name(key):
+    return ENV_PREFIX + key.upper()
+
+
+def did_you_mean(word, known):
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def raw(config):
-    """The `app` section merged over the defaults (config is an Invoke/Fabric Config), its
-    local paths resolved."""
+    """The `app` section merged over the defaults (config is an Invoke/Fabric Config), the
+    `FABRIC_APP_*` variables read in each setting's own form (tasks.fields.Field.read), its
+    local paths resolved. Unknown keys and variables are refused, all at once."""
     section = config.get("app", {}) or {}
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError([f"app.{k}: {RETIRED[k]}" if k in RETIRED else
-                           f"app.{k}: unknown setting (known: {', '.join(DEFAULTS)})"
-                           for k in unknown])
+    problems = [f"app.{k}: {RETIRED[k]}" if k in RETIRED else
+                f"app.{k}: no such setting{did_you_mean(k, list(DEFAULTS))}"
+                for k in sorted(set(section) - set(DEFAULTS))]
+    for name in sorted(n for n in os.environ if n.startswith(ENV_PREFIX)):
+        key = name[len(ENV_PREFIX):].lower()
+        if key in RETIRED:
+            problems.append(f"{name}: {RETIRED[key]}")
+        elif key not in DEFAULTS:
+            close = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.6)
+            problems.append(f"{name}: no such setting"
+                            + (f"; did you mean {env_name(close[0])}?" if close else ""))
+    if problems:
+        raise ConfigError(problems)
     values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
+    for key in DEFAULTS:  # a variable counts below -f FILE and overrides, as in Invoke
+        if env_name(key) in os.environ and not (sets(config, "_overrides", key)
+                                                or sets(config, "_runtime", key)):
+            values[key] = os.environ[env_name(key)]
+    values = {key: BY_NAME[key].read(value) for key, value in values.items()}
     for key in LOCAL_PATHS:
         value = values[key]
         if isinstance(value, str) and value and not is_git_url(value):
@@ -57,18 +85,21 @@ def raw(config):
     return values
 
 
+def sets(config, level, key):
+    """Whether Invoke's config LEVEL (`_overrides`, `_runtime`: -f FILE) sets app.KEY."""
+    return key in ((getattr(config, level, None) or {}).get("app") or {})
+
+
 def base_of(config, key):
     """Where a relative path in setting KEY starts: the folder of the file that set it
     (`-f FILE`, or the project's fabric.yaml), else the current folder (an environment
     variable) or this project (the defaults)."""
-    def sets(level):
-        return key in ((getattr(config, level, None) or {}).get("app") or {})
     runtime = getattr(config, "_runtime_path", None)
-    if sets("_overrides"):  # in Invoke's order: overrides, then -f FILE, then env vars
+    if sets(config, "_overrides", key):  # in Invoke's order: overrides, -f FILE, env vars
         return Path.cwd()
-    if runtime and sets("_runtime"):
+    if runtime and sets(config, "_runtime", key):
         return Path(runtime).resolve().parent
-    if sets("_env"):
+    if env_name(key) in os.environ:
         return Path.cwd()
     return PROJECT
 

@@ -18,7 +18,7 @@ from invoke.exceptions import UncastableEnvVar
 from invoke.parser import Argument
 
 from tasks.balancer import balancing, drained
-from tasks.config import ConfigError, raw, validate
+from tasks.config import ENV_PREFIX, ConfigError, raw, validate
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
 from tasks.output import say
@@ -121,14 +121,19 @@ class HostsExecutor(Executor):
         return int(sizes[0] or 0)
 
     def load_config(self, call):
-        """The collection's config and FABRIC_* env vars, loaded once per task."""
+        """The collection's config and FABRIC_* env vars, loaded once per task. The app's
+        own (FABRIC_APP_*) are read by tasks.config, each in its setting's form: Invoke
+        would take FABRIC_APP_REDIS=false for true."""
         self.config.load_collection(self.collection.configuration(call.called_as))
+        app = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
         try:
             self.config.load_shell_env()
         except (ValueError, UncastableEnvVar) as e:
             names = [k for k, v in os.environ.items() if k.startswith("FABRIC_") and v in str(e)]
             print(f"config: {', '.join(names) or 'an environment variable'}: {e}", file=sys.stderr)
             raise Exit("config: fix that environment variable", code=2) from None
+        finally:
+            os.environ.update(app)
 
     def context_for(self, call):
         context = call.make_context(self.config)

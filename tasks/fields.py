@@ -7,6 +7,7 @@ the README's table of settings: both are written by `fabric_yaml()` and `readme_
 (`make settings-docs`), and a test holds them to it.
 """
 
+import json
 import posixpath
 import re
 import textwrap
@@ -67,12 +68,28 @@ class Field:
     check: Callable[[object], str | None]
     low: int = None  # whole numbers: the allowed range (an env var gives them as strings)
     high: int = None
+    words: bool = False  # several words: a YAML list, or one string of them
+
+    def read(self, value):
+        """VALUE as given (YAML, or an environment variable's text) in this setting's own
+        form: a YAML list of words joined by spaces, a flag's yes/no/true/false/1/0/on/off a
+        bool, a mapping's JSON text a dict. Anything else stays as it is, for the check."""
+        if self.words and isinstance(value, list) and all(isinstance(w, str) for w in value):
+            return " ".join(value)
+        if self.low is not None and isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(self.default, bool) and isinstance(value, str):
+            return FLAGS.get(value.strip().lower(), value)
+        if isinstance(self.default, dict) and isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
 
     def problems(self, value):
         found = self.check(value) or []
         shown = shown_url(value) if self.name == "source" else value
-        if self.low is not None and isinstance(value, str) and value.strip().isdigit():
-            shown = int(value)  # an env var's "0" is shown as the number it stands for
         return [m if m.startswith("app.") else f"app.{self.name}={shown!r}: {m}"
                 for m in ([found] if isinstance(found, str) else found)]
 
@@ -84,6 +101,10 @@ def text(pattern, message, optional=False):
             return None
         return None if isinstance(value, str) and pattern.fullmatch(value) else message
     return check
+
+
+FLAGS = {"true": True, "yes": True, "on": True, "1": True,
+         "false": False, "no": False, "off": False, "0": False}
 
 
 def one_of(choices):
@@ -146,8 +167,9 @@ def words(pattern, message):
 
 
 def shared_paths(value):
-    bad = [p for p in value.split() if not SHARED_RE.fullmatch(p)] \
-        if isinstance(value, str) else [value]
+    items = value.split() if isinstance(value, str) else value if isinstance(value, list) \
+        else [value]
+    bad = [p for p in items if not (isinstance(p, str) and SHARED_RE.fullmatch(p))]
     return f"app.shared_paths: {bad[0]!r} must be a name at the top of the release, like " \
         "'logs/' (a folder) or 'app.db' (a file)" if bad else None
 
@@ -200,7 +222,8 @@ FIELDS = [
     Field("module", "app:app", "WSGI entry point given to gunicorn",
           text(MODULE_RE, "must be a WSGI entry point like 'app:app'")),
     number("workers", 4, "gunicorn worker processes", 1, 64),
-    Field("server_name", "_", "nginx server_name: host names, or _ for any", server_name),
+    Field("server_name", "_", "nginx server_name: host names, or _ for any", server_name,
+          words=True),
     number("keep_releases", 5, "releases kept on the server", 2, 100),
     number("apt_cache_valid_time", 86400, "seconds before apt lists are refreshed", 0, 10**8),
     Field("health_path", "/", "path probed after a deploy and by `fab status`",
@@ -231,12 +254,12 @@ FIELDS = [
               not value or EMAIL_RE.fullmatch(value)) else "must be an e-mail address"),
     Field("exclude", "", ".gitignore patterns of local files that never ship: \"docs/ *.psd\"",
           text(SAFE_TEXT_RE, "must be .gitignore patterns separated by spaces, like "
-               "'docs/ *.psd'")),
+               "'docs/ *.psd'"), words=True),
     Field("packages", "", "pip requirements beside requirements.txt: \"pymysql cryptography\"",
           words(REQUIREMENT_RE, "must be pip requirements separated by spaces, like "
-                "'pymysql cryptography==44.0.0'")),
+                "'pymysql cryptography==44.0.0'"), words=True),
     Field("shared_paths", "", "kept across releases in <dir>/shared: \"logs/ instance/ app.db\"",
-          shared_paths),
+          shared_paths, words=True),
     Field("build_command", "",
           "run in each new release before it is sealed: flask translate compile", COMMAND),
     Field("release_command", "",

@@ -54,7 +54,7 @@ def test_defaults_are_the_tutorial_setup():
     ("database", "oracle", "one of none, postgresql, mysql, sqlite"),
     ("database_name", "shop; DROP DATABASE x", "lowercase letters, digits and '_'"),
     ("database_name", "1shop", "not starting with a digit"),
-    ("redis", "yes", "true or false"),
+    ("redis", "maybe", "true or false"),
     ("keep_backups", 0, "from 1 to 1000"),
     ("auto_reboot_at", "4am", "a time like '04:30'"),
     ("auto_reboot_at", "24:00", "a time like '04:30'"),
@@ -83,9 +83,63 @@ def test_every_problem_is_reported_at_once():
     assert len(e.value.problems) == 3
 
 
-def test_unknown_keys_are_refused():
-    with pytest.raises(ConfigError, match="app.wokers: unknown setting"):
+def test_unknown_keys_and_variables_are_refused_all_at_once_with_what_was_meant(monkeypatch):
+    monkeypatch.setenv("FABRIC_APP_MODUL", "shop:app")
+    monkeypatch.setenv("FABRIC_APP_NOTHING_LIKE_IT", "1")
+    monkeypatch.setenv("FABRIC_APP_PORT", "8000")
+    with pytest.raises(ConfigError) as e:
         validate(config(wokers=3))
+    assert e.value.problems[:3] == [
+        "app.wokers: no such setting; did you mean workers?",
+        "FABRIC_APP_MODUL: no such setting; did you mean FABRIC_APP_MODULE?",
+        "FABRIC_APP_NOTHING_LIKE_IT: no such setting"]
+    assert e.value.problems[3].startswith("FABRIC_APP_PORT: gunicorn listens on a unix socket")
+
+
+@pytest.mark.parametrize("text, value", [("false", False), ("no", False), ("0", False),
+                                         ("off", False), ("True", True), ("yes", True),
+                                         ("1", True), ("on", True)])
+def test_a_flag_from_a_variable_means_what_it_says(monkeypatch, text, value):
+    monkeypatch.setenv("FABRIC_APP_REDIS", text)
+    monkeypatch.setenv("FABRIC_APP_DEFAULT_SERVER", text)
+    s = load(config())
+    assert (s.redis, s.default_server) == (value, value)
+
+
+def test_a_flag_that_is_not_one_is_refused(monkeypatch):
+    monkeypatch.setenv("FABRIC_APP_REDIS", "maybe")
+    with pytest.raises(ConfigError, match=r"app.redis='maybe': must be true or false"):
+        load(config())
+
+
+def test_words_are_a_yaml_list_or_one_string_of_them():
+    listed = load(config(shared_paths=["logs/", "app.db"], packages=["six==1.17.0", "pymysql"],
+                         server_name=["example.org", "www.example.org"]))
+    assert (listed.shared_paths, listed.packages, listed.server_name) == \
+        ("logs/ app.db", "six==1.17.0 pymysql", "example.org www.example.org")
+    assert load(config(shared_paths="logs/ app.db")).shared_items == listed.shared_items
+    with pytest.raises(ConfigError, match="app.shared_paths: 3 must be a name"):
+        load(config(shared_paths=["logs/", 3]))
+
+
+def test_every_bad_variable_is_reported_at_once_and_mappings_take_json(monkeypatch):
+    monkeypatch.setenv("FABRIC_APP_WORKERS", "abc")
+    monkeypatch.setenv("FABRIC_APP_KEEP_RELEASES", "1")
+    monkeypatch.setenv("FABRIC_APP_PROCESSES", "not json")
+    with pytest.raises(ConfigError) as e:
+        load(config())
+    assert [p.split(":")[0] for p in e.value.problems] == \
+        ["app.workers='abc'", "app.keep_releases=1", "app.processes='not json'"]
+    monkeypatch.setenv("FABRIC_APP_WORKERS", "3")
+    monkeypatch.setenv("FABRIC_APP_KEEP_RELEASES", "4")
+    monkeypatch.setenv("FABRIC_APP_PROCESSES", '{"worker": "rq worker"}')
+    s = load(config())
+    assert (s.workers, s.keep_releases, s.processes) == (3, 4, {"worker": "rq worker"})
+
+
+def test_a_file_or_an_override_wins_over_a_variable(monkeypatch):
+    monkeypatch.setenv("FABRIC_APP_WORKERS", "3")
+    assert load(config(workers=5)).workers == 5
 
 
 def test_env_var_strings_are_accepted_for_numbers():
@@ -181,12 +235,14 @@ def test_every_setting_can_be_overridden_by_an_env_var(monkeypatch):
     scalars = {key: default for key, default in DEFAULTS.items() if not isinstance(default, dict)}
     for key, default in scalars.items():
         monkeypatch.setenv(f"FABRIC_APP_{key.upper()}", given(default)[0])
+    monkeypatch.setenv("FABRIC_APP_ROLES", '{"web": ["web1"]}')  # mappings: JSON
+    monkeypatch.setenv("FABRIC_APP_PROCESSES", '{"worker": "rq worker"}')
     config = Config()
     config.load_collection(namespace.configuration())
     config.load_shell_env()
     assert raw(config) == {**DEFAULTS, **{key: given(d)[1] for key, d in scalars.items()},
-                           **{key: str(Path.cwd() / "v") for key in LOCAL_PATHS}}
-    assert set(DEFAULTS) - set(scalars) == {"processes", "roles"}  # mappings: in a file (-f)
+                           **{key: str(Path.cwd() / "v") for key in LOCAL_PATHS},
+                           "roles": {"web": ["web1"]}, "processes": {"worker": "rq worker"}}
 
 
 def test_env_file_lines_are_checked_without_echoing_values(tmp_path):
