@@ -70,6 +70,7 @@ def raw(config):
             close = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.6)
             problems.append(f"{name}: no such setting"
                             + (f"; did you mean {env_name(close[0])}?" if close else ""))
+    problems += file_problems(config)
     if problems:
         raise ConfigError(problems)
     values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
@@ -78,11 +79,34 @@ def raw(config):
                                                 or sets(config, "_runtime", key)):
             values[key] = os.environ[env_name(key)]
     values = {key: BY_NAME[key].read(value) for key, value in values.items()}
+    if not given(config, "source") and not Path.cwd().resolve().is_relative_to(PROJECT):
+        raise ConfigError(["app.source is not set: name your app's folder (or its git URL) in "
+                           "its settings file (`source: .` in deploy.yaml, run with -f "
+                           "deploy.yaml); hello_world is only this tool's demo"])
     for key in LOCAL_PATHS:
         value = values[key]
         if isinstance(value, str) and value and not is_git_url(value):
             values[key] = str(base_of(config, key) / Path(value).expanduser())
     return values
+
+
+def file_problems(config):
+    """A settings file (-f FILE) that is not there, or whose settings are not under `app:`."""
+    path = getattr(config, "_runtime_path", None)
+    if not path:
+        return []
+    if not Path(path).expanduser().is_file():
+        return [f"-f {path}: no such file"]
+    loose = sorted(set(getattr(config, "_runtime", None) or {}) & set(DEFAULTS))
+    return [f"{path}: {', '.join(loose)} at the top level: put the settings under `app:` "
+            "(indented below it)"] if loose else []
+
+
+def given(config, key):
+    """Whether app.KEY is given anywhere but the defaults: an override, -f FILE, the
+    project's fabric.yaml or a FABRIC_APP_* variable."""
+    return any(sets(config, level, key) for level in ("_overrides", "_runtime", "_project")) \
+        or env_name(key) in os.environ
 
 
 def sets(config, level, key):

@@ -324,3 +324,31 @@ def test_fabric_yaml_and_the_readme_list_every_setting_as_the_table_says():
     assert [f.name for f in FIELDS] == list(DEFAULTS)
     assert all(f"#   {f.name}: " in fabric_yaml() and f"| `{f.name}` |" in readme_table()
                for f in FIELDS)
+
+
+def test_a_settings_file_that_is_missing_or_has_no_app_section_is_refused(tmp_path):
+    from fabric import Config as FabricConfig
+
+    missing = FabricConfig(runtime_path=str(tmp_path / "deploy.yml"))
+    missing.load_runtime()
+    with pytest.raises(ConfigError, match=r"-f .*deploy.yml: no such file"):
+        load(missing)
+    loose = tmp_path / "deploy.yaml"
+    loose.write_text("source: .\nworkers: 3\n")
+    flat = FabricConfig(runtime_path=str(loose))
+    flat.load_runtime()
+    with pytest.raises(ConfigError, match="source, workers at the top level: put the settings "
+                                          "under `app:`"):
+        load(flat)
+
+
+def test_outside_this_checkout_an_app_without_a_source_is_refused(tmp_path, monkeypatch):
+    from tasks.config import PROJECT
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="app.source is not set: name your app's folder"):
+        load(config())
+    (tmp_path / "requirements.txt").write_text("flask\n")
+    assert load(config(source=str(tmp_path))).source == str(tmp_path)
+    monkeypatch.chdir(PROJECT)
+    assert load(config()).source.endswith("hello_world")  # the demo, in its own checkout
