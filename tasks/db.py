@@ -13,6 +13,7 @@ from tasks.backups import (
     size_script,
 )
 from tasks.deploy import Executed
+from tasks.executor import FromExecutor
 from tasks.output import LinePrefixer
 from tasks.plan import Call, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge
@@ -89,7 +90,7 @@ def restore_plan(h, name):
                                "after backing up the data it replaces")])
 
 
-@task(help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
+@task(klass=FromExecutor, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def backup(c, dry_run=False, break_lock=False):
     """Back up the app's database into <dir>/backups on the server (root-only)."""
     step = Step("backup", lambda h: backup_plan(h.settings))

@@ -73,7 +73,8 @@ def deploy(c, dry_run=False, break_lock=False, batch=None):
     return converge(c, "deploy", [*steps.provision(), HEALTH], dry_run, break_lock, batch)
 
 
-@task(help={"to": "the release to return to (default: the one before the live one)",
+@task(klass=FromExecutor,
+      help={"to": "the release to return to (default: the one before the live one)",
             "dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def rollback(c, to=None, dry_run=False, break_lock=False):
     """Switch back to the previous release (or --to RELEASE), health-checked, no downtime."""

@@ -39,6 +39,14 @@ class FromExecutor(Task):
         return [a for a in super().get_arguments(ignore_unknown_help)
                 if a.name not in self.GIVEN]
 
+    def arg_opts(self, name, default, taken_names):
+        """`--dry` after the task is its `--dry-run` (Invoke's own `--dry`, which echoes
+        commands instead of running them, would leave fab reading nothing)."""
+        opts = super().arg_opts(name, default, taken_names)
+        if name == "dry_run":
+            opts["names"] = [*opts["names"], "dry"]
+        return opts
+
 
 class Rolling(FromExecutor):
     """A task the executor runs on many hosts in batches (tasks.rollout): `--serial N` is
@@ -76,6 +84,10 @@ class HostsExecutor(Executor):
         for call in calls:
             if getattr(call.task, "name", "") == "exec":
                 call.kwargs["remainder"] = remainder
+        if self.config.run.dry:
+            raise Exit("--dry before the task echoes commands instead of running them, and fab "
+                       "reads what they print: use --dry-run after the task (fab -H web1 deploy "
+                       "--dry-run)", code=2)
         results, failed = {}, False
         for group in self.groups(calls):
             self.load_config(group[0])

@@ -3,6 +3,7 @@ updates installed daily (tasks/steps/updates.py)."""
 
 from invoke import task
 
+from tasks.executor import FromExecutor
 from tasks.plan import StepFailed, run_step
 from tasks.run import open_host
 from tasks.shell import DeployError
@@ -10,7 +11,8 @@ from tasks.steps import harden as ssh_step
 from tasks.steps import updates
 
 
-@task(help={"dry-run": "show what would change, running only read-only commands"})
+@task(klass=FromExecutor,
+      help={"dry-run": "show what would change, running only read-only commands"})
 def harden(c, dry_run=False):
     """Turn off SSH password and root login (once key login and sudo are proven to work);
     install security updates daily."""

@@ -160,3 +160,18 @@ def test_a_task_without_a_host_says_how_to_give_one_in_one_line(task):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (f"{task}: no host given: run it as `fab -H user@server "
                                    f"{task}` (or list the hosts in app.roles)")
+
+
+def test_dry_after_a_task_is_its_dry_run_and_before_it_is_refused_with_the_fix():
+    import subprocess
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parents[2]
+    fab = str(project / ".venv/bin/fab")
+    for task in ("deploy", "provision", "rollback", "harden", "db.backup", "nginx"):
+        assert "--dry, --dry-run" in subprocess.run([fab, "--help", task], cwd=project,
+                                                    text=True, capture_output=True).stdout
+    proc = subprocess.run([fab, "--dry", "-H", "web1", "deploy"], cwd=project, text=True,
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "use --dry-run after the task" in proc.stderr
+    assert "Traceback" not in proc.stderr
