@@ -1,28 +1,28 @@
-"""The task collection: `fab --list` reads as the menu of this module.
+"""The task collection: `fab --list` reads as the menu of this module. The daily commands
+sit at the top; `db.*` and `step.*` (one part of the stack at a time) in groups of their own.
 
-The settings' defaults (tasks/settings.py) are the collection's config, so every
-`app.*` key exists before fabric.yaml, `-f FILE` or a `FABRIC_APP_*` variable
-overrides it.
+The settings' defaults (tasks/fields.py) are the collection's config, so every `app.*` key
+exists before deploy.yaml (`-f FILE`), fabric.yaml or a `FABRIC_APP_*` variable overrides it.
 """
 
 from invoke import Collection
 
-import sandbox.commands
-from tasks import db, deploy, harden, history, logs, provision, status
+from tasks import db, deploy, destroy, harden, history, init, logs, provision, status
 from tasks.fields import DEFAULTS
 
 namespace = Collection(
+    init.init,
     provision.provision,
     deploy.deploy,
     deploy.rollback,
     deploy.releases,
     history.history,
     deploy.exec_,
-    *provision.STEP_TASKS,
     logs.logs,
     status.status,
     harden.harden,
+    destroy.destroy,
 )
 namespace.add_collection(Collection(db.backup, db.restore, db.shell), name="db")
-namespace.add_collection(Collection.from_module(sandbox.commands, name="sandbox"))
+namespace.add_collection(Collection(*provision.STEP_TASKS), name="step")
 namespace.configure({"app": dict(DEFAULTS)})

@@ -16,12 +16,15 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
+from invoke.util import yaml
+
 from tasks.fields import BY_NAME, DEFAULTS, FIELDS, INT_RANGES, is_git_url
 from tasks.settings import Settings
 from tasks.shell import DeployError
-from tasks.source import select
+from tasks.source import dependencies_file, select
 
 PROJECT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = "deploy.yaml"  # the app's settings, kept in its repository (fab init)
 
 # Settings of earlier versions, and why they went.
 RETIRED = {"port": "gunicorn listens on a unix socket in <dir>/run, which only nginx and the "
@@ -70,7 +73,7 @@ def raw(config):
             close = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.6)
             problems.append(f"{name}: no such setting"
                             + (f"; did you mean {env_name(close[0])}?" if close else ""))
-    problems += file_problems(config)
+    problems = located(config, problems) + file_problems(config)
     if problems:
         raise ConfigError(problems)
     values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
@@ -79,15 +82,23 @@ def raw(config):
                                                 or sets(config, "_runtime", key)):
             values[key] = os.environ[env_name(key)]
     values = {key: BY_NAME[key].read(value) for key, value in values.items()}
-    if not given(config, "source") and not Path.cwd().resolve().is_relative_to(PROJECT):
-        raise ConfigError(["app.source is not set: name your app's folder (or its git URL) in "
-                           "its settings file (`source: .` in deploy.yaml, run with -f "
-                           "deploy.yaml); hello_world is only this tool's demo"])
+    if not given(config, "source") and not in_checkout():
+        runtime = getattr(config, "_runtime_path", None)
+        raise ConfigError([f"{runtime}: app.source is not set: add `source: .` (the app's "
+                           "folder) or its git URL" if runtime else
+                           f"no {SETTINGS_FILE} in {Path.cwd()} or a folder above it: run "
+                           "`fab init` in your app's folder (or name the file: -f FILE)"])
     for key in LOCAL_PATHS:
         value = values[key]
         if isinstance(value, str) and value and not is_git_url(value):
             values[key] = str(base_of(config, key) / Path(value).expanduser())
     return values
+
+
+def in_checkout():
+    """Whether fab runs inside this tool's own checkout, whose demo app (hello_world) is
+    the default source there and nowhere else."""
+    return (PROJECT / "fabfile.py").is_file() and Path.cwd().resolve().is_relative_to(PROJECT)
 
 
 def file_problems(config):
@@ -100,6 +111,43 @@ def file_problems(config):
     loose = sorted(set(getattr(config, "_runtime", None) or {}) & set(DEFAULTS))
     return [f"{path}: {', '.join(loose)} at the top level: put the settings under `app:` "
             "(indented below it)"] if loose else []
+
+
+def key_lines(path):
+    """{key: line} of the `app:` section of the YAML file PATH ({} if it does not parse)."""
+    try:
+        root = yaml.compose(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    for k, v in getattr(root, "value", None) or []:
+        if getattr(k, "value", None) == "app" and isinstance(v, yaml.MappingNode):
+            return {key.value: key.start_mark.line + 1 for key, _ in v.value}
+    return {}
+
+
+def origin(config, key):
+    """Where app.KEY's value came from, for a problem's line: `FILE:LINE` of the settings
+    file (or fabric.yaml) that sets it, or the `FABRIC_APP_*` variable; None: the default."""
+    if sets(config, "_overrides", key):
+        return None
+    for level in ("_runtime", "_project"):
+        path = getattr(config, level + "_path", None)
+        if path and sets(config, level, key):
+            line = key_lines(path).get(key)
+            return f"{os.path.relpath(path)}:{line}" if line else os.path.relpath(path)
+        if level == "_runtime" and env_name(key) in os.environ:
+            return env_name(key)
+    return None
+
+
+def located(config, problems):
+    """PROBLEMS, each led by where the value it names (its first `app.KEY`) came from."""
+    out = []
+    for problem in problems:
+        named = re.match(r"app\.(\w+)", problem)
+        where = origin(config, named.group(1)) if named else None
+        out.append(f"{where}: {problem}" if where and not problem.startswith(where) else problem)
+    return out
 
 
 def given(config, key):
@@ -254,9 +302,10 @@ def certificate_problems(cert_path, key_path):
 
 
 def validate(config):
-    """Check the config before any connection; raise ConfigError listing every problem."""
+    """Check the config before any connection; raise ConfigError listing every problem,
+    each with where its value came from."""
     values = raw(config)
-    problems = problems_of(values)
+    problems = located(config, problems_of(values))
     if values["env_file"] is not None and not problems:
         problems += env_file_problems(values["env_file"])
     if values["tls"] == "custom" and not problems:
@@ -265,9 +314,8 @@ def validate(config):
         raise ConfigError(problems)
     source = Settings(**finish(values)).source_path
     if not is_git_url(values["source"]):
-        if not (source / "requirements.txt").is_file():
-            raise ConfigError([f"app.source={values['source']!r}: no requirements.txt in {source}"])
         try:
+            dependencies_file(source)
             select(source, values["exclude"], values["env_file"])
         except DeployError as e:
             raise ConfigError([str(e)]) from None

@@ -48,6 +48,15 @@ class FromExecutor(Task):
         return opts
 
 
+class Local(Task):
+    """A task run on this machine only (`fab init`): it takes no hosts."""
+
+
+def runs_locally(call):
+    """Whether CALL takes no host: a Local task or the sandbox's own (`fab sandbox.up`)."""
+    return isinstance(call.task, Local) or str(call.called_as or "").startswith("sandbox.")
+
+
 class Rolling(FromExecutor):
     """A task the executor runs on many hosts in batches (tasks.rollout): `--serial N` is
     the executor's, so the task's own function never sees it; it gets its `batch` instead.
@@ -65,14 +74,13 @@ class Rolling(FromExecutor):
 class HostsExecutor(Executor):
     def expand_calls(self, calls, apply_hosts=True):
         """-H's hosts, where a role's name (app.roles) stands for its hosts; without -H,
-        every host of app.roles (the sandbox's own tasks take no hosts)."""
+        every host of app.roles (local tasks take no hosts)."""
         roles = self.config.get("app", {}).get("roles") or {}
         hosts = self.core[0].args.hosts
-        on_hosts = not all(str(getattr(c, "called_as", "") or "").startswith("sandbox.")
-                           for c in calls)
+        on_hosts = not all(runs_locally(c) for c in calls)
         if apply_hosts and on_hosts and isinstance(roles, dict) and roles:
             hosts.value = ",".join(selected(roles, hosts.value))
-        return super().expand_calls(calls, apply_hosts)
+        return super().expand_calls(calls, apply_hosts and on_hosts)
 
     def execute(self, *tasks):
         # `fab exec -- CMD`: the text after `--` is exec's command, not Fabric's anonymous
@@ -93,7 +101,7 @@ class HostsExecutor(Executor):
             self.load_config(group[0])
             if not isinstance(group[0], ConnectionCall):
                 for call in group:
-                    if not str(call.called_as or "").startswith("sandbox."):
+                    if not runs_locally(call):
                         raise Exit(f"{call.called_as}: no host given: run it as "
                                    f"`fab -H user@server {call.called_as}` (or list the "
                                    "hosts in app.roles)", code=2)
@@ -159,7 +167,9 @@ class HostsExecutor(Executor):
         except ConfigError as e:
             for problem in e.problems:
                 print(f"config: {problem}", file=sys.stderr)
-            raise Exit("config: fix the values above in fabric.yaml (or -f FILE)", code=2) from None
+            where = getattr(self.config, "_runtime_path", None) or "fabric.yaml"
+            raise Exit(f"config: fix the values above ({where}, or the variables named)",
+                       code=2) from None
 
     def run_batches(self, group, size):
         """Run the rollout's batches (tasks.rollout) of the task's calls in GROUP in turn,

@@ -14,8 +14,9 @@ from tasks.steps import updates
 @task(klass=FromExecutor,
       help={"dry-run": "show what would change, running only read-only commands"})
 def harden(c, dry_run=False):
-    """Turn off SSH password and root login (once key login and sudo are proven to work);
-    install security updates daily."""
+    """SSH by key only, no root login; security updates daily.
+
+    Password and root login go off only once a key login and sudo are proven to work."""
     if c.user == "root":
         raise DeployError("connect as the sudo user who keeps access (fab -H tom@host harden): "
                           "root login is what this turns off")

@@ -62,7 +62,7 @@ def settle(h):
 
 
 def step_task(step):
-    """`fab STEP`: converge that one step, e.g. `fab -H web1 nginx --dry-run`."""
+    """`fab step.STEP`: converge that one step, e.g. `fab -H web1 step.nginx --dry-run`."""
     @task(name=step.name, klass=Rolling, help={"dry-run": DRY_RUN})
     def one_step(c, dry_run=False, batch=None):
         return converge(c, step.name, [step], dry_run, batch=batch)

@@ -77,6 +77,14 @@ def build_function(s, venv):
     return f"build() {{ {run}; }}"
 
 
+PROJECT_DEPENDENCIES = ("import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', "
+                        "'rb')).get('project', {}).get('dependencies', [])))")
+# On a failed venv build, the server's Python and what was asked of pip, for
+# tasks.shell.pip_failure to name the package that has no wheel for that Python.
+PIP_FAILED = ("pip_failed() { echo \"fab: pip failed on the server's $(python3 -V 2>&1)\" >&2; "
+              "sed 's/^/fab: requirement /' \"$reqs\" >&2; exit 1; }")
+
+
 def seal(path):
     """Make PATH root's and read-only to everyone else: no group or other write, no setuid.
     -h and -R never follow a link the build left there."""
@@ -102,21 +110,27 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
         # Debian's pip wheel, run by the venv's python, installs into the venv: no pip is
         # copied into every venv (ensurepip alone takes ~4 s of a fresh provision).
         # gunicorn is the tool's: an app that pins its own keeps its pin.
-        pip = '-q --disable-pip-version-check -r "$release/requirements.txt" $extra'
-        lines += [f"extra={q(s.packages)}",
+        # A pyproject.toml app's dependencies are its [project] ones (read by the build
+        # account): the venv holds what `pip install .` would, the code stays in the release.
+        pip = '-q --disable-pip-version-check -r "$reqs" $extra'
+        lines += [f"rm -rf {venv}",
+                  f"install -d -o {q(s.build_user)} -g {q(s.build_user)} -m 0755 {venv}",
+                  'reqs="$release/requirements.txt"',
+                  f'[ -f "$reqs" ] || {{ reqs={venv}/.fab-requirements.txt; '
+                  f'build python3 -I -c {q(PROJECT_DEPENDENCIES)} > "$reqs"; }}',
+                  f"extra={q(s.packages)}",
                   *[f"grep -qiE '^[[:space:]]*{name}([^A-Za-z0-9_.-]|$)' "
-                    f'"$release/requirements.txt" || extra="$extra {pin}"'
+                    f'"$reqs" || extra="$extra {pin}"'
                     for pin, name in unless_listed(s)],
                   "set -f  # $extra is split into requirements, never globbed",
-                  f"rm -rf {venv}",
-                  f"install -d -o {q(s.build_user)} -g {q(s.build_user)} -m 0755 {venv}",
+                  PIP_FAILED,
                   "whl=$(ls /usr/share/python-wheels/pip-*.whl 2>/dev/null | tail -n1)",
                   'if [ -n "$whl" ]; then',
                   f"  build python3 -m venv --without-pip {venv}",
-                  f'  build {venv}/bin/python "$whl/pip" install {pip}',
+                  f'  build {venv}/bin/python "$whl/pip" install {pip} || pip_failed',
                   "else",
                   f"  build python3 -m venv {venv}",
-                  f"  build {venv}/bin/pip install {pip}",
+                  f"  build {venv}/bin/pip install {pip} || pip_failed",
                   "fi",
                   *seal(venv),
                   f"du -sk {venv} | cut -f1 > {venv}/.fab-complete"]  # its size: tasks.space

@@ -1,15 +1,15 @@
 """The revision of the app a deploy ships, as a `Source`: a local folder's content hash or a
 git source's commit (fetched into a mirror on the server), and the hash of what its
-virtualenv holds (requirements.txt and the extras fab adds)."""
+virtualenv holds (requirements.txt, or pyproject.toml's dependencies, and the extras fab
+adds)."""
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from tasks.engines import ENGINES
 from tasks.plan import differs
 from tasks.shell import q
-from tasks.source import content_hash, select
+from tasks.source import content_hash, dependencies_file, select
 
 
 def driver(s):
@@ -33,8 +33,9 @@ def extras_line(s):
 
 
 def requirements_hash(root, s):
-    """The venv's identity: requirements.txt and the extras (`extras_line`)."""
-    data = (Path(root) / "requirements.txt").read_bytes() + extras_line(s)
+    """The venv's identity: the dependencies' file (requirements.txt, else pyproject.toml)
+    and the extras (`extras_line`)."""
+    data = dependencies_file(root).read_bytes() + extras_line(s)
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -51,7 +52,7 @@ def git_command(s):
 
 def git_resolve_script(s):
     """Fetch the git source into the server's mirror; print the commit of app.ref and the hash
-    of its requirements.txt (the same hash `requirements_hash` gives for a local folder).
+    of its dependencies (the same hash `requirements_hash` gives for a local folder).
 
     A password in the URL never reaches a command line: git gets the URL without it and
     the credential from the root-only file its helper reads."""
@@ -67,10 +68,13 @@ else
 fi
 sha=$(git -C {m} rev-parse --verify --quiet {q(s.ref + "^{commit}")}) || {{
   echo "no commit {s.ref} in {s.source_shown}" >&2; exit 1; }}
-git -C {m} cat-file -e "$sha:requirements.txt" 2>/dev/null || {{
-  echo "no requirements.txt at {s.ref} ($sha) in {s.source_shown}" >&2; exit 1; }}
+deps=requirements.txt
+git -C {m} cat-file -e "$sha:$deps" 2>/dev/null || deps=pyproject.toml
+git -C {m} cat-file -e "$sha:$deps" 2>/dev/null || {{
+  echo "no requirements.txt or pyproject.toml at {s.ref} ($sha) in {s.source_shown}" >&2
+  exit 1; }}
 extras={q(extras_line(s).decode().lstrip(chr(10)))}
-echo "$sha $({{ git -C {m} show "$sha:requirements.txt"; printf '\\n%s' "$extras"; }} \\
+echo "$sha $({{ git -C {m} show "$sha:$deps"; printf '\\n%s' "$extras"; }} \\
   | sha256sum | cut -c1-16)"
 """
 

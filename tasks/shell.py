@@ -1,6 +1,7 @@
 """The bottom of the stack: the error people read, and how values enter remote shells."""
 
 import hashlib
+import re
 import shlex
 
 
@@ -40,6 +41,9 @@ def explain_failure(result):
         return "wrong sudo password: check it and run again with --prompt-for-sudo-password"
     if "is not in the sudoers file" in err or "not allowed to execute" in err:
         return "this user may not use sudo: connect as root or add the user to the sudo group"
+    built = pip_failure(err)
+    if built:
+        return built
     lines = [line.strip() for line in (err or result.stdout or "").splitlines()
              if line.strip() and not line.strip().startswith(NOISE)]
     # pip ends with generic lines ("error: subprocess-exited-with-error"); the cause is above.
@@ -48,3 +52,33 @@ def explain_failure(result):
     if errors:
         return errors[-1]
     return lines[-1] if lines else f"command failed with exit code {result.exited}"
+
+
+PIP_PYTHON = re.compile(r"^fab: pip failed on the server's Python (\d+\.\d+)\S*", re.M)
+NO_WHEEL = re.compile(r"Failed to build installable wheels for some pyproject\.toml based "
+                      r"projects \(([^)]+)\)|Failed building wheel for (\S+)"
+                      r"|Could not build wheels for (\S+?),")
+
+
+def pip_failure(err):
+    """One line for a venv build that failed (release.PIP_FAILED marked it): the server's
+    Python and, where pip could not build a package (no wheel of the pinned version for that
+    Python), the package as the app pins it and what to do; else pip's own error."""
+    python = PIP_PYTHON.search(err)
+    if not python:
+        return None
+    version = python.group(1)
+    names = list(dict.fromkeys(name.strip() for m in NO_WHEEL.finditer(err)
+                               for name in (m.group(1) or m.group(2) or m.group(3)).split(",")))
+    asked = [line.removeprefix("fab: requirement ").strip() for line in err.splitlines()
+             if line.startswith("fab: requirement ")]
+    if not names:
+        errors = [line.strip() for line in err.splitlines()
+                  if line.strip().startswith("ERROR") and not line.startswith("fab: ")]
+        cause = errors[-1] if errors else "see the output above"
+        return f"the virtualenv could not be built with the server's Python {version}: {cause}"
+    pins = [next((a for a in asked if re.match(rf"(?i){re.escape(n)}\s*([=<>~!\[;]|$)", a)),
+                 n) for n in names]
+    return (f"pip could not build {', '.join(pins)} for the server's Python {version} (no "
+            f"wheel of that version for it): pin a newer {names[0]} with wheels for Python "
+            f"{version}, or use a server with an older Python")

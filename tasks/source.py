@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import tarfile
+import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -143,3 +144,25 @@ def tarball(root, files):
             info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def dependencies_file(root):
+    """The file listing the app's dependencies: requirements.txt, else pyproject.toml (its
+    [project] dependencies, which must be listed there, not dynamic)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DeployError(f"{root}: no such folder")
+    if (root / "requirements.txt").is_file():
+        return root / "requirements.txt"
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        raise DeployError(f"{root}: no requirements.txt or pyproject.toml: list the app's "
+                          "dependencies in one of them")
+    try:
+        project = tomllib.loads(pyproject.read_text()).get("project", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise DeployError(f"{pyproject}: not valid TOML ({e})") from None
+    if "dependencies" in project.get("dynamic", []):
+        raise DeployError(f"{pyproject}: its dependencies are dynamic; list them in "
+                          "[project] dependencies or in requirements.txt")
+    return pyproject

@@ -1,11 +1,12 @@
-"""The configuration files fab writes, rendered from templates/ strictly."""
+"""The configuration files fab writes, rendered from templates/ strictly (installed, they
+are the package's data: tasks/templates)."""
 
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-_templates = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parents[1]
-                                                     / "templates")),
+HERE = Path(__file__).resolve().parent
+_templates = Environment(loader=FileSystemLoader([HERE / "templates", HERE.parent / "templates"]),
                          undefined=StrictUndefined, keep_trailing_newline=True,
                          trim_blocks=True, lstrip_blocks=True)
 

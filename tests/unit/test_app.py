@@ -139,7 +139,7 @@ def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_fo
     assert "-p RuntimeMaxSec=900" in build
     venv = "/srv/hello-world/venvs/vvvvvvvvvvvvvvvv"
     pip = lines.index(f"  build {venv}/bin/python \"$whl/pip\" install -q "
-                      "--disable-pip-version-check -r \"$release/requirements.txt\" $extra")
+                      "--disable-pip-version-check -r \"$reqs\" $extra || pip_failed")
     assert lines.index('chown -hR fab-build-hello-world:fab-build-hello-world "$release"') < pip
     assert pip < lines.index('chown -hR root:root "$release"')
     for path in ('"$release"', venv):

@@ -149,7 +149,7 @@ def test_a_server_too_loaded_to_greet_gets_one_more_try_and_no_more(monkeypatch)
         assert flaky.opened == flaky.failures
 
 
-@pytest.mark.parametrize("task", ["deploy", "provision", "harden", "status", "nginx"])
+@pytest.mark.parametrize("task", ["deploy", "provision", "harden", "status", "step.nginx", "destroy"])
 def test_a_task_without_a_host_says_how_to_give_one_in_one_line(task):
     import subprocess
     from pathlib import Path
@@ -168,7 +168,7 @@ def test_dry_after_a_task_is_its_dry_run_and_before_it_is_refused_with_the_fix()
 
     project = Path(__file__).resolve().parents[2]
     fab = str(project / ".venv/bin/fab")
-    for task in ("deploy", "provision", "rollback", "harden", "db.backup", "nginx"):
+    for task in ("deploy", "provision", "rollback", "harden", "db.backup", "step.nginx"):
         assert "--dry, --dry-run" in subprocess.run([fab, "--help", task], cwd=project,
                                                     text=True, capture_output=True).stdout
     proc = subprocess.run([fab, "--dry", "-H", "web1", "deploy"], cwd=project, text=True,

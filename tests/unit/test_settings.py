@@ -128,8 +128,10 @@ def test_every_bad_variable_is_reported_at_once_and_mappings_take_json(monkeypat
     monkeypatch.setenv("FABRIC_APP_PROCESSES", "not json")
     with pytest.raises(ConfigError) as e:
         load(config())
-    assert [p.split(":")[0] for p in e.value.problems] == \
-        ["app.workers='abc'", "app.keep_releases=1", "app.processes='not json'"]
+    assert [p.split(": ")[:2] for p in e.value.problems] == [
+        ["FABRIC_APP_WORKERS", "app.workers='abc'"],
+        ["FABRIC_APP_KEEP_RELEASES", "app.keep_releases=1"],
+        ["FABRIC_APP_PROCESSES", "app.processes='not json'"]]
     monkeypatch.setenv("FABRIC_APP_WORKERS", "3")
     monkeypatch.setenv("FABRIC_APP_KEEP_RELEASES", "4")
     monkeypatch.setenv("FABRIC_APP_PROCESSES", '{"worker": "rq worker"}')
@@ -180,7 +182,7 @@ def test_a_token_in_the_user_part_of_a_git_url_is_a_credential_too(url, credenti
 
 
 def test_missing_app_folder_is_reported():
-    with pytest.raises(ConfigError, match="no requirements.txt"):
+    with pytest.raises(ConfigError, match="/nonexistent/app: no such folder"):
         validate(config(source="/nonexistent/app"))
 
 
@@ -346,7 +348,8 @@ def test_outside_this_checkout_an_app_without_a_source_is_refused(tmp_path, monk
     from tasks.config import PROJECT
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="app.source is not set: name your app's folder"):
+    with pytest.raises(ConfigError, match="no deploy.yaml in .* or a folder above it: run `fab "
+                                          "init` in your app's folder"):
         load(config())
     (tmp_path / "requirements.txt").write_text("flask\n")
     assert load(config(source=str(tmp_path))).source == str(tmp_path)

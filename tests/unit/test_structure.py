@@ -74,9 +74,10 @@ LAYERS = [
     "release release_phase revision switch accounts site tls apt health backups",
     "steps",
     "executor rollout lock balancer errors deploy_log",
-    "deploy provision status logs db history harden",
+    "deploy provision status logs db history harden init destroy",
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names.split()}
+LAYER["cli"] = len(LAYERS) + 1  # the installed program, above the menu (the package)
 
 
 def layer_of(module):

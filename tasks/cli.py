@@ -1,0 +1,56 @@
+"""`fab`, installed (`pipx install`): the tool's tasks, run from the app's own folder.
+
+The settings file is the app's `deploy.yaml`, found in the current folder or the nearest
+one above it (as git finds its repository), or named with `-f FILE`. This checkout's
+fabfile.py is the same collection plus the sandbox, for the demo and the tests.
+"""
+
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from fabric import Config
+from fabric.main import Fab
+
+from tasks import namespace
+from tasks.config import SETTINGS_FILE
+from tasks.executor import HostsExecutor
+
+
+def settings_file(start):
+    """The nearest deploy.yaml in START or a folder above it, or None."""
+    for folder in (start, *start.parents):
+        if (folder / SETTINGS_FILE).is_file():
+            return folder / SETTINGS_FILE
+    return None
+
+
+class Program(Fab):
+    def update_config(self):
+        """Without -f, the settings file is the nearest deploy.yaml."""
+        if self.args.config.value is None and "INVOKE_RUNTIME_CONFIG" not in os.environ:
+            found = settings_file(Path.cwd())
+            if found:
+                self.args.config.value = str(found)
+        super().update_config()
+
+    def print_version(self):
+        try:
+            print(f"fab (flask-fab) {version('flask-fab')}")
+        except PackageNotFoundError:  # run from a checkout
+            print("fab (flask-fab, from a checkout)")
+        super().print_version()
+
+
+def main():
+    program = Program(name="fab", binary="fab", namespace=namespace,
+                      executor_class=HostsExecutor, config_class=Config)
+    try:
+        program.run()
+    except BrokenPipeError:  # `fab --list | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("fab: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,94 @@
+"""`fab destroy`: take the app off its servers, keeping its data unless told otherwise.
+
+What goes: its supervisor programs (stopped first) and any unit of its still running, its
+nginx site (nginx checked and reloaded), its Redis service, its releases, virtualenvs,
+git mirror, configuration, logs and build account, and the HTTP/HTTPS firewall rules once
+no site is left on the host. What stays, unless `--with-data`: `<dir>/shared`,
+`<dir>/backups`, its database and Redis data, and the app's account that owns them, so a
+later `fab provision` + `fab deploy` brings the app back on its data.
+"""
+
+from invoke import Exit, task
+
+from tasks.executor import FromExecutor
+from tasks.plan import Command, Plan, Step
+from tasks.provision import BREAK_LOCK, converge
+from tasks.shell import q
+from tasks.steps.firewall import ufw_args
+
+WEB_PORTS = ("80/tcp", "443/tcp")
+
+
+def drop_database(s):
+    """Lines that drop the app's database and role on the engine this host runs."""
+    name = s.database_name  # validated: a plain identifier
+    if s.local_engine == "postgresql":
+        sql = f"DROP DATABASE IF EXISTS {name} WITH (FORCE); DROP ROLE IF EXISTS {name};"
+        return [f"if command -v psql >/dev/null; then cd / && runuser -u postgres -- "
+                f"psql -Xq -v ON_ERROR_STOP=1 -c {q(sql)}; fi"]
+    if s.local_engine == "mysql":
+        sql = (f"DROP DATABASE IF EXISTS `{name}`; "
+               f"DROP USER IF EXISTS '{name}'@'%', '{name}'@'localhost';")
+        return [f"if command -v mysql >/dev/null; then mysql -e {q(sql)}; fi"]
+    return []
+
+
+def destroy_script(s, facts, with_data):
+    """The root script that removes the app from one host (each part only if there)."""
+    redis = f"redis-server@{s.redis_instance}"
+    web_rules = [r for r in facts.ufw_rules if r.split()[1] in WEB_PORTS]
+    ours = [r for r in facts.ufw_rules if r.split()[1] == f"{s.redis_port}/tcp"]
+    lines = [
+        f"rm -f {q(s.supervisor_conf)}",
+        "if command -v supervisorctl >/dev/null; then supervisorctl reread >/dev/null; "
+        "supervisorctl update >/dev/null; fi",
+        f"systemctl stop {q(s.name + '-candidate-*.service')} {q('fab-' + s.name + '.*')} "
+        ">/dev/null 2>&1 || true",
+        f"rm -f {q(s.nginx_enabled)} {q(s.nginx_site)}",
+        "if command -v nginx >/dev/null && systemctl -q is-active nginx; then "
+        "nginx -t -q && systemctl reload nginx; fi",
+        f"systemctl disable --now {q(redis)} >/dev/null 2>&1 || true",
+        f"rm -f {q(s.redis_conf)}",
+        *[f"ufw delete {ufw_args(r)} >/dev/null" for r in ours],
+        *(["if [ -z \"$(ls -A /etc/nginx/sites-enabled 2>/dev/null)\" ]; then "
+           + "; ".join(f"ufw delete {ufw_args(r)} >/dev/null" for r in web_rules) + "; fi"]
+          if web_rules else []),
+        f"rm -rf {q(s.releases)} {q(s.venvs)} {q(s.current)} {q(s.socket_dir)} "
+        f"{q(s.build_scratch)} {q(s.repo_cache)} {q(s.git_credentials_path)} {q(s.log_dir)}",
+        f"rm -f /var/log/nginx/{q(s.name)}.access.log* /var/log/nginx/{q(s.name)}.error.log*",
+        f"if id -u {q(s.build_user)} >/dev/null 2>&1; then pkill -KILL -u {q(s.build_user)}; "
+        f"userdel {q(s.build_user)}; fi",
+    ]
+    if not with_data:  # the database's password stays with the database it opens
+        keep = (s.database_env_path, s.database_access_path)
+        return lines + [f"find {q(s.conf_dir)} -mindepth 1 -maxdepth 1 "
+                        + " ".join(f"! -path {q(p)}" for p in keep)
+                        + " -exec rm -rf {} + 2>/dev/null || true"]
+    return lines + drop_database(s) + [
+        f"rm -rf {q(s.dir)} {q(s.conf_dir)} /var/lib/redis/dump-{q(s.redis_instance)}.rdb",
+        f"if id -u {q(s.user)} >/dev/null 2>&1; then pkill -KILL -u {q(s.user)}; "
+        f"userdel {q(s.user)}; fi",
+    ]
+
+
+def destroy_plan(h, with_data):
+    s = h.settings
+    kept = "" if with_data else (f"; kept {s.shared}, {s.backups}, the database and its "
+                                 f"account {s.user} (--with-data removes them)")
+    what = "its data too" if with_data else "keeping its data"
+    return Plan([Command(f"removed {s.name}{kept}",
+                         destroy_script(s, h.facts, with_data), timeout=300,
+                         would=f"remove {s.name} from this host, {what}")])
+
+
+@task(klass=FromExecutor, help={
+    "yes": "really remove it (without: refused, with what to run)",
+    "with-data": "remove the database, Redis data, <dir>/shared and the backups too",
+    "dry-run": "show what would be removed, changing nothing", "break-lock": BREAK_LOCK})
+def destroy(c, yes=False, with_data=False, dry_run=False, break_lock=False):
+    """Take the app off the hosts: programs, site, code, account; data only with --with-data."""
+    if not (yes or dry_run):
+        raise Exit(f"{c.host}: fab destroy removes the app from it: run it with --yes "
+                   "(see first what goes: --dry-run)", code=2)
+    step = Step("destroy", lambda h: destroy_plan(h, with_data))
+    return converge(c, "destroy", [step], dry_run, break_lock)
