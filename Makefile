@@ -26,6 +26,12 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.tool
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
+# The tool's pinned dependencies as wheels: the install test puts the tool's own wheel into
+# a fresh venv from these, with no index (tests reach only loopback and the sandbox).
+$(VENV)/wheels/.done: requirements.txt $(VENV)/.tool
+	$(BIN)/pip wheel -q -r requirements.txt -w $(VENV)/wheels
+	touch $@
+
 demo: host-packages $(VENV)/.tool
 	$(FAB) sandbox.up
 	$(FAB) $(SANDBOX) provision
@@ -45,7 +51,7 @@ unit: $(VENV)/.dev
 
 # Two workers (each test file stays on one worker, its servers with it); the tests that tear
 # the whole sandbox down run afterwards, alone. REPORTS=DIR writes JUnit XML there.
-test: host-packages $(VENV)/.dev lint
+test: host-packages $(VENV)/.dev $(VENV)/wheels/.done lint
 	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "not last and not slow and not faults" $(if $(REPORTS),--junitxml=$(REPORTS)/main.xml) tests
 	$(BIN)/pytest -q -m last $(if $(REPORTS),--junitxml=$(REPORTS)/last.xml) tests
 
@@ -54,7 +60,7 @@ test: host-packages $(VENV)/.dev lint
 # sudo password, a failed background install, harden without a working key, sandbox boots,
 # isolation and a reboot, shared state through pruning, MariaDB and SQLite, a killed
 # database server): kept out of `make test`'s 12-minute budget on 2 cores; CI runs both.
-test-slow: host-packages $(VENV)/.dev
+test-slow: host-packages $(VENV)/.dev $(VENV)/wheels/.done
 	$(BIN)/pytest -q -n 2 --dist loadfile --durations=8 -m "slow" $(if $(REPORTS),--junitxml=$(REPORTS)/slow.xml) tests
 
 # The fault matrix: provision, deploys and rollback broken by SIGKILL, a cut link and a

@@ -35,16 +35,13 @@ class Program(Fab):
                 self.args.config.value = str(found)
         super().update_config()
 
-    def print_version(self):
-        try:
-            print(f"fab (flask-fab) {version('flask-fab')}")
-        except PackageNotFoundError:  # run from a checkout
-            print("fab (flask-fab, from a checkout)")
-        super().print_version()
-
 
 def main():
-    program = Program(name="fab", binary="fab", namespace=namespace,
+    try:
+        release = version("flask-fab")
+    except PackageNotFoundError:  # run from a checkout
+        release = "(checkout)"
+    program = Program(name="fab", binary="fab", version=release, namespace=namespace,
                       executor_class=HostsExecutor, config_class=Config)
     try:
         program.run()

@@ -57,10 +57,11 @@ def did_you_mean(word, known):
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def raw(config):
+def raw(config, unknown=None):
     """The `app` section merged over the defaults (config is an Invoke/Fabric Config), the
     `FABRIC_APP_*` variables read in each setting's own form (tasks.fields.Field.read), its
-    local paths resolved. Unknown keys and variables are refused, all at once."""
+    local paths resolved. Unknown keys and variables are refused, all at once (or, given a
+    list UNKNOWN, added to it and left out)."""
     section = config.get("app", {}) or {}
     problems = [f"app.{k}: {RETIRED[k]}" if k in RETIRED else
                 f"app.{k}: no such setting{did_you_mean(k, list(DEFAULTS))}"
@@ -73,10 +74,12 @@ def raw(config):
             close = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.6)
             problems.append(f"{name}: no such setting"
                             + (f"; did you mean {env_name(close[0])}?" if close else ""))
-    problems = located(config, problems) + file_problems(config)
+    problems, broken = located(config, problems), file_problems(config)
+    if broken or (problems and unknown is None):
+        raise ConfigError(broken + problems)
     if problems:
-        raise ConfigError(problems)
-    values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
+        unknown += problems
+    values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None and k in DEFAULTS}}
     for key in DEFAULTS:  # a variable counts below -f FILE and overrides, as in Invoke
         if env_name(key) in os.environ and not (sets(config, "_overrides", key)
                                                 or sets(config, "_runtime", key)):
@@ -304,8 +307,9 @@ def certificate_problems(cert_path, key_path):
 def validate(config):
     """Check the config before any connection; raise ConfigError listing every problem,
     each with where its value came from."""
-    values = raw(config)
-    problems = located(config, problems_of(values))
+    unknown = []
+    values = raw(config, unknown)
+    problems = unknown + located(config, problems_of(values))
     if values["env_file"] is not None and not problems:
         problems += env_file_problems(values["env_file"])
     if values["tls"] == "custom" and not problems:

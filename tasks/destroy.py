@@ -33,6 +33,12 @@ def drop_database(s):
     return []
 
 
+def gone(account):
+    """The line that removes ACCOUNT, its processes first (userdel refuses while they run)."""
+    return (f"if id -u {q(account)} >/dev/null 2>&1; then pkill -KILL -u {q(account)} || true; "
+            f"userdel {q(account)}; fi")
+
+
 def destroy_script(s, facts, with_data):
     """The root script that removes the app from one host (each part only if there)."""
     redis = f"redis-server@{s.redis_instance}"
@@ -56,8 +62,7 @@ def destroy_script(s, facts, with_data):
         f"rm -rf {q(s.releases)} {q(s.venvs)} {q(s.current)} {q(s.socket_dir)} "
         f"{q(s.build_scratch)} {q(s.repo_cache)} {q(s.git_credentials_path)} {q(s.log_dir)}",
         f"rm -f /var/log/nginx/{q(s.name)}.access.log* /var/log/nginx/{q(s.name)}.error.log*",
-        f"if id -u {q(s.build_user)} >/dev/null 2>&1; then pkill -KILL -u {q(s.build_user)}; "
-        f"userdel {q(s.build_user)}; fi",
+        gone(s.build_user),
     ]
     if not with_data:  # the database's password stays with the database it opens
         keep = (s.database_env_path, s.database_access_path)
@@ -66,8 +71,7 @@ def destroy_script(s, facts, with_data):
                         + " -exec rm -rf {} + 2>/dev/null || true"]
     return lines + drop_database(s) + [
         f"rm -rf {q(s.dir)} {q(s.conf_dir)} /var/lib/redis/dump-{q(s.redis_instance)}.rdb",
-        f"if id -u {q(s.user)} >/dev/null 2>&1; then pkill -KILL -u {q(s.user)}; "
-        f"userdel {q(s.user)}; fi",
+        gone(s.user),
     ]
 
 
@@ -77,7 +81,7 @@ def destroy_plan(h, with_data):
                                  f"account {s.user} (--with-data removes them)")
     what = "its data too" if with_data else "keeping its data"
     return Plan([Command(f"removed {s.name}{kept}",
-                         destroy_script(s, h.facts, with_data), timeout=300,
+                         "\n".join(destroy_script(s, h.facts, with_data)), timeout=300,
                          would=f"remove {s.name} from this host, {what}")])
 
 

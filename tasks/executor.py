@@ -165,10 +165,11 @@ class HostsExecutor(Executor):
         try:
             validate(self.config)
         except ConfigError as e:
+            if len(e.problems) == 1:
+                raise Exit(f"config: {e.problems[0]}", code=2) from None
             for problem in e.problems:
                 print(f"config: {problem}", file=sys.stderr)
-            where = getattr(self.config, "_runtime_path", None) or "fabric.yaml"
-            raise Exit(f"config: fix the values above ({where}, or the variables named)",
+            raise Exit(f"config: {len(e.problems)} problems: fix each where it is named",
                        code=2) from None
 
     def run_batches(self, group, size):

@@ -123,7 +123,7 @@ def hostile(module_server):
         "master": forging(FORGED["master"], gunicorn)})
     fab("-f", conf, "-H", s.name, "deploy", check=True)
     # A second app's account, its secrets (database.env) and Redis: no release, no site.
-    fab("-f", settings(apps, "other"), "-H", s.name, "database", check=True)
+    fab("-f", settings(apps, "other"), "-H", s.name, "step.database", check=True)
     return s, apps, conf
 
 

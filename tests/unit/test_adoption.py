@@ -1,7 +1,6 @@
 """From the app's own folder: fab init's guesses, the settings file found there, every bad
 setting named where it was set, pyproject.toml apps, and a failed venv build explained."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,30 +15,16 @@ from tasks.config import ConfigError, load
 from tasks.revision import requirements_hash
 from tasks.shell import DeployError, pip_failure
 from tasks.source import dependencies_file
+from tests.tutorial import tutorial_app
 from tests.unit.stack import S, converged_facts
 
 PROJECT = Path(__file__).resolve().parents[2]
-MICROBLOG = PROJECT / "tests/apps/microblog"
 
 
 def settings_from(path):
     config = Config(runtime_path=str(path))
     config.load_runtime()
     return config
-
-
-def tutorial_app(root):
-    """The tutorial's shape: a factory in a package, `app = create_app()` in microblog.py,
-    .flaskenv, migrations, static in the package, pyproject.toml only, a Procfile."""
-    shutil.copytree(MICROBLOG, root, ignore=shutil.ignore_patterns("deploy.yaml",
-                                                                   "requirements.txt"))
-    (root / "pyproject.toml").write_text(
-        '[project]\nname = "microblog"\nversion = "1.0"\n'
-        'dependencies = ["flask==3.1.3", "flask-migrate==4.1.0", "python-dotenv==1.2.1"]\n')
-    (root / ".flaskenv").write_text("FLASK_APP=microblog.py\n")
-    (root / "Procfile").write_text("web: gunicorn microblog:app\nworker: python worker.py\n")
-    (root / ".env").write_text("SECRET_KEY=not-a-real-secret\n")
-    return root
 
 
 def test_init_reads_the_tutorial_app_and_its_file_loads_as_written(tmp_path, monkeypatch):

@@ -149,7 +149,8 @@ def test_a_server_too_loaded_to_greet_gets_one_more_try_and_no_more(monkeypatch)
         assert flaky.opened == flaky.failures
 
 
-@pytest.mark.parametrize("task", ["deploy", "provision", "harden", "status", "step.nginx", "destroy"])
+@pytest.mark.parametrize("task", ["deploy", "provision", "harden", "status", "step.nginx",
+                                  "destroy"])
 def test_a_task_without_a_host_says_how_to_give_one_in_one_line(task):
     import subprocess
     from pathlib import Path
