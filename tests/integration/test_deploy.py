@@ -112,7 +112,9 @@ def test_a_requirement_that_cannot_install_fails_and_leaves_nothing_behind(live)
     bad = make_app(apps, "Hello bad pin", extra_requirement="no-such-package-zz==9.9")
     proc = deploy(s, bad)
     assert proc.returncode == 1
-    assert "] app         failed   ERROR: No matching distribution found" in proc.stdout
+    assert "] app         failed   the virtualenv could not be built with the server's Python " \
+        "3." in proc.stdout and "ERROR: No matching distribution found for no-such-package-zz" \
+        in proc.stdout
     assert on(s, "ls /srv/hello-world/releases") == before
     assert http_get(s)[2] == "Hello three"
 
