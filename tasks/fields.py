@@ -216,7 +216,8 @@ FIELDS = [
                optional=True)),
     Field("dir", None, "the deploy tree, root's; default: /srv/<name>", path),
     Field("source", "hello_world",
-          "local folder of the app (with requirements.txt), or a git URL", source),
+          "the app's folder (with requirements.txt or pyproject.toml) or git URL; the demo "
+          "only in this checkout", source),
     Field("ref", "HEAD", "git source only: branch, tag or commit (HEAD: the default branch)",
           text(GIT_REF_RE, "must be a branch, tag or commit name")),
     Field("module", "app:app", "WSGI entry point given to gunicorn",
@@ -255,7 +256,7 @@ FIELDS = [
     Field("exclude", "", ".gitignore patterns of local files that never ship: \"docs/ *.psd\"",
           text(SAFE_TEXT_RE, "must be .gitignore patterns separated by spaces, like "
                "'docs/ *.psd'"), words=True),
-    Field("packages", "", "pip requirements beside requirements.txt: \"pymysql cryptography\"",
+    Field("packages", "", "pip requirements beside the app's own: \"pymysql cryptography\"",
           words(REQUIREMENT_RE, "must be pip requirements separated by spaces, like "
                 "'pymysql cryptography==44.0.0'"), words=True),
     Field("shared_paths", "", "kept across releases in <dir>/shared: \"logs/ instance/ app.db\"",
