@@ -12,6 +12,8 @@ from pathlib import Path
 
 from fabric import Config
 from fabric.main import Fab
+from invoke import Exit
+from invoke.util import yaml
 
 from tasks import namespace
 from tasks.config import SETTINGS_FILE
@@ -33,7 +35,13 @@ class Program(Fab):
             found = settings_file(Path.cwd())
             if found:
                 self.args.config.value = str(found)
-        super().update_config()
+        try:
+            super().update_config()
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise Exit(f"config: {self.args.config.value}{where}: not valid YAML "
+                       f"({getattr(e, 'problem', None) or e})", code=2) from None
 
 
 def main():

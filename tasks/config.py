@@ -63,6 +63,10 @@ def raw(config, unknown=None):
     local paths resolved. Unknown keys and variables are refused, all at once (or, given a
     list UNKNOWN, added to it and left out)."""
     section = config.get("app", {}) or {}
+    if not isinstance(section, dict):
+        where = getattr(config, "_runtime_path", None) or "fabric.yaml"
+        raise ConfigError([f"{where}: app: must hold the settings, one `key: value` per line "
+                           f"indented below it (not {section!r})"])
     problems = [f"app.{k}: {RETIRED[k]}" if k in RETIRED else
                 f"app.{k}: no such setting{did_you_mean(k, list(DEFAULTS))}"
                 for k in sorted(set(section) - set(DEFAULTS))]

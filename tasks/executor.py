@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fabric.executor import Executor
 from fabric.tasks import ConnectionCall
 from invoke import Exit, Task
+from invoke.config import AmbiguousMergeError
 from invoke.exceptions import UncastableEnvVar
 from invoke.parser import Argument
 
@@ -75,7 +76,8 @@ class HostsExecutor(Executor):
     def expand_calls(self, calls, apply_hosts=True):
         """-H's hosts, where a role's name (app.roles) stands for its hosts; without -H,
         every host of app.roles (local tasks take no hosts)."""
-        roles = self.config.get("app", {}).get("roles") or {}
+        app = self.config.get("app", {})
+        roles = (app.get("roles") if isinstance(app, dict) else None) or {}
         hosts = self.core[0].args.hosts
         on_hosts = not all(runs_locally(c) for c in calls)
         if apply_hosts and on_hosts and isinstance(roles, dict) and roles:
@@ -144,7 +146,12 @@ class HostsExecutor(Executor):
         """The collection's config and FABRIC_* env vars, loaded once per task. The app's
         own (FABRIC_APP_*) are read by tasks.config, each in its setting's form: Invoke
         would take FABRIC_APP_REDIS=false for true."""
-        self.config.load_collection(self.collection.configuration(call.called_as))
+        try:
+            self.config.load_collection(self.collection.configuration(call.called_as))
+        except AmbiguousMergeError:  # `app: 3`: a value where the settings belong
+            where = getattr(self.config, "_runtime_path", None) or "fabric.yaml"
+            raise Exit(f"config: {where}: app: must hold the settings, one `key: value` per "
+                       "line indented below it", code=2) from None
         app = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
         try:
             self.config.load_shell_env()

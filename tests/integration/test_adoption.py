@@ -120,6 +120,8 @@ def test_destroy_takes_the_app_off_and_a_new_provision_brings_it_back_on_its_dat
      "deploy.yaml: source, workers at the top level: put the settings under `app:`"),
     ({"deploy.yaml": "app:\n  source: .\n  modul: x\n"}, [], {},
      "deploy.yaml:3: app.modul: no such setting; did you mean module?"),
+    ({"deploy.yaml": "app:\n  source: [.\n"}, [], {}, "deploy.yaml:3: not valid YAML"),
+    ({"deploy.yaml": "app: 3\n"}, [], {}, "deploy.yaml: app: must hold the settings"),
     ({"deploy.yaml": "app:\n  name: shop\n"}, [], {},
      "deploy.yaml: app.source is not set: add `source: .`"),
     ({"deploy.yaml": "app:\n  source: .\n"}, [], {"FABRIC_APP_MODUL": "x"},
