@@ -129,6 +129,17 @@ def find_static(root, found, module):
                        "if one appears")
 
 
+def project_of(root):
+    """pyproject.toml's [project] table: {} without the file, None if it does not parse."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text()).get("project", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+        return None
+
+
 def find_requirements(root, found):
     """requirements.txt, else pyproject.toml's [project] dependencies."""
     listed = ""
@@ -136,10 +147,9 @@ def find_requirements(root, found):
         listed = (root / "requirements.txt").read_text(errors="replace")
         found.notes.append("requirements.txt: the release's virtualenv installs it")
     elif (root / "pyproject.toml").is_file():
-        try:
-            project = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {})
-        except tomllib.TOMLDecodeError as e:
-            found.notes.append(f"pyproject.toml does not parse ({e}): fix it before deploying")
+        project = project_of(root)
+        if project is None:
+            found.notes.append("pyproject.toml does not parse: fix it before deploying")
             return ""
         if "dependencies" in project.get("dynamic", []):
             found.notes.append("pyproject.toml's dependencies are dynamic: list them in "
@@ -220,13 +230,7 @@ def detect(root):
     found = Found()
     found.set("source", ".", "this folder: what git would ship of it (.gitignore'd files "
               "never ship)")
-    name = ""
-    if (root / "pyproject.toml").is_file():
-        try:
-            name = tomllib.loads((root / "pyproject.toml").read_text()).get(
-                "project", {}).get("name", "")
-        except tomllib.TOMLDecodeError:
-            pass
+    name = (project_of(root) or {}).get("name", "")
     slug = re.sub(r"[^a-z0-9_-]+", "-", (name or root.name).lower()).strip("-_")[:32]
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", slug):
         slug = "app"
@@ -311,7 +315,11 @@ def init(c):
         raise Exit(f"{target}: already there; fab init never overwrites it (edit it, or "
                    "move it away and run fab init again)", code=1)
     found = detect(root)
-    target.write_text(settings_text(found, root))
+    try:
+        with target.open("x") as f:  # never over a file that appeared meanwhile
+            f.write(settings_text(found, root))
+    except OSError as e:
+        raise Exit(f"{target}: cannot write it ({e.strerror or e})", code=1) from None
     print(f"wrote {target}:")
     for key, (value, why) in found.settings.items():
         print(f"  {key}: {value!r}  ({why})")
