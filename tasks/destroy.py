@@ -15,6 +15,7 @@ from tasks.plan import Command, Plan, Step
 from tasks.provision import BREAK_LOCK, converge
 from tasks.shell import q
 from tasks.steps.firewall import ufw_args
+from tasks.units import work_unit
 
 WEB_PORTS = ("80/tcp", "443/tcp")
 
@@ -44,12 +45,18 @@ def destroy_script(s, facts, with_data):
     redis = f"redis-server@{s.redis_instance}"
     web_rules = [r for r in facts.ufw_rules if r.split()[1] in WEB_PORTS]
     ours = [r for r in facts.ufw_rules if r.split()[1] == f"{s.redis_port}/tcp"]
+    # The shapes of its candidates (names.candidate_unit) and its detached work
+    # (units.work_unit + fresh); names (NAME_RE) hold no ERE specials.
+    shapes = (f"{s.name}-candidate-[0-9a-f]{{8}}[.]service|"
+              f"fab-{s.name}[.][a-z]+-[0-9a-f]{{8}}[.]service")
     lines = [
         f"rm -f {q(s.supervisor_conf)}",
         "if command -v supervisorctl >/dev/null; then supervisorctl reread >/dev/null; "
         "supervisorctl update >/dev/null; fi",
-        f"systemctl stop {q(s.name + '-candidate-*.service')} {q('fab-' + s.name + '.*')} "
-        ">/dev/null 2>&1 || true",
+        # its candidates and detached work, by their exact shapes (never another app's)
+        f"systemctl list-units --plain --no-legend --all {q(s.name + '-candidate-*')} "
+        f"{q(work_unit(s, '*'))} 2>/dev/null | cut -d' ' -f1 | grep -xE {q(shapes)} "
+        "| xargs -r systemctl stop >/dev/null 2>&1 || true",
         f"rm -f {q(s.nginx_enabled)} {q(s.nginx_site)}",
         "if command -v nginx >/dev/null && systemctl -q is-active nginx; then "
         "nginx -t -q && systemctl reload nginx; fi",
@@ -90,7 +97,7 @@ def destroy_plan(h, with_data):
     "with-data": "remove the database, Redis data, <dir>/shared and the backups too",
     "dry-run": "show what would be removed, changing nothing", "break-lock": BREAK_LOCK})
 def destroy(c, yes=False, with_data=False, dry_run=False, break_lock=False):
-    """Take the app off the hosts: programs, site, code, account; data only with --with-data."""
+    """Take the app off the hosts: programs, site, code; data and account with --with-data."""
     if not (yes or dry_run):
         raise Exit(f"{c.host}: fab destroy removes the app from it: run it with --yes "
                    "(see first what goes: --dry-run)", code=2)
