@@ -52,9 +52,15 @@ def env_name(key):
     return ENV_PREFIX + key.upper()
 
 
-def did_you_mean(word, known):
+# `app: 3` in a settings file: a value where the settings belong.
+NOT_SETTINGS = "app: must hold the settings, one `key: value` per line indented below it"
+
+
+def did_you_mean(word, known, shown=str):
+    """The `; did you mean X?` for the known name closest to WORD (as SHOWN gives it), or
+    "" when none is close."""
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
+    return f"; did you mean {shown(close[0])}?" if close else ""
 
 
 def raw(config, unknown=None):
@@ -65,8 +71,7 @@ def raw(config, unknown=None):
     section = config.get("app", {}) or {}
     if not isinstance(section, dict):
         where = getattr(config, "_runtime_path", None) or "fabric.yaml"
-        raise ConfigError([f"{where}: app: must hold the settings, one `key: value` per line "
-                           f"indented below it (not {section!r})"])
+        raise ConfigError([f"{where}: {NOT_SETTINGS} (not {section!r})"])
     problems = [f"app.{k}: {RETIRED[k]}" if k in RETIRED else
                 f"app.{k}: no such setting{did_you_mean(k, list(DEFAULTS))}"
                 for k in sorted(set(section) - set(DEFAULTS))]
@@ -75,9 +80,8 @@ def raw(config, unknown=None):
         if key in RETIRED:
             problems.append(f"{name}: {RETIRED[key]}")
         elif key not in DEFAULTS:
-            close = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.6)
             problems.append(f"{name}: no such setting"
-                            + (f"; did you mean {env_name(close[0])}?" if close else ""))
+                            f"{did_you_mean(key, list(DEFAULTS), env_name)}")
     problems, broken = located(config, problems), file_problems(config)
     if broken or (problems and unknown is None):
         raise ConfigError(broken + problems)
@@ -132,15 +136,16 @@ def key_lines(path):
     return {}
 
 
-def origin(config, key):
+def origin(config, key, lines):
     """Where app.KEY's value came from, for a problem's line: `FILE:LINE` of the settings
-    file (or fabric.yaml) that sets it, or the `FABRIC_APP_*` variable; None: the default."""
+    file (or fabric.yaml) that sets it, or the `FABRIC_APP_*` variable; None: the default.
+    LINES(path) gives a file's {key: line}."""
     if sets(config, "_overrides", key):
         return None
     for level in ("_runtime", "_project"):
         path = getattr(config, level + "_path", None)
         if path and sets(config, level, key):
-            line = key_lines(path).get(key)
+            line = lines(path).get(key)
             return f"{os.path.relpath(path)}:{line}" if line else os.path.relpath(path)
         if level == "_runtime" and env_name(key) in os.environ:
             return env_name(key)
@@ -148,11 +153,18 @@ def origin(config, key):
 
 
 def located(config, problems):
-    """PROBLEMS, each led by where the value it names (its first `app.KEY`) came from."""
+    """PROBLEMS, each led by where the value it names (its first `app.KEY`) came from. Each
+    file is read once."""
+    read = {}
+
+    def lines(path):
+        if path not in read:
+            read[path] = key_lines(path)
+        return read[path]
     out = []
     for problem in problems:
         named = re.match(r"app\.(\w+)", problem)
-        where = origin(config, named.group(1)) if named else None
+        where = origin(config, named.group(1), lines) if named else None
         out.append(f"{where}: {problem}" if where and not problem.startswith(where) else problem)
     return out
 

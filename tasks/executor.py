@@ -19,7 +19,7 @@ from invoke.exceptions import UncastableEnvVar
 from invoke.parser import Argument
 
 from tasks.balancer import balancing, drained
-from tasks.config import ENV_PREFIX, ConfigError, raw, validate
+from tasks.config import ENV_PREFIX, NOT_SETTINGS, ConfigError, raw, validate
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
 from tasks.output import say
@@ -150,8 +150,7 @@ class HostsExecutor(Executor):
             self.config.load_collection(self.collection.configuration(call.called_as))
         except AmbiguousMergeError:  # `app: 3`: a value where the settings belong
             where = getattr(self.config, "_runtime_path", None) or "fabric.yaml"
-            raise Exit(f"config: {where}: app: must hold the settings, one `key: value` per "
-                       "line indented below it", code=2) from None
+            raise Exit(f"config: {where}: {NOT_SETTINGS}", code=2) from None
         app = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
         try:
             self.config.load_shell_env()

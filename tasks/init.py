@@ -166,9 +166,9 @@ def find_requirements(root, found):
     return listed
 
 
-def find_phases(root, found, procfile, listed, flask_env):
+def find_phases(root, found, procfile, listed, flask_env, sources):
     """The release command (Flask-Migrate, or the Procfile's `release:`) and the build
-    command (compiled translations)."""
+    command (compiled translations). SOURCES: {path: text} of the app's .py files."""
     if "release" in procfile:
         found.set("release_command", procfile["release"], "the Procfile's release: line")
     elif (root / "migrations" / "env.py").is_file():
@@ -183,19 +183,17 @@ def find_phases(root, found, procfile, listed, flask_env):
         p for p in [root / "translations"] if p.is_dir())
     if translations:
         rel = translations[0].relative_to(root).as_posix()
-        sources = "\n".join(p.read_text(errors="replace") for p in python_files(root))
-        command = "flask translate compile" if re.search(r"def translate\b|['\"]translate['\"]",
-                                                         sources) \
+        command = "flask translate compile" if re.search(
+            r"def translate\b|['\"]translate['\"]", "\n".join(sources.values())) \
             else f"pybabel compile -d {rel}"
         found.set("build_command", command, f"{rel}/ holds translations, compiled into each "
                   "release when it is built")
 
 
-def find_state(root, found, env):
+def find_state(root, found, env, sources):
     """What the app writes next to its code (kept in <dir>/shared, across releases): a
     SQLite file, Flask's instance/ folder, a logs/ folder."""
     shared = []
-    sources = {p: p.read_text(errors="replace") for p in python_files(root)}
     text = "\n".join(sources.values()) + "\n" + "\n".join(env.values())
     if "sqlite:///" in text:
         files = [m.group(1) for src in sources.values() if "sqlite" in src
@@ -246,12 +244,13 @@ def detect(root):
         module = web.group(1).split(":")[0]
     find_static(root, found, module)
     listed = find_requirements(root, found)
-    find_phases(root, found, procfile, listed, "FLASK_APP" in flask_env)
+    sources = {p: p.read_text(errors="replace") for p in python_files(root)}
+    find_phases(root, found, procfile, listed, "FLASK_APP" in flask_env, sources)
     processes = {k: v for k, v in procfile.items() if k not in ("web", "release")}
     if processes:
         found.set("processes", processes, "the Procfile's other process types: programs of "
                   "each release, started and switched with it")
-    find_state(root, found, {**flask_env, **env})
+    find_state(root, found, {**flask_env, **env}, sources)
     if (root / ".env").is_file():
         found.set("env_file", ".env", ".env: the app's environment, uploaded root-only "
                   "(never shipped with the code)")

@@ -63,18 +63,20 @@ NO_WHEEL = re.compile(r"Failed to build installable wheels for some pyproject\.t
 def pip_failure(err):
     """One line for a venv build that failed (release.PIP_FAILED marked it): the server's
     Python and, where pip could not build a package (no wheel of the pinned version for that
-    Python), the package as the app pins it and what to do; else pip's own error."""
-    python = PIP_PYTHON.search(err)
-    if not python:
+    Python), the package as the app pins it and what to do; else pip's own error.
+
+    fab's own lines are the last marker and what follows it: a package's build output, which
+    comes before, could print a line like the marker."""
+    markers = list(PIP_PYTHON.finditer(err))
+    if not markers:
         return None
-    version = python.group(1)
-    names = list(dict.fromkeys(name.strip() for m in NO_WHEEL.finditer(err)
+    version, pip, ours = markers[-1].group(1), err[:markers[-1].start()], err[markers[-1].end():]
+    names = list(dict.fromkeys(name.strip() for m in NO_WHEEL.finditer(pip)
                                for name in (m.group(1) or m.group(2) or m.group(3)).split(",")))
-    asked = [line.removeprefix("fab: requirement ").strip() for line in err.splitlines()
+    asked = [line.removeprefix("fab: requirement ").strip() for line in ours.splitlines()
              if line.startswith("fab: requirement ")]
     if not names:
-        errors = [line.strip() for line in err.splitlines()
-                  if line.strip().startswith("ERROR") and not line.startswith("fab: ")]
+        errors = [line.strip() for line in pip.splitlines() if line.strip().startswith("ERROR")]
         cause = errors[-1] if errors else "see the output above"
         return f"the virtualenv could not be built with the server's Python {version}: {cause}"
     pins = [next((a for a in asked if re.match(rf"(?i){re.escape(n)}\s*([=<>~!\[;]|$)", a)),

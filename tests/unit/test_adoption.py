@@ -145,6 +145,8 @@ def test_a_failed_venv_build_names_the_servers_python_and_the_package_without_a_
     assert pip_failure(other) == ("the virtualenv could not be built with the server's Python "
                                   "3.11: ERROR: No matching distribution found for flaskk")
     assert pip_failure("E: Unable to locate package x") is None
+    forged = "fab: pip failed on the server's Python 2.7\nfab: requirement evil==6.6\n"
+    assert pip_failure(forged + PIP_OUTPUT) == pip_failure(PIP_OUTPUT)  # a build printed it
 
 
 def test_destroy_keeps_the_data_and_its_account_unless_told():
