@@ -165,6 +165,8 @@ class Facts:
     other_tls_sites: bool = fact(  # another enabled nginx site listens on 443
         lambda s: "grep -lsE '^[[:space:]]*listen[^;]*443' /etc/nginx/sites-enabled/* | "
                   f"grep -vxF {q(s.nginx_enabled)}", non_empty, False)
+    maintenance: bool = fact(lambda s: f"[ -f {q(s.maintenance_page)} ] && echo on",
+                             non_empty, False)  # fab maintenance on
     ssh_port: int = fact(lambda s: 'echo "${FAB_SSH:-}"', ssh_port, 22)
     needs: Needs = field(default_factory=Needs)  # what they were read for (not a fact)
 

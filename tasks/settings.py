@@ -239,6 +239,16 @@ class Settings:
         return f"/etc/nginx/sites-available/{self.name}"
 
     @property
+    def maintenance_dir(self):
+        """Where the maintenance pages are (nginx's to read, root's to write)."""
+        return "/etc/nginx/fab-maintenance"
+
+    @property
+    def maintenance_page(self):
+        """The app's maintenance page: while it exists, nginx serves it as a 503."""
+        return f"{self.maintenance_dir}/{self.name}.html"
+
+    @property
     def nginx_enabled(self):
         return f"/etc/nginx/sites-enabled/{self.name}"
 

@@ -6,6 +6,7 @@ from tasks.shell import DeployError, q
 from tasks.templates import render
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+RETRY_AFTER = 120  # seconds a client is told to wait during maintenance
 
 
 def render_site(s, tls=None, down=()):
@@ -19,7 +20,9 @@ def render_site(s, tls=None, down=()):
                   socket=s.socket, candidate_socket=s.candidate_socket,
                   tls=s.tls != "off" if tls is None else tls,
                   tls_cert=s.tls_cert_path, tls_key=s.tls_key_path, hsts_max_age=s.hsts_max_age,
-                  acme_webroot=tls_step.ACME_WEBROOT if s.tls == "letsencrypt" else "")
+                  acme_webroot=tls_step.ACME_WEBROOT if s.tls == "letsencrypt" else "",
+                  maintenance_dir=s.maintenance_dir, health_path=s.health_path,
+                  retry_after=RETRY_AFTER)
 
 
 def validate_script(staged, name):

@@ -74,7 +74,7 @@ LAYERS = [
     "release release_phase revision switch accounts site tls apt health backups",
     "steps",
     "executor rollout lock balancer errors deploy_log",
-    "deploy provision status logs db history harden init destroy",
+    "deploy provision status logs db history harden init destroy maintenance",
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names.split()}
 LAYER["cli"] = len(LAYERS) + 1  # the installed program, above the menu (the package)

@@ -1,0 +1,63 @@
+"""`fab maintenance on|off`: nginx answers every request with a 503, `Retry-After` and a
+plain page, but fab's own health probe from the server itself.
+
+The site always carries the switch (templates/nginx-site.j2): the page's presence in
+/etc/nginx/fab-maintenance turns it on, so turning it on or off reloads nothing. The page is
+the app's own `maintenance.html` (in the live release, or its static folder), read as the
+app's account (a link the app planted reaches nothing that account cannot read), or a plain
+one with the message given.
+"""
+
+import html
+
+from invoke import Exit, task
+
+from tasks.executor import FromExecutor
+from tasks.plan import Command, Plan, Step
+from tasks.provision import BREAK_LOCK, DRY_RUN, converge
+from tasks.shell import q
+
+PAGE_LIMIT = 1024 * 1024  # bytes of the app's own page
+
+
+def plain_page(message):
+    text = html.escape(message or "This site is down for maintenance. Please try again soon.")
+    return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Maintenance</title>"
+            f"</head>\n<body><h1>Maintenance</h1><p>{text}</p></body></html>\n")
+
+
+def on_script(s, message):
+    """Write the page (the app's own if its live release has one), then put it in place."""
+    own = [f"{s.current}/maintenance.html", f"{s.current}/{s.static_dir}/maintenance.html"]
+    read = " || ".join(f"runuser -u {q(s.user)} -- head -c {PAGE_LIMIT} -- {q(path)} "
+                       f'> "$page" 2>/dev/null' for path in own)
+    return "\n".join([
+        f"install -d -m 0755 {q(s.maintenance_dir)}",
+        f"page=$(mktemp {q(s.maintenance_dir)}/.new.XXXXXX)",
+        f"{{ {read}; }} || printf '%s' {q(plain_page(message))} > \"$page\"",
+        'chmod 0644 "$page"',
+        f'mv -f "$page" {q(s.maintenance_page)}',
+    ])
+
+
+def plan(h, state, message):
+    s = h.settings
+    if state == "off":
+        if not h.facts.maintenance:
+            return Plan(ok="maintenance is off")
+        return Plan([Command("maintenance off: the app answers again",
+                             f"rm -f {q(s.maintenance_page)}")])
+    return Plan([Command(f"maintenance on: every request gets a 503 (Retry-After), but "
+                         f"{s.health_path} from the server", on_script(s, message))])
+
+
+@task(klass=FromExecutor, help={
+    "state": "on or off",
+    "message": "the plain page's text (when the app has no maintenance.html of its own)",
+    "dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
+def maintenance(c, state, message="", dry_run=False, break_lock=False):
+    """Turn maintenance on (503 + Retry-After for every request) or off."""
+    if state not in ("on", "off"):
+        raise Exit(f"maintenance: {state!r} is neither on nor off (fab maintenance on)", code=2)
+    step = Step("maintenance", lambda h: plan(h, state, message))
+    return converge(c, "maintenance", [step], dry_run, break_lock)

@@ -1,0 +1,57 @@
+"""Maintenance mode on a real server: every request gets a 503 with Retry-After and the
+page, nothing reloads, fab's own probe still reaches the app, and off brings it back."""
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import fab, http_get, on
+
+
+@pytest.fixture(scope="module")
+def served(module_server):
+    s, _ = module_server
+    fab("-H", s.name, "provision", check=True)
+    return s
+
+
+def answer(s, path="/"):
+    """(status, Retry-After, body) of GET PATH through nginx."""
+    try:
+        status, headers, body = http_get(s, path)
+        return status, headers.get("Retry-After"), body
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Retry-After"), e.read().decode()
+
+
+def test_maintenance_answers_503_with_retry_after_but_to_fabs_probe(served):
+    s = served
+    pid = on(s, "cat /run/nginx.pid").strip()
+    proc = fab("-H", s.name, "maintenance", "on", "--message", "Back <soon> & well")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for path in ("/", "/static/missing.css", "/anything?x=1"):
+        status, retry, body = answer(s, path)
+        assert (status, retry) == (503, "120"), path
+        assert "Back &lt;soon&gt; &amp; well" in body
+    assert on(s, "cat /run/nginx.pid").strip() == pid  # nothing reloaded
+    status = fab("-H", s.name, "status")
+    assert status.returncode == 0, status.stdout  # the probe from the server still passes
+    assert on(s, "stat -c '%U %a' /etc/nginx/fab-maintenance/hello-world.html").strip() == \
+        "root 644"
+
+
+def test_the_apps_own_page_is_read_as_the_app_and_off_brings_the_app_back(served):
+    s = served
+    on(s, "ln -sf /etc/shadow /srv/hello-world/current/maintenance.html", check=False)
+    proc = fab("-H", s.name, "maintenance", "on")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status, _, body = answer(s)
+    assert status == 503 and "root:" not in body and "down for maintenance" in body
+    proc = fab("-H", s.name, "maintenance", "off")
+    assert proc.returncode == 0 and "maintenance off" in proc.stdout, proc.stdout
+    assert answer(s)[0] == 200
+    again = fab("-H", s.name, "maintenance", "off")
+    assert "maintenance is off" in again.stdout
+    refused = fab("-H", s.name, "maintenance", "maybe")
+    assert refused.returncode == 2 and "neither on nor off" in refused.stderr
