@@ -188,6 +188,24 @@ def processes(value):
     return out
 
 
+HOOKS = ("pre_deploy", "post_deploy", "failed")
+
+
+def hooks(value):
+    if not isinstance(value, dict):
+        return "must be a mapping of hooks to commands, like {post_deploy: ./tell-the-team}"
+    out = []
+    for hook, command in value.items():
+        if hook not in HOOKS:
+            out.append(f"app.hooks: {hook!r} is not a hook ({', '.join(HOOKS)})")
+        elif not (isinstance(command, str) and command.strip() and "\n" not in command):
+            out.append(f"app.hooks.{hook}: must be a command on one line")
+    return out
+
+
+NOTIFY_RE = re.compile(r"^https?://[^\s\"'<>]+$")
+
+
 def static_dir(value):
     ok = isinstance(value, str) and RELATIVE_RE.fullmatch(value) \
         and ".." not in value.split("/") and "." not in value.split("/")
@@ -285,6 +303,12 @@ FIELDS = [
     number("keep_backups", 10, "database backups kept in <dir>/backups (fab db.backup)", 1, 1000),
     Field("roles", {}, "hosts by role: {db: [db1], web: [web1, web2], worker: [w1], lb: [lb1]}; "
           "none: all web", lambda value: None),  # checked whole (tasks.config)
+    Field("hooks", {}, "commands run on this machine around a deploy or rollback: "
+          "{pre_deploy: ..., post_deploy: ..., failed: ...}", hooks),
+    Field("notify", "", "a URL that gets one JSON POST per deploy and rollback (Slack's and "
+          "Discord's text fields)", lambda value: None if value == "" or (
+              isinstance(value, str) and NOTIFY_RE.fullmatch(value)) else
+          "must be an http(s) URL (or empty: none)"),
     Field("auto_reboot_at", "", "fab harden's security updates reboot at this time if needed "
           "(\"04:30\"); empty: never", lambda value: None if isinstance(value, str) and (
               not value or TIME_RE.fullmatch(value)) else

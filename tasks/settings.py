@@ -51,6 +51,8 @@ class Settings:
     redis: bool
     keep_backups: int
     auto_reboot_at: str  # "" (never) or HH:MM
+    hooks: dict  # pre_deploy, post_deploy, failed -> a command run on this machine
+    notify: str  # a URL that gets a JSON POST per deploy and rollback ("": none)
     roles: dict  # role -> [host as given to -H]
     # Per host (tasks.roles.for_host): its roles; for a balancer its web hosts' addresses,
     # for a web host the balancers'; for an app host the database host's address, for the

@@ -38,6 +38,9 @@ def test_defaults_are_the_tutorial_setup():
     ("workers", 0, "from 1 to 64"),
     ("workers", "0", "app.workers=0: must be from 1 to 64"),  # as FABRIC_APP_WORKERS gives it
     ("workers", "four", "whole number"),
+    ("hooks", {"pre": "make check"}, "app.hooks: 'pre' is not a hook"),
+    ("hooks", {"failed": "a\nb"}, "app.hooks.failed: must be a command on one line"),
+    ("notify", "ftp://chat.example.org/x", "must be an http(s) URL"),
     ("port", 8000, "unix socket in <dir>/run"),  # retired: says why
     ("workers", 0, "from 1 to 64"),
     ("workers", True, "whole number"),

@@ -73,7 +73,7 @@ LAYERS = [
     "facts readers plan declared engines",
     "release release_phase revision switch accounts site tls apt health backups",
     "steps",
-    "executor rollout lock balancer errors deploy_log",
+    "executor rollout lock balancer errors deploy_log hooks",
     "deploy provision status logs db history harden init destroy maintenance",
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names.split()}
