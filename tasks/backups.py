@@ -10,6 +10,7 @@ import re
 
 from tasks.engines import AS_POSTGRES
 from tasks.shell import q
+from tasks.site import maintenance_on_script
 
 KINDS = {"postgresql": "pgdump", "mysql": "sql.gz", "sqlite": "sqlite3.gz"}
 # The same pattern for Python and grep -E (which has no \d).
@@ -92,11 +93,19 @@ def restore_script(s, name):
     a database host the app hosts' programs go on: their connections are cut meanwhile.)"""
     programs = " ".join(q(p) for p in s.programs)
     path = q(f"{s.backups}/{name}")
+    page = q(s.maintenance_page)
+    # Where nginx serves the app, visitors get the maintenance page (503, Retry-After)
+    # meanwhile, not 502s; a maintenance the operator turned on stays on.
+    maintenance = [f"[ -f {page} ] && was_on=1 || was_on=",
+                   maintenance_on_script(s, "Restoring data: back in a moment.")] \
+        if s.serves_app else ["was_on=1"]
+    restart = f"supervisorctl start {programs} >/dev/null; " if programs else ""
     return "\n".join([
         "set -e",
         f"[ -f {path} ] || {{ echo 'no backup {name} in {s.backups}' >&2; exit 1; }}",
-        *([f"supervisorctl stop {programs} >/dev/null",
-           f"trap 'supervisorctl start {programs} >/dev/null' EXIT"] if programs else []),
+        *maintenance,
+        f"trap '{restart}[ -n \"$was_on\" ] || rm -f {page}' EXIT",
+        *([f"supervisorctl stop {programs} >/dev/null"] if programs else []),
         *restore_lines(s, path)])
 
 

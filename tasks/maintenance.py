@@ -8,36 +8,13 @@ app's account (a link the app planted reaches nothing that account cannot read),
 one with the message given.
 """
 
-import html
-
 from invoke import Exit, task
 
 from tasks.executor import FromExecutor
 from tasks.plan import Command, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge
 from tasks.shell import q
-
-PAGE_LIMIT = 1024 * 1024  # bytes of the app's own page
-
-
-def plain_page(message):
-    text = html.escape(message or "This site is down for maintenance. Please try again soon.")
-    return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Maintenance</title>"
-            f"</head>\n<body><h1>Maintenance</h1><p>{text}</p></body></html>\n")
-
-
-def on_script(s, message):
-    """Write the page (the app's own if its live release has one), then put it in place."""
-    own = [f"{s.current}/maintenance.html", f"{s.current}/{s.static_dir}/maintenance.html"]
-    read = " || ".join(f"runuser -u {q(s.user)} -- head -c {PAGE_LIMIT} -- {q(path)} "
-                       f'> "$page" 2>/dev/null' for path in own)
-    return "\n".join([
-        f"install -d -m 0755 {q(s.maintenance_dir)}",
-        f"page=$(mktemp {q(s.maintenance_dir)}/.new.XXXXXX)",
-        f"{{ {read}; }} || printf '%s' {q(plain_page(message))} > \"$page\"",
-        'chmod 0644 "$page"',
-        f'mv -f "$page" {q(s.maintenance_page)}',
-    ])
+from tasks.site import maintenance_on_script
 
 
 def plan(h, state, message):
@@ -48,7 +25,7 @@ def plan(h, state, message):
         return Plan([Command("maintenance off: the app answers again",
                              f"rm -f {q(s.maintenance_page)}")])
     return Plan([Command(f"maintenance on: every request gets a 503 (Retry-After), but "
-                         f"{s.health_path} from the server", on_script(s, message))])
+                         f"{s.health_path} from the server", maintenance_on_script(s, message))])
 
 
 @task(klass=FromExecutor, help={

@@ -1,6 +1,8 @@
 """The app's nginx site: rendered from its template, and installed only once the whole nginx
 tree as it would be has passed `nginx -t` in a copy."""
 
+import html
+
 from tasks import tls as tls_step
 from tasks.shell import DeployError, q
 from tasks.templates import render
@@ -60,3 +62,28 @@ def install_site(h, content):
         h.change(install_script(h.settings, h.upload(content)))
     except DeployError as e:
         raise DeployError(f"nginx rejected the new config, the old one stays live: {e}") from None
+
+
+PAGE_LIMIT = 1024 * 1024  # bytes of the app's own page
+
+
+def plain_page(message):
+    text = html.escape(message or "This site is down for maintenance. Please try again soon.")
+    return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Maintenance</title>"
+            f"</head>\n<body><h1>Maintenance</h1><p>{text}</p></body></html>\n")
+
+
+def maintenance_on_script(s, message=""):
+    """Turn maintenance on: write the page (the app's own if its live release has one, read
+    as the app's account: a link it planted reaches nothing that account cannot read), then
+    put it in place, where the site's template looks for it."""
+    own = [f"{s.current}/maintenance.html", f"{s.current}/{s.static_dir}/maintenance.html"]
+    read = " || ".join(f"runuser -u {q(s.user)} -- head -c {PAGE_LIMIT} -- {q(path)} "
+                       f'> "$page" 2>/dev/null' for path in own)
+    return "\n".join([
+        f"install -d -m 0755 {q(s.maintenance_dir)}",
+        f"page=$(mktemp {q(s.maintenance_dir)}/.new.XXXXXX)",
+        f"{{ {read}; }} || printf '%s' {q(plain_page(message))} > \"$page\"",
+        'chmod 0644 "$page"',
+        f'mv -f "$page" {q(s.maintenance_page)}',
+    ])
