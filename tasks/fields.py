@@ -188,6 +188,30 @@ def processes(value):
     return out
 
 
+CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,100}$")
+
+
+def schedule(value):
+    if not isinstance(value, dict):
+        return ("must be a mapping of jobs, like {digest: {when: \"*-*-* 06:00\", command: "
+                "\"flask send-digest\"}}")
+    out = []
+    for job, spec in value.items():
+        if not (isinstance(job, str) and NAME_RE.fullmatch(job)):
+            out.append(f"app.schedule: {job!r} is not a job name (lowercase letters, digits, "
+                       "'-' and '_', starting with a letter)")
+        elif not (isinstance(spec, dict) and set(spec) == {"when", "command"}):
+            out.append(f"app.schedule.{job}: must be {{when: CALENDAR, command: COMMAND}}")
+        else:
+            if not (isinstance(spec["when"], str) and CALENDAR_RE.fullmatch(spec["when"])):
+                out.append(f"app.schedule.{job}.when: must be a systemd calendar expression, "
+                           "like daily, hourly or '*-*-* 06:00'")
+            if not (isinstance(spec["command"], str) and spec["command"].strip()
+                    and SAFE_TEXT_RE.fullmatch(spec["command"])):
+                out.append(f"app.schedule.{job}.command: must be a shell command on one line")
+    return out
+
+
 HOOKS = ("pre_deploy", "post_deploy", "failed")
 
 
@@ -303,6 +327,8 @@ FIELDS = [
     number("keep_backups", 10, "database backups kept in <dir>/backups (fab db.backup)", 1, 1000),
     Field("roles", {}, "hosts by role: {db: [db1], web: [web1, web2], worker: [w1], lb: [lb1]}; "
           "none: all web", lambda value: None),  # checked whole (tasks.config)
+    Field("schedule", {}, "jobs systemd timers run on one host, in the live release: "
+          "{digest: {when: \"*-*-* 06:00\", command: \"flask send-digest\"}}", schedule),
     Field("hooks", {}, "commands run on this machine around a deploy or rollback: "
           "{pre_deploy: ..., post_deploy: ..., failed: ...}", hooks),
     Field("notify", "", "a URL that gets one JSON POST per deploy and rollback (Slack's and "

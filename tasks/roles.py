@@ -60,7 +60,8 @@ def for_host(s, config, host):
         tls=s.tls if "web" in roles and not balancers or "lb" in roles else "off",
         database_host=addresses("db")[0] if s.roles.get("db") else "",
         database_clients=addresses("web", "worker") if "db" in roles else (),
-        with_workers=bool(s.roles.get("worker")))
+        with_workers=bool(s.roles.get("worker")),
+        runs_jobs=host == (s.roles.get("worker") or s.roles.get("web") or [host])[0])
 
 
 def selected(roles, hosts):

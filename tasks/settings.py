@@ -51,6 +51,7 @@ class Settings:
     redis: bool
     keep_backups: int
     auto_reboot_at: str  # "" (never) or HH:MM
+    schedule: dict  # job -> {when: calendar, command}, run by systemd timers
     hooks: dict  # pre_deploy, post_deploy, failed -> a command run on this machine
     notify: str  # a URL that gets a JSON POST per deploy and rollback ("": none)
     roles: dict  # role -> [host as given to -H]
@@ -63,6 +64,7 @@ class Settings:
     database_host: str = ""  # the database host's address ("": none, the app host runs it)
     database_clients: tuple = ()
     with_workers: bool = False  # app.roles has worker hosts: they, not web, run the processes
+    runs_jobs: bool = True  # this host runs app.schedule (the first worker, else web, host)
 
     @property
     def serves_app(self):
@@ -239,6 +241,12 @@ class Settings:
     @property
     def nginx_site(self):
         return f"/etc/nginx/sites-available/{self.name}"
+
+    def job_unit(self, job):
+        """The systemd units of app.schedule's JOB: `fab:<name>:<job>` .service and .timer
+        (the colons, which no name has, keep one app's units apart from another's, and from
+        the `fab-<name>.*` work a run waits for: a deploy never waits for a job)."""
+        return f"fab:{self.name}:{job}"
 
     @property
     def maintenance_dir(self):
