@@ -66,7 +66,7 @@ def destroy_script(s, facts, with_data):
         *(["if [ -z \"$(ls -A /etc/nginx/sites-enabled 2>/dev/null)\" ]; then "
            + "; ".join(f"ufw delete {ufw_args(r)} >/dev/null" for r in web_rules) + "; fi"]
           if web_rules else []),
-        f"rm -rf {q(s.releases)} {q(s.venvs)} {q(s.current)} {q(s.socket_dir)} "
+        f"rm -rf {q(s.releases)} {q(s.venvs)} {q(s.current)} {q(s.previous)} {q(s.socket_dir)} "
         f"{q(s.build_scratch)} {q(s.repo_cache)} {q(s.git_credentials_path)} {q(s.log_dir)}",
         f"rm -f /var/log/nginx/{q(s.name)}.access.log* /var/log/nginx/{q(s.name)}.error.log*",
         gone(s.build_user),

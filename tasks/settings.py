@@ -94,6 +94,11 @@ class Settings:
         return f"{self.dir}/current"
 
     @property
+    def previous(self):
+        """The release live before `current` (nginx serves its static files as a fallback)."""
+        return f"{self.dir}/previous"
+
+    @property
     def venvs(self):
         return f"{self.dir}/venvs"
 

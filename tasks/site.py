@@ -15,6 +15,7 @@ def render_site(s, tls=None, down=()):
     """The site; TLS=False renders it without https (while Let's Encrypt is still to ask).
     A balancer's proxies to its web hosts (those in DOWN marked down: drained)."""
     return render("nginx-site.j2", name=s.name, server_name=s.server_name, current=s.current,
+                  previous=s.previous,
                   upstream=[(addr, addr in down) for addr in s.upstream],
                   balancers=s.balancers,
                   static_dir=s.static_dir, static_url=s.static_url,
