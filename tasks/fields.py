@@ -308,6 +308,9 @@ FIELDS = [
     Field("release_command", "",
           "run once per deploy, before traffic moves: flask db upgrade", COMMAND),
     number("release_timeout", 300, "seconds the release command may take", 10, 3600),
+    Field("maintenance_during_release", False, "maintenance mode (503, Retry-After) while the "
+          "release command runs: a migration that must not meet traffic",
+          flag("FABRIC_APP_MAINTENANCE_DURING_RELEASE=1 for true")),
     Field("processes", {}, "extra programs of each release: {worker: \"rq worker tasks\"}",
           processes),
     Field("static_dir", "static", "the app's static folder in the release, e.g. app/static",

@@ -52,6 +52,7 @@ class Settings:
     keep_backups: int
     auto_reboot_at: str  # "" (never) or HH:MM
     schedule: dict  # job -> {when: calendar, command}, run by systemd timers
+    maintenance_during_release: bool  # maintenance mode while the release command runs
     hooks: dict  # pre_deploy, post_deploy, failed -> a command run on this machine
     notify: str  # a URL that gets a JSON POST per deploy and rollback ("": none)
     roles: dict  # role -> [host as given to -H]

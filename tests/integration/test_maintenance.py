@@ -55,3 +55,24 @@ def test_the_apps_own_page_is_read_as_the_app_and_off_brings_the_app_back(served
     assert "maintenance is off" in again.stdout
     refused = fab("-H", s.name, "maintenance", "maybe")
     assert refused.returncode == 2 and "neither on nor off" in refused.stderr
+
+
+def test_a_release_command_that_must_not_meet_traffic_runs_in_maintenance(served, tmp_path):
+    import shutil
+
+    from tests.conftest import PROJECT
+    from tests.load import Load
+
+    s = served
+    app = tmp_path / "app"
+    shutil.copytree(PROJECT / "hello_world", app)
+    (app / "app.py").write_text((app / "app.py").read_text().replace("Hello world", "Hello v2"))
+    env = {"FABRIC_APP_SOURCE": str(app), "FABRIC_APP_RELEASE_COMMAND": "sleep 4",
+           "FABRIC_APP_MAINTENANCE_DURING_RELEASE": "yes"}
+    with Load(s.address, clients=10, max_seconds=120) as load:
+        proc = fab("-H", s.name, "deploy", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ran `sleep 4` in maintenance mode" in proc.stdout
+    assert {status for status, _ in load.results} == {200, 503}, load.results  # never a 502
+    assert answer(s)[:1] == (200,) and http_get(s)[2] == "Hello v2"
+    assert on(s, "ls /etc/nginx/fab-maintenance/").strip() == ""
