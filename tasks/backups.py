@@ -15,6 +15,7 @@ from tasks.site import maintenance_on_script
 KINDS = {"postgresql": "pgdump", "mysql": "sql.gz", "sqlite": "sqlite3.gz"}
 # The same pattern for Python and grep -E (which has no \d).
 NAME_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]+\.(pgdump|sql\.gz|sqlite3\.gz)$")
+RESTORING = "Restoring data: back in a moment."  # the maintenance page's message
 PSQL = f"({AS_POSTGRES} psql -Xq -v ON_ERROR_STOP=1)"
 SQLITE_COPY = ("import sqlite3, sys; src = sqlite3.connect(sys.argv[1]); "
                "dst = sqlite3.connect(sys.argv[2]); src.backup(dst); dst.close(); src.close()")
@@ -97,7 +98,7 @@ def restore_script(s, name):
     # Where nginx serves the app, visitors get the maintenance page (503, Retry-After)
     # meanwhile, not 502s; a maintenance the operator turned on stays on.
     maintenance = [f"[ -f {page} ] && was_on=1 || was_on=",
-                   maintenance_on_script(s, "Restoring data: back in a moment.")] \
+                   maintenance_on_script(s, RESTORING)] \
         if s.serves_app else ["was_on=1"]
     restart = f"supervisorctl start {programs} >/dev/null; " if programs else ""
     return "\n".join([

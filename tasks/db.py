@@ -1,12 +1,16 @@
 """`fab db.backup`, `db.restore` and `db.shell`: the app's data, which a code rollback cannot
-undo. Backups are made and kept on the server, root-only (tasks/backups.py)."""
+undo. Backups are made and kept on the server, root-only (tasks/backups.py), and with a
+backup host (app.roles.backup) pushed there too (tasks/offsite.py), whence `db.restore`
+takes them back, on this server or a new one."""
 
 import sys
+from contextlib import contextmanager
 
 from invoke import task
 
 from tasks.backups import (
     NAME_RE,
+    RESTORING,
     backup_script,
     list_script,
     restore_script,
@@ -14,11 +18,14 @@ from tasks.backups import (
 )
 from tasks.deploy import Executed
 from tasks.executor import FromExecutor
+from tasks.offsite import fetch_script, restic_error, snapshots
+from tasks.offsite import list_script as offsite_list_script
 from tasks.output import LinePrefixer
 from tasks.plan import Call, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge
-from tasks.run import open_host
+from tasks.run import open_host, reach
 from tasks.shell import DeployError, q
+from tasks.site import maintenance_on_script
 
 
 def managed(s):
@@ -53,46 +60,119 @@ def listing(backups):
     return ", ".join(name for name, _ in backups[:5]) or "none yet (fab db.backup)"
 
 
+def offsite_ready(h):
+    """Stop unless this host's off-site backups are set up (the marker fab writes last)."""
+    s = h.settings
+    if not h.facts.offsite:
+        raise DeployError(f"off-site backups to {s.backup_host} are not set up on this host "
+                          "yet: run fab provision first")
+
+
+def restic(h, script, failed):
+    """Run SCRIPT (restic on the backup host); stdout, or FAILED and what restic said."""
+    result = h.script(script, timeout=3600)
+    if result.exited != 0:
+        raise DeployError(f"{failed}: {restic_error(result.stderr or result.stdout)}")
+    return result.stdout
+
+
+def offsite_backups(h):
+    """[(name, snapshot id, time)] of the off-site backups, newest first."""
+    s = h.settings
+    offsite_ready(h)
+    return snapshots(restic(h, offsite_list_script(s),
+                            f"cannot list the off-site backups on {s.backup_host}"), s)
+
+
+def push_backup(h):
+    """Back up now by the scheduled backup's own unit (made here, pushed off-site; never
+    beside a run of the timer's); return the backup's name."""
+    s = h.settings
+    offsite_ready(h)
+    unit = q(f"{s.backup_unit}.service")
+    try:
+        h.change(f"systemctl start {unit}", timeout=3600)
+    except DeployError:
+        said = h.read(f"journalctl -u {unit} -o cat --no-pager _SYSTEMD_INVOCATION_ID="
+                      f"$(systemctl show -p InvocationID --value {unit}) | tail -n 20")
+        raise DeployError(f"the backup or its push to {s.backup_host} failed: "
+                          f"{restic_error(said)} (fab logs -c backups)") from None
+    stamp = h.read(f"cat {q(s.offsite_stamp)}").split()
+    if len(stamp) != 2 or not NAME_RE.fullmatch(stamp[1]):
+        raise DeployError(f"{s.offsite_stamp} does not name the backup just pushed")
+    return stamp[1]
+
+
 def backup_plan(s):
     managed(s)
 
     def run(h):
-        name = take_backup(h)
+        name = push_backup(h) if s.offsite else take_backup(h)
         kb = dict(backups_on(h)).get(name, 0)
-        return f"backed up {what(s)} to {s.backups}/{name} ({kb} KB)"
-    return Plan([Call("", run, f"back up {what(s)} to {s.backups}")])
+        pushed = f" and pushed it to {s.backup_host}" if s.offsite else ""
+        return f"backed up {what(s)} to {s.backups}/{name} ({kb} KB){pushed}"
+    where = f" and {s.backup_host}" if s.offsite else ""
+    return Plan([Call("", run, f"back up {what(s)} to {s.backups}{where}")])
+
+
+@contextmanager
+def web_maintenance(h, message):
+    """On a database host of its own: the maintenance page on every web host for the block,
+    each left as it was after it (an operator's maintenance stays on)."""
+    s = h.settings
+    page, turned = q(s.maintenance_page), []
+    try:
+        for web in [] if s.serves_app else s.roles.get("web", []):
+            with reach(h, web) as w:
+                if "was-on" not in w.change(f"if [ -f {page} ]; then echo was-on; else\n"
+                                            f"{maintenance_on_script(s, message)}\nfi"):
+                    turned.append(web)
+        yield
+    finally:
+        for web in turned:
+            with reach(h, web) as w:
+                w.change(f"rm -f {page}")
 
 
 def restore_plan(h, name):
     s = h.settings
     managed(s)
     backups = backups_on(h)
+    local = NAME_RE.fullmatch(name or "") and name in dict(backups)
+    offsite = offsite_backups(h) if s.offsite and not local else []
+    known = f"the backups here, newest first: {listing(backups)}" + (
+        f"; on {s.backup_host}: {', '.join(n for n, _, _ in offsite[:5]) or 'none yet'}"
+        if s.offsite and not local else "")
     if not name:
-        raise DeployError(f"db.restore needs --from NAME; the backups here, newest first: "
-                          f"{listing(backups)}")
-    if not NAME_RE.fullmatch(name) or name not in dict(backups):
-        raise DeployError(f"no backup {name!r} in {s.backups}; the backups here, newest first: "
-                          f"{listing(backups)}")
+        raise DeployError(f"db.restore needs --from NAME; {known}")
+    snapshot = next((sid for n, sid, _ in offsite if n == name), None)
+    if not (local or snapshot):
+        raise DeployError(f"no backup {name!r} in {s.backups}"
+                          f"{' or on ' + s.backup_host if s.offsite else ''}; {known}")
     size = h.read(size_script(s)).strip()
     replaced = f"{what(s)} ({size or '?'} KB now)"
+    source = f"{name} ({dict(backups)[name]} KB)" if local else f"{name} from {s.backup_host}"
 
     def run(h):
+        if not local:
+            restic(h, fetch_script(s, name, snapshot),
+                   f"cannot fetch {name} from {s.backup_host} (nothing changed)")
         safety = take_backup(h)
         try:
-            h.change(restore_script(s, name), timeout=3600)
+            with web_maintenance(h, RESTORING):
+                h.change(restore_script(s, name), timeout=3600)
         except DeployError as e:
             raise DeployError(f"{e}; the data from before is in backup {safety} "
                               f"(fab db.restore --from {safety})") from None
         return (f"restored {name} over {replaced}; the data it replaced is backed up as "
                 f"{safety}")
-    return Plan([Call("", run, f"replace {replaced} with {name} "
-                               f"({dict(backups)[name]} KB), stopping the app meanwhile, "
-                               "after backing up the data it replaces")])
+    return Plan([Call("", run, f"replace {replaced} with {source}, showing the maintenance "
+                               "page meanwhile, after backing up the data it replaces")])
 
 
 @task(klass=FromExecutor, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def backup(c, dry_run=False, break_lock=False):
-    """Back up the app's database into <dir>/backups on the server (root-only)."""
+    """Back up the app's database into <dir>/backups (root-only), and to the backup host."""
     step = Step("backup", lambda h: backup_plan(h.settings))
     return converge(c, "db.backup", [step], dry_run, break_lock)
 
@@ -102,7 +182,9 @@ def backup(c, dry_run=False, break_lock=False):
 def restore(c, from_=None, dry_run=False, break_lock=False):
     """Put a backup (--from NAME) in place of the app's data, backing the data up first.
 
-    The app's programs stop meanwhile. Without --from, lists the backups."""
+    Visitors get the maintenance page meanwhile. Without --from, lists the backups (here,
+    and on the backup host). An off-site backup is fetched first: a new server needs only
+    `fab provision`, then this."""
     step = Step("restore", lambda h: restore_plan(h, from_))
     return converge(c, "db.restore", [step], dry_run, break_lock)
 

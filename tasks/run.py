@@ -104,12 +104,21 @@ def open_host(c, dry_run=False):
 
 
 @contextmanager
-def database_host(h):
-    """The database host (app.roles.db) as a HostRun, reached the way H is (the same
-    user's keys, known_hosts and sudo), for the block."""
-    s = h.settings
-    c = secure(Connection(s.roles["db"][0], config=h.c.config), s.host_keys)
+def reach(h, host):
+    """HOST (as given in app.roles) as a HostRun, reached the way H is (the same user's
+    keys, known_hosts and sudo), for the block."""
+    c = secure(Connection(host, config=h.c.config), h.settings.host_keys)
     try:
-        yield HostRun(Host(c, h.dry_run), s)
+        yield HostRun(Host(c, h.dry_run), h.settings)
     finally:
         c.close()
+
+
+def role_host(h, role):
+    """The host of ROLE (app.roles: the database or the backup host), for a with-block."""
+    return reach(h, h.settings.roles[role][0])
+
+
+def database_host(h):
+    """The database host (app.roles.db), for a with-block."""
+    return role_host(h, "db")
