@@ -68,35 +68,24 @@ def offsite_ready(h):
                           "yet: run fab provision first")
 
 
-def restic(h, script, failed):
-    """Run SCRIPT (restic on the backup host); stdout, or FAILED and what restic said."""
-    result = h.script(script, timeout=3600)
-    if result.exited != 0:
-        raise DeployError(f"{failed}: {restic_error(result.stderr or result.stdout)}")
-    return result.stdout
-
-
 def offsite_backups(h):
     """[(name, snapshot id, time)] of the off-site backups, newest first."""
     s = h.settings
     offsite_ready(h)
-    return snapshots(restic(h, offsite_list_script(s),
-                            f"cannot list the off-site backups on {s.backup_host}"), s)
+    return snapshots(h.read(offsite_list_script(s), timeout=600, explain=lambda result: (
+        f"cannot list the off-site backups on {s.backup_host}: "
+        f"{restic_error(result.stderr or result.stdout)}")), s)
 
 
 def push_backup(h):
-    """Back up now by the scheduled backup's own unit (made here, pushed off-site; never
-    beside a run of the timer's); return the backup's name."""
+    """Back up now as the timer does (made here, pushed off-site; never beside a run of the
+    timer's: both hold its lock); return the backup's name."""
     s = h.settings
     offsite_ready(h)
-    unit = q(f"{s.backup_unit}.service")
-    try:
-        h.change(f"systemctl start {unit}", timeout=3600)
-    except DeployError:
-        said = h.read(f"journalctl -u {unit} -o cat --no-pager _SYSTEMD_INVOCATION_ID="
-                      f"$(systemctl show -p InvocationID --value {unit}) | tail -n 20")
-        raise DeployError(f"the backup or its push to {s.backup_host} failed: "
-                          f"{restic_error(said)} (fab logs -c backups)") from None
+    h.change(f"flock {q(s.backup_lock)} /bin/sh {q(s.backup_file('run'))} >/dev/null",
+             timeout=3600, explain=lambda result: (
+                 f"the backup or its push to {s.backup_host} failed: "
+                 f"{restic_error(result.stderr or result.stdout)}"))
     stamp = h.read(f"cat {q(s.offsite_stamp)}").split()
     if len(stamp) != 2 or not NAME_RE.fullmatch(stamp[1]):
         raise DeployError(f"{s.offsite_stamp} does not name the backup just pushed")
@@ -155,8 +144,9 @@ def restore_plan(h, name):
 
     def run(h):
         if not local:
-            restic(h, fetch_script(s, name, snapshot),
-                   f"cannot fetch {name} from {s.backup_host} (nothing changed)")
+            h.change(fetch_script(s, name, snapshot), timeout=3600, explain=lambda result: (
+                f"cannot fetch {name} from {s.backup_host} (nothing changed): "
+                f"{restic_error(result.stderr or result.stdout)}"))
         safety = take_backup(h)
         try:
             with web_maintenance(h, RESTORING):

@@ -85,6 +85,17 @@ class HostsExecutor(Executor):
             hosts.value = ",".join(selected(roles, hosts.value))
         return super().expand_calls(calls, apply_hosts and on_hosts)
 
+    def one_jobs_host(self, group):
+        """app.schedule's jobs run on one host: without app.roles to say which, a run that
+        converges several hosts would give each of them the jobs."""
+        app = raw(self.config)  # valid: validate_config came first
+        hosts = {call.init_kwargs["host"] for call in group}
+        if isinstance(group[0].task, Rolling) and app["schedule"] and not app["roles"] \
+                and len(hosts) > 1:
+            raise Exit("app.schedule's jobs run on one host, and -H names several: list them "
+                       "in app.roles (the first worker host runs the jobs, else the first web "
+                       "host)", code=2)
+
     def execute(self, *tasks):
         # `fab exec -- CMD`: the text after `--` is exec's command, not Fabric's anonymous
         # task (which would run it as the SSH user).
@@ -112,6 +123,7 @@ class HostsExecutor(Executor):
                                                    **call.kwargs)
                 continue
             self.validate_config()
+            self.one_jobs_host(group)
             hooked = self.hooked(group)
             if hooked:
                 hooks.before(*hooked)

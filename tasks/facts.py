@@ -169,12 +169,12 @@ class Facts:
         lambda s: "ls -1 /etc/systemd/system 2>/dev/null | grep -xE "
                   + q(re.escape(s.job_unit("")) + r"[a-z][a-z0-9_-]*\.(service|timer)"),
         set, default_factory=set)
-    offsite: str = fact(  # what the backup host was set up for (tasks.steps.offsite.marker);
-        # "" after a failed push too, so that a run sets it up again (a key lost there)
-        lambda s: f"cat {q(s.backup_file('offsite'))} 2>/dev/null; r=$(systemctl show -p "
-                  f"Result --value {q(s.backup_unit)}.service); [ \"$r\" = success ] || "
-                  "echo failed" if s.offsite else "",
-        lambda lines: "" if "failed" in lines[1:] else first_line(lines), "")
+    offsite: str = fact(  # what the backup host was set up for (tasks.steps.offsite.marker)
+        lambda s: f"cat {q(s.backup_file('offsite'))} 2>/dev/null" if s.offsite else "",
+        first_line, "")
+    offsite_failed: bool = fact(  # the last push failed (a run then sets the host up again)
+        lambda s: f"ls {q(s.offsite_stamp)}.failed 2>/dev/null" if s.offsite else "",
+        non_empty, False)
     maintenance: bool = fact(lambda s: f"[ -f {q(s.maintenance_page)} ] && echo on",
                              non_empty, False)  # fab maintenance on
     ssh_port: int = fact(lambda s: 'echo "${FAB_SSH:-}"', ssh_port, 22)

@@ -62,11 +62,19 @@ def keep_options(s):
                     (word.split("=") for word in s.backup_keep.split()))
 
 
+def reach_line(s):
+    """Shell: stop, saying ssh's own reason, unless the backup host lets this host in.
+    (restic passes ssh's words on only when it reads them before it gives up.)"""
+    return (f"err=$(ssh -F {q(s.backup_file('ssh.conf'))} {ALIAS} -s sftp </dev/null 2>&1 "
+            ">/dev/null) || { printf 'subprocess ssh: %s\\n' \"$(printf '%s' \"$err\" | "
+            "tail -n1)\" >&2; exit 1; }")
+
+
 def push_lines(s):
     """Shell lines that push backup "$name" off-site, forget what the policy no longer keeps
     (grouped by the app, not by file: each snapshot has a path of its own) and stamp it."""
     restic, stamp = q(s.backup_file("restic")), q(s.offsite_stamp)
-    return [f"{restic} backup --quiet --host {q(s.name)} --tag fab --stdin "
+    return [reach_line(s), f"{restic} backup --quiet --host {q(s.name)} --tag fab --stdin "
             f'--stdin-filename "$name" < {q(s.backups)}/"$name"',
             f"{restic} forget --quiet --host {q(s.name)} --tag fab --group-by host "
             f"{keep_options(s)} --prune >/dev/null",
@@ -76,11 +84,14 @@ def push_lines(s):
 
 def scheduled_script(s):
     """The scheduled backup (and `fab db.backup`'s, with a backup host): a backup made in
-    <dir>/backups, then pushed off-site."""
+    <dir>/backups, then pushed off-site. `.failed` beside the stamp says the last one failed
+    (for status, and for the next run, which sets the backup host up again)."""
     return "\n".join(["#!/bin/sh",
                       f"# Managed by fab: {s.name}'s backup, made here and pushed to "
                       f"{s.backup_host}",
-                      backup_script(s), *push_lines(s), ""])
+                      f"touch {q(s.offsite_stamp)}.failed",  # until it all went well
+                      backup_script(s), *push_lines(s), f"rm -f {q(s.offsite_stamp)}.failed",
+                      ""])
 
 
 ACCOUNT_COMMENT = "fab keeps backups of {}"
@@ -176,7 +187,8 @@ def restic_error(text):
 
 
 def list_script(s):
-    return f"{q(s.backup_file('restic'))} snapshots --json --host {q(s.name)} --tag fab"
+    return (f"{reach_line(s)}\n"
+            f"{q(s.backup_file('restic'))} snapshots --json --host {q(s.name)} --tag fab")
 
 
 def fetch_script(s, name, sid):
@@ -185,17 +197,17 @@ def fetch_script(s, name, sid):
     tmp = f'{backups}/".{name}.tmp"'
     return "\n".join(["set -e", "umask 077",
                       f"install -d -o root -g root -m 0700 {backups}",
-                      f"trap 'rm -f {tmp}' EXIT",
+                      f"trap 'rm -f {tmp}' EXIT", reach_line(s),
                       f"{restic} dump --quiet {sid} /{name} > {tmp}",
                       f"mv -f {tmp} {backups}/{name}"])
 
 
 def stamp_script(s):
-    """For `fab status`: the newest push (`EPOCH NAME`, or `none`), the scheduled backup's
-    last result, the schedule's next two times and now (epochs)."""
+    """For `fab status`: the newest push (`EPOCH NAME`, or `none`), the last one's result,
+    the schedule's next two times and now (epochs)."""
     return "\n".join([
         f"cat {q(s.offsite_stamp)} 2>/dev/null || echo none",
-        f"systemctl show -p Result --value {q(s.backup_unit)}.service",
+        f"[ -e {q(s.offsite_stamp)}.failed ] && echo failed || echo success",
         f"TZ=UTC systemd-analyze calendar --iterations=2 {q(s.backup_schedule)} 2>/dev/null "
         "| sed -n 's/^ *\\(Next elapse\\|Iter[a-z.]* #2\\): //p' "
         '| while read -r t; do date -d "$t" +%s; done', "date +%s"])
@@ -217,7 +229,7 @@ def read_stamp(s, lines):
     lines = [line.strip() for line in lines]
     stamp = lines[0].split() if lines else []
     numbers = [int(x) for x in lines[2:] if x.isdigit()]
-    failed = len(lines) > 1 and lines[1] not in ("success", "")
+    failed = len(lines) > 1 and lines[1] == "failed"
     problem = (f"the last off-site backup to {s.backup_host} failed (fab logs -c backups)"
                if failed else "")
     if len(stamp) != 2 or not stamp[0].isdigit() or not NAME_RE.fullmatch(stamp[1]) \

@@ -188,8 +188,8 @@ class Settings:
     def backup_file(self, what):
         """This host's off-site files, root-only in /etc/<name>: `key` (restic's password),
         `ssh` (the key that logs in to the backup host), `ssh.conf`, `known_hosts`, `restic`
-        (restic with those), `backup` (the scheduled backup) and `offsite` (what was set
-        up on the backup host, written last)."""
+        (restic with those), `run` (the scheduled backup) and `offsite` (what was set up
+        on the backup host, written last)."""
         return f"{self.conf_dir}/backup-{what}"
 
     @property
@@ -197,6 +197,11 @@ class Settings:
         """The off-site backup's systemd service and timer (named apart from the work a run
         waits for, like the jobs)."""
         return f"fab-backup:{self.name}"
+
+    @property
+    def backup_lock(self):
+        """Held by the backup while it runs: the timer's and `fab db.backup`'s alike."""
+        return f"/run/lock/fab-backup-{self.name}"
 
     @property
     def offsite_stamp(self):

@@ -41,7 +41,8 @@ def unit_paths(s):
 def unit_files(s):
     """{path: (content, mode)} of unit_paths on a host that pushes backups off-site."""
     values = dict(name=s.name, unit=s.backup_unit, when=s.backup_schedule,
-                  backup_host=s.backup_host, script=s.backup_file("run"))
+                  backup_host=s.backup_host, script=s.backup_file("run"),
+                  lock=s.backup_lock)
     run, service, timer = unit_paths(s)
     return {run: (scheduled_script(s), "0700"),
             service: (render("backup.service.j2", **values), "0644"),
@@ -127,7 +128,7 @@ def plan(h):
         raise DeployError(f"the backup host (app.roles.backup): {e}") from None
     key = local_key(s)
     changes = []
-    if key is None or facts.offsite != marker(s, at, key) or \
+    if key is None or facts.offsite != marker(s, at, key) or facts.offsite_failed or \
             s.backup_file("ssh") not in facts.files:
         changes.append(Call(f"off-site backups to {s.backup_host} ready",
                             lambda h: setup(h, at),

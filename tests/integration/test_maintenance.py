@@ -37,6 +37,8 @@ def test_maintenance_answers_503_with_retry_after_but_to_fabs_probe(served):
     assert on(s, "cat /run/nginx.pid").strip() == pid  # nothing reloaded
     status = fab("-H", s.name, "status")
     assert status.returncode == 0, status.stdout  # the probe from the server still passes
+    assert f"{s.name}: note: maintenance is on: visitors get the maintenance page (503); " \
+        "fab maintenance off ends it" in status.stdout
     assert on(s, "stat -c '%U %a' /etc/nginx/fab-maintenance/hello-world.html").strip() == \
         "root 644"
 
@@ -51,6 +53,7 @@ def test_the_apps_own_page_is_read_as_the_app_and_off_brings_the_app_back(served
     proc = fab("-H", s.name, "maintenance", "off")
     assert proc.returncode == 0 and "maintenance off" in proc.stdout, proc.stdout
     assert answer(s)[0] == 200
+    assert "maintenance is on" not in fab("-H", s.name, "status").stdout
     again = fab("-H", s.name, "maintenance", "off")
     assert "maintenance is off" in again.stdout
     refused = fab("-H", s.name, "maintenance", "maybe")

@@ -96,7 +96,7 @@ def test_status_shows_the_newest_backups_age_and_a_stale_or_failed_one_is_a_prob
     assert read_stamp(s, [f"{now - 3600} {NAME}", "success", *schedule]) == ("1h ago", "")
     cell, problem = read_stamp(s, [f"{now - 3 * day} {NAME}", "success", *schedule])
     assert cell == "3d ago" and "over twice the schedule (daily)" in problem
-    assert "failed" in read_stamp(s, [f"{now - 60} {NAME}", "exit-code", *schedule])[1]
+    assert "failed" in read_stamp(s, [f"{now - 60} {NAME}", "failed", *schedule])[1]
     assert read_stamp(s, ["none", "success", *schedule]) == ("none yet", "")
     assert read_stamp(s, ["123 ../../evil", "success", *schedule])[0] == "none yet"
     assert read_stamp(dataclasses.replace(s, roles={}), []) == ("-", "")

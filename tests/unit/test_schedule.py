@@ -47,3 +47,21 @@ def test_a_failed_last_run_is_a_problem_and_a_job_not_run_yet_is_not():
     assert schedule.read_jobs(S, ["digest success 0 "]) == ("digest not yet", "")
     assert schedule.read_jobs(S, ["digest exit-code 3 Thu_2026-12-03_06:00:01_UTC"]) == \
         ("digest failed", "job digest's last run failed (exit-code, exit 3)")
+
+
+def test_several_hosts_without_roles_are_refused_before_any_connection():
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "FABRIC_APP_SCHEDULE": json.dumps(JOBS)}
+    for task in ("deploy", "provision"):
+        proc = subprocess.run([str(project / ".venv/bin/fab"), "-H", "nosuch1,nosuch2", task],
+                              cwd=project, text=True, capture_output=True, timeout=60,
+                              stdin=subprocess.DEVNULL, env=env)
+        assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+        assert proc.stderr.strip() == (
+            "app.schedule's jobs run on one host, and -H names several: list them in "
+            "app.roles (the first worker host runs the jobs, else the first web host)")
