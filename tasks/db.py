@@ -4,7 +4,6 @@ backup host (app.roles.backup) pushed there too (tasks/offsite.py), whence `db.r
 takes them back, on this server or a new one."""
 
 import sys
-from contextlib import contextmanager
 
 from invoke import task
 
@@ -23,9 +22,9 @@ from tasks.offsite import list_script as offsite_list_script
 from tasks.output import LinePrefixer
 from tasks.plan import Call, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge
-from tasks.run import open_host, reach
+from tasks.run import open_host
 from tasks.shell import DeployError, q
-from tasks.site import maintenance_on_script
+from tasks.site import maintained
 
 
 def managed(s):
@@ -104,25 +103,6 @@ def backup_plan(s):
     return Plan([Call("", run, f"back up {what(s)} to {s.backups}{where}")])
 
 
-@contextmanager
-def web_maintenance(h, message):
-    """On a database host of its own: the maintenance page on every web host for the block,
-    each left as it was after it (an operator's maintenance stays on)."""
-    s = h.settings
-    page, turned = q(s.maintenance_page), []
-    try:
-        for web in [] if s.serves_app else s.roles.get("web", []):
-            with reach(h, web) as w:
-                if "was-on" not in w.change(f"if [ -f {page} ]; then echo was-on; else\n"
-                                            f"{maintenance_on_script(s, message)}\nfi"):
-                    turned.append(web)
-        yield
-    finally:
-        for web in turned:
-            with reach(h, web) as w:
-                w.change(f"rm -f {page}")
-
-
 def restore_plan(h, name):
     s = h.settings
     managed(s)
@@ -149,7 +129,8 @@ def restore_plan(h, name):
                 f"{restic_error(result.stderr or result.stdout)}"))
         safety = take_backup(h)
         try:
-            with web_maintenance(h, RESTORING):
+            # on a database host of its own, every web host shows the page meanwhile
+            with maintained(h, RESTORING, [] if s.serves_app else s.roles.get("web", [])):
                 h.change(restore_script(s, name), timeout=3600)
         except DeployError as e:
             raise DeployError(f"{e}; the data from before is in backup {safety} "

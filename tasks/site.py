@@ -2,8 +2,11 @@
 tree as it would be has passed `nginx -t` in a copy."""
 
 import html
+from contextlib import contextmanager, nullcontext
 
 from tasks import tls as tls_step
+from tasks.names import bare
+from tasks.run import reach
 from tasks.shell import DeployError, q
 from tasks.templates import render
 
@@ -88,3 +91,26 @@ def maintenance_on_script(s, message=""):
         'chmod 0644 "$page"',
         f'mv -f "$page" {q(s.maintenance_page)}',
     ])
+
+
+@contextmanager
+def maintained(h, message, hosts):
+    """The maintenance page on HOSTS (H itself among them, by its name) for the block, each
+    left as it was after it: a maintenance the operator turned on stays on. Yields the
+    hosts it turned on."""
+    s, turned = h.settings, []
+    page = q(s.maintenance_page)
+
+    def on(host):
+        return nullcontext(h) if bare(host) == bare(h.c.original_host) else reach(h, host)
+    try:
+        for host in hosts:
+            with on(host) as w:
+                if "was-on" not in w.change(f"if [ -f {page} ]; then echo was-on; else\n"
+                                            f"{maintenance_on_script(s, message)}\nfi"):
+                    turned.append(host)
+        yield turned
+    finally:
+        for host in turned:
+            with on(host) as w:
+                w.change(f"rm -f {page}")
