@@ -91,7 +91,7 @@ def restore_lines(s, path):
 
 def restore_script(s, name):
     """Stop the app's programs, put backup NAME in place of the data, start them again. (On
-    a database host the app hosts' programs go on: their connections are cut meanwhile.)"""
+    a database host, tasks.db stops the app hosts' programs around it.)"""
     programs = " ".join(q(p) for p in s.programs)
     path = q(f"{s.backups}/{name}")
     page = q(s.maintenance_page)

@@ -4,6 +4,7 @@ backup host (app.roles.backup) pushed there too (tasks/offsite.py), whence `db.r
 takes them back, on this server or a new one."""
 
 import sys
+from contextlib import contextmanager
 
 from invoke import task
 
@@ -22,7 +23,8 @@ from tasks.offsite import list_script as offsite_list_script
 from tasks.output import LinePrefixer
 from tasks.plan import Call, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge
-from tasks.run import open_host
+from tasks.roles import for_host
+from tasks.run import open_host, reach
 from tasks.shell import DeployError, q
 from tasks.site import maintained
 
@@ -103,6 +105,25 @@ def backup_plan(s):
     return Plan([Call("", run, f"back up {what(s)} to {s.backups}{where}")])
 
 
+@contextmanager
+def programs_stopped(h):
+    """On a database host of its own: the app's programs on every web and worker host
+    stopped for the block and started after it, as on one server: no request meets the data
+    half restored, and every pool connects again to the data restored."""
+    s, stopped = h.settings, []
+    try:
+        for host in [] if s.runs_app else s.roles.get("web", []) + s.roles.get("worker", []):
+            programs = " ".join(q(p) for p in for_host(s, h.c.config, host).programs)
+            with reach(h, host) as app_host:
+                app_host.change(f"supervisorctl stop {programs} >/dev/null")
+            stopped.append((host, programs))
+        yield
+    finally:
+        for host, programs in stopped:
+            with reach(h, host) as app_host:
+                app_host.change(f"supervisorctl start {programs} >/dev/null")
+
+
 def restore_plan(h, name):
     s = h.settings
     managed(s)
@@ -130,7 +151,8 @@ def restore_plan(h, name):
         safety = take_backup(h)
         try:
             # on a database host of its own, every web host shows the page meanwhile
-            with maintained(h, RESTORING, [] if s.serves_app else s.roles.get("web", [])):
+            with maintained(h, RESTORING, [] if s.serves_app else s.roles.get("web", [])), \
+                    programs_stopped(h):
                 h.change(restore_script(s, name), timeout=3600)
         except DeployError as e:
             raise DeployError(f"{e}; the data from before is in backup {safety} "

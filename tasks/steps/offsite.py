@@ -66,19 +66,30 @@ def marker(s, at, key):
     return f"{repository(s)} {at} key {sha256(key)[:16]}"
 
 
-def setup(h, at):
-    """The operator's key (made, or copied from this host, when they have none), this
-    host's SSH key let in on the backup host, restic's repository opened with the key (or
-    made), then the marker. A key that does not open the repository there changes nothing."""
-    s, said = h.settings, ""
+def operator_key(h, has_repo):
+    """The operator's copy of the key; when they have none: this server's (a teammate set
+    it up), or a new one if the backup host has no repository yet. Returns (key, note)."""
+    s = h.settings
     key = local_key(s)
-    if key is None:
-        here = h.read(f"cat {q(s.backup_file('key'))} 2>/dev/null || true").strip()
-        key = here if KEY_RE.fullmatch(here) else new_key()
-        keep_local_key(s, key)
-        said = (f"; copied this server's key to {s.backup_key_file}"
-                if key == here else f"; made the backups' key {s.backup_key_file}: keep a "
-                "copy of it safe (a password manager): no backup can be read without it")
+    if key is not None:
+        return key, ""
+    here = h.read(f"cat {q(s.backup_file('key'))} 2>/dev/null || true").strip()
+    if KEY_RE.fullmatch(here):
+        keep_local_key(s, here)
+        return here, f"; copied this server's key to {s.backup_key_file}"
+    if has_repo:
+        raise DeployError(f"{s.backup_host} has backups of {s.name}, and {s.backup_key_file} "
+                          "is missing: put the key that reads them there (your copy of it)")
+    keep_local_key(s, new_key())
+    return local_key(s), (f"; made the backups' key {s.backup_key_file}: keep a copy of it "
+                          "safe (a password manager): no backup can be read without it")
+
+
+def setup(h, at):
+    """This host's SSH key let in on the backup host, the operator's key (operator_key),
+    restic's repository opened with it (or made), then the marker. A key that does not
+    open the repository there is refused and the server's copy stays as it was."""
+    s = h.settings
     ssh_key = q(s.backup_file("ssh"))
     public = " ".join(h.change(f"umask 077; [ -f {ssh_key} ] || ssh-keygen -q -t ed25519 -N '' "
                                f"-C {q(s.backup_account)} -f {ssh_key}\n"
@@ -93,13 +104,14 @@ def setup(h, at):
         raise DeployError(f"the backup host {s.backup_host}: {e}") from None
     except Exception as e:  # cannot connect, log in or sudo there
         raise DeployError(f"cannot reach the backup host {s.backup_host}: {e}") from None
+    key, said = operator_key(h, has_repo)
     h.put(ssh_conf(s, *at.split(":")), s.backup_file("ssh.conf"), mode="0600")
     h.put(f"{ALIAS} {hostkey}\n", s.backup_file("known_hosts"), mode="0600")
     h.put(restic_wrapper(s), s.backup_file("restic"), mode="0700")
     restic, tmp = q(s.backup_file("restic")), q(h.upload(key + "\n"))
-    wrong = (f"the backups on {s.backup_host} were made with another key than "
+    wrong = (f"the backups on {s.backup_host} were made with another key than the one in "
              f"{s.backup_key_file}: put that one there (your copy, or the old server's "
-             f"{s.backup_file('key')}); nothing changed")
+             f"{s.backup_file('key')})")
     opened = (f'out=$({restic} --password-file {tmp} cat config 2>&1 >/dev/null) || {{ '
               f'case "$out" in *"wrong password"*) echo {q(wrong)} >&2;; *) echo "restic '
               f'cannot open the repository on {s.backup_host}: $(echo "$out" | tail -n1)" >&2;; '

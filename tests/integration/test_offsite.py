@@ -116,6 +116,23 @@ def test_a_failed_push_is_unhealthy_said_in_one_line_and_mended_by_the_next_run(
     assert status_of(app)["healthy"]
 
 
+def test_the_key_a_teammate_lacks_is_copied_and_a_wrong_one_is_refused(pair):
+    web, backup, app, key = pair
+    good = key.read_text()
+    key.unlink()  # a teammate without a copy: they get the server's
+    copied = run(app, "provision", check=True)
+    assert f"copied this server's key to {key}" in copied.stdout and key.read_text() == good
+    key.write_text("w" * 43 + "\n")  # a key that does not open the repository
+    wrong = run(app, "provision")
+    line = next(x for x in wrong.stdout.splitlines() if "offsite     failed" in x)
+    assert wrong.returncode == 1 and f"the backups on {backup.name} were made with another " \
+        f"key than the one in {key}: put that one there" in line
+    assert on(web, f"cat /etc/{APP}/backup-key") == good  # the server's copy stayed
+    key.write_text(good)
+    run(app, "provision", check=True)
+    run(app, "db.backup", check=True)
+
+
 @pytest.mark.slow
 def test_disaster_drill_a_new_server_gets_the_data_back_from_the_backup_host(tmp_path):
     with booted() as web, booted() as backup:
