@@ -19,6 +19,8 @@ from tasks.site import maintenance_on_script
 
 def plan(h, state, message):
     s = h.settings
+    if not (s.serves_app or s.balancing):
+        return Plan(ok="no site here (a database or worker host)")
     if state == "off":
         if not h.facts.maintenance:
             return Plan(ok="maintenance is off")
