@@ -41,7 +41,7 @@ demo: host-packages $(VENV)/.tool
 	$(FAB) $(SANDBOX) status
 
 settings-docs: $(VENV)/.dev  # fabric.yaml's list and the README's table, from tasks/fields.py
-	$(BIN)/python -c 'from pathlib import Path; from tasks.fields import write_docs; write_docs(Path("."))'
+	$(BIN)/python -c 'from pathlib import Path; from tasks.settings_docs import write_docs; write_docs(Path("."))'
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check --line-length 100 --select E,F,W,B,UP,I $(LINTED)

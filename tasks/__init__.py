@@ -7,7 +7,18 @@ exists before deploy.yaml (`-f FILE`), fabric.yaml or a `FABRIC_APP_*` variable 
 
 from invoke import Collection
 
-from tasks import db, deploy, destroy, harden, history, init, logs, provision, status
+from tasks import (
+    db,
+    deploy,
+    destroy,
+    harden,
+    history,
+    init,
+    logs,
+    maintenance,
+    provision,
+    status,
+)
 from tasks.fields import DEFAULTS
 
 namespace = Collection(
@@ -21,6 +32,7 @@ namespace = Collection(
     logs.logs,
     status.status,
     harden.harden,
+    maintenance.maintenance,
     destroy.destroy,
 )
 namespace.add_collection(Collection(db.backup, db.restore, db.shell), name="db")

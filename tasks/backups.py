@@ -10,10 +10,12 @@ import re
 
 from tasks.engines import AS_POSTGRES
 from tasks.shell import q
+from tasks.site import maintenance_on_script
 
 KINDS = {"postgresql": "pgdump", "mysql": "sql.gz", "sqlite": "sqlite3.gz"}
 # The same pattern for Python and grep -E (which has no \d).
 NAME_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]+\.(pgdump|sql\.gz|sqlite3\.gz)$")
+RESTORING = "Restoring data: back in a moment."  # the maintenance page's message
 PSQL = f"({AS_POSTGRES} psql -Xq -v ON_ERROR_STOP=1)"
 SQLITE_COPY = ("import sqlite3, sys; src = sqlite3.connect(sys.argv[1]); "
                "dst = sqlite3.connect(sys.argv[2]); src.backup(dst); dst.close(); src.close()")
@@ -89,14 +91,22 @@ def restore_lines(s, path):
 
 def restore_script(s, name):
     """Stop the app's programs, put backup NAME in place of the data, start them again. (On
-    a database host the app hosts' programs go on: their connections are cut meanwhile.)"""
+    a database host, tasks.db stops the app hosts' programs around it.)"""
     programs = " ".join(q(p) for p in s.programs)
     path = q(f"{s.backups}/{name}")
+    page = q(s.maintenance_page)
+    # Where nginx serves the app, visitors get the maintenance page (503, Retry-After)
+    # meanwhile, not 502s; a maintenance the operator turned on stays on.
+    maintenance = [f"[ -f {page} ] && was_on=1 || was_on=",
+                   maintenance_on_script(s, RESTORING)] \
+        if s.serves_app else ["was_on=1"]
+    restart = f"supervisorctl start {programs} >/dev/null; " if programs else ""
     return "\n".join([
         "set -e",
         f"[ -f {path} ] || {{ echo 'no backup {name} in {s.backups}' >&2; exit 1; }}",
-        *([f"supervisorctl stop {programs} >/dev/null",
-           f"trap 'supervisorctl start {programs} >/dev/null' EXIT"] if programs else []),
+        *maintenance,
+        f"trap '{restart}[ -n \"$was_on\" ] || rm -f {page}' EXIT",
+        *([f"supervisorctl stop {programs} >/dev/null"] if programs else []),
         *restore_lines(s, path)])
 
 

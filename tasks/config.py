@@ -42,7 +42,7 @@ class ConfigError(Exception):
         super().__init__("; ".join(problems))
 
 
-LOCAL_PATHS = ("source", "env_file", "tls_cert", "tls_key")
+LOCAL_PATHS = ("source", "env_file", "tls_cert", "tls_key", "backup_key_file")
 
 
 ENV_PREFIX = "FABRIC_APP_"
@@ -225,7 +225,7 @@ def problems_of(values):
 
 
 # In the order a run converges them: the database before the app, the balancer last.
-ROLES = ("db", "web", "worker", "lb")
+ROLES = ("db", "web", "worker", "lb", "backup")
 HOST_RE = re.compile(r"^[A-Za-z0-9_.@:\[\]-]{1,255}$")
 
 
@@ -264,6 +264,11 @@ def roles_problems(values):
     if db and values["database"] not in ("postgresql", "mysql") and not values["redis"]:
         out.append(f"app.roles.db: a database host runs app.database (postgresql or mysql) "
                    f"or app.redis, and app.database={values['database']!r}")
+    if len(roles.get("backup", [])) > 1:
+        out.append(f"app.roles.backup: one backup host, not {len(roles['backup'])}")
+    if roles.get("backup") and values["database"] == "none":
+        out.append("app.roles.backup: the backup host keeps app.database's backups, and "
+                   "app.database is none")
     if db and values["database"] == "sqlite":
         out.append("app.database='sqlite' is a file beside the app: a database host needs "
                    "postgresql or mysql")
@@ -350,6 +355,8 @@ def finish(values):
                            "(the app gets its own account, named after it)"])
     values["dir"] = values["dir"] or f"/srv/{values['name']}"
     values["database_name"] = values["database_name"] or values["name"].replace("-", "_")
+    values["backup_key_file"] = values["backup_key_file"] or str(
+        Path(f"~/.config/fab/{values['name']}.backup-key").expanduser())
     for key in INT_RANGES:
         values[key] = int(values[key])
     return {f.name: values[f.name] for f in fields(Settings) if f.name in values}

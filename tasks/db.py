@@ -1,12 +1,16 @@
 """`fab db.backup`, `db.restore` and `db.shell`: the app's data, which a code rollback cannot
-undo. Backups are made and kept on the server, root-only (tasks/backups.py)."""
+undo. Backups are made and kept on the server, root-only (tasks/backups.py), and with a
+backup host (app.roles.backup) pushed there too (tasks/offsite.py), whence `db.restore`
+takes them back, on this server or a new one."""
 
 import sys
+from contextlib import contextmanager
 
 from invoke import task
 
 from tasks.backups import (
     NAME_RE,
+    RESTORING,
     backup_script,
     list_script,
     restore_script,
@@ -14,11 +18,15 @@ from tasks.backups import (
 )
 from tasks.deploy import Executed
 from tasks.executor import FromExecutor
+from tasks.offsite import fetch_script, restic_error, snapshots
+from tasks.offsite import list_script as offsite_list_script
 from tasks.output import LinePrefixer
 from tasks.plan import Call, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge
-from tasks.run import open_host
+from tasks.roles import for_host
+from tasks.run import open_host, reach
 from tasks.shell import DeployError, q
+from tasks.site import maintained
 
 
 def managed(s):
@@ -53,46 +61,111 @@ def listing(backups):
     return ", ".join(name for name, _ in backups[:5]) or "none yet (fab db.backup)"
 
 
+def offsite_ready(h):
+    """Stop unless this host's off-site backups are set up (the marker fab writes last)."""
+    s = h.settings
+    if not h.facts.offsite:
+        raise DeployError(f"off-site backups to {s.backup_host} are not set up on this host "
+                          "yet: run fab provision first")
+
+
+def offsite_backups(h):
+    """[(name, snapshot id, time)] of the off-site backups, newest first."""
+    s = h.settings
+    offsite_ready(h)
+    return snapshots(h.read(offsite_list_script(s), timeout=600, explain=lambda result: (
+        f"cannot list the off-site backups on {s.backup_host}: "
+        f"{restic_error(result.stderr or result.stdout)}")), s)
+
+
+def push_backup(h):
+    """Back up now as the timer does (made here, pushed off-site; never beside a run of the
+    timer's: both hold its lock); return the backup's name."""
+    s = h.settings
+    offsite_ready(h)
+    h.change(f"flock {q(s.backup_lock)} /bin/sh {q(s.backup_file('run'))} >/dev/null",
+             timeout=3600, explain=lambda result: (
+                 f"the backup or its push to {s.backup_host} failed: "
+                 f"{restic_error(result.stderr or result.stdout)}"))
+    stamp = h.read(f"cat {q(s.offsite_stamp)}").split()
+    if len(stamp) != 2 or not NAME_RE.fullmatch(stamp[1]):
+        raise DeployError(f"{s.offsite_stamp} does not name the backup just pushed")
+    return stamp[1]
+
+
 def backup_plan(s):
     managed(s)
 
     def run(h):
-        name = take_backup(h)
+        name = push_backup(h) if s.offsite else take_backup(h)
         kb = dict(backups_on(h)).get(name, 0)
-        return f"backed up {what(s)} to {s.backups}/{name} ({kb} KB)"
-    return Plan([Call("", run, f"back up {what(s)} to {s.backups}")])
+        pushed = f" and pushed it to {s.backup_host}" if s.offsite else ""
+        return f"backed up {what(s)} to {s.backups}/{name} ({kb} KB){pushed}"
+    where = f" and {s.backup_host}" if s.offsite else ""
+    return Plan([Call("", run, f"back up {what(s)} to {s.backups}{where}")])
+
+
+@contextmanager
+def programs_stopped(h):
+    """On a database host of its own: the app's programs on every web and worker host
+    stopped for the block and started after it, as on one server: no request meets the data
+    half restored, and every pool connects again to the data restored."""
+    s, stopped = h.settings, []
+    try:
+        for host in [] if s.runs_app else s.roles.get("web", []) + s.roles.get("worker", []):
+            programs = " ".join(q(p) for p in for_host(s, h.c.config, host).programs)
+            with reach(h, host) as app_host:
+                app_host.change(f"supervisorctl stop {programs} >/dev/null")
+            stopped.append((host, programs))
+        yield
+    finally:
+        for host, programs in stopped:
+            with reach(h, host) as app_host:
+                app_host.change(f"supervisorctl start {programs} >/dev/null")
 
 
 def restore_plan(h, name):
     s = h.settings
     managed(s)
     backups = backups_on(h)
+    local = NAME_RE.fullmatch(name or "") and name in dict(backups)
+    offsite = offsite_backups(h) if s.offsite and not local else []
+    known = f"the backups here, newest first: {listing(backups)}" + (
+        f"; on {s.backup_host}: {', '.join(n for n, _, _ in offsite[:5]) or 'none yet'}"
+        if s.offsite and not local else "")
     if not name:
-        raise DeployError(f"db.restore needs --from NAME; the backups here, newest first: "
-                          f"{listing(backups)}")
-    if not NAME_RE.fullmatch(name) or name not in dict(backups):
-        raise DeployError(f"no backup {name!r} in {s.backups}; the backups here, newest first: "
-                          f"{listing(backups)}")
+        raise DeployError(f"db.restore needs --from NAME; {known}")
+    snapshot = next((sid for n, sid, _ in offsite if n == name), None)
+    if not (local or snapshot):
+        raise DeployError(f"no backup {name!r} in {s.backups}"
+                          f"{' or on ' + s.backup_host if s.offsite else ''}; {known}")
     size = h.read(size_script(s)).strip()
     replaced = f"{what(s)} ({size or '?'} KB now)"
+    source = f"{name} ({dict(backups)[name]} KB)" if local else f"{name} from {s.backup_host}"
 
     def run(h):
+        if not local:
+            h.change(fetch_script(s, name, snapshot), timeout=3600, explain=lambda result: (
+                f"cannot fetch {name} from {s.backup_host} (nothing changed): "
+                f"{restic_error(result.stderr or result.stdout)}"))
         safety = take_backup(h)
         try:
-            h.change(restore_script(s, name), timeout=3600)
+            # on a database host of its own, every web host shows the page meanwhile
+            with maintained(h, RESTORING, [] if s.serves_app else s.roles.get("web", [])), \
+                    programs_stopped(h):
+                h.change(restore_script(s, name), timeout=3600)
         except DeployError as e:
             raise DeployError(f"{e}; the data from before is in backup {safety} "
                               f"(fab db.restore --from {safety})") from None
         return (f"restored {name} over {replaced}; the data it replaced is backed up as "
                 f"{safety}")
-    return Plan([Call("", run, f"replace {replaced} with {name} "
-                               f"({dict(backups)[name]} KB), stopping the app meanwhile, "
-                               "after backing up the data it replaces")])
+    return Plan([Call("", run, f"replace {replaced} with {source}, showing the maintenance "
+                               "page meanwhile, after backing up the data it replaces")])
 
 
 @task(klass=FromExecutor, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def backup(c, dry_run=False, break_lock=False):
-    """Back up the app's database into <dir>/backups on the server (root-only)."""
+    """Back up the app's database into <dir>/backups (root-only), and to the backup host."""
     step = Step("backup", lambda h: backup_plan(h.settings))
     return converge(c, "db.backup", [step], dry_run, break_lock)
 
@@ -102,7 +175,9 @@ def backup(c, dry_run=False, break_lock=False):
 def restore(c, from_=None, dry_run=False, break_lock=False):
     """Put a backup (--from NAME) in place of the app's data, backing the data up first.
 
-    The app's programs stop meanwhile. Without --from, lists the backups."""
+    Visitors get the maintenance page meanwhile. Without --from, lists the backups (here,
+    and on the backup host). An off-site backup is fetched first: a new server needs only
+    `fab provision`, then this."""
     step = Step("restore", lambda h: restore_plan(h, from_))
     return converge(c, "db.restore", [step], dry_run, break_lock)
 

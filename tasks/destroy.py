@@ -1,11 +1,12 @@
 """`fab destroy`: take the app off its servers, keeping its data unless told otherwise.
 
-What goes: its supervisor programs (stopped first) and any unit of its still running, its
-nginx site (nginx checked and reloaded), its Redis service, its releases, virtualenvs,
-git mirror, configuration, logs and build account, and the HTTP/HTTPS firewall rules once
-no site is left on the host. What stays, unless `--with-data`: `<dir>/shared`,
-`<dir>/backups`, its database and Redis data, and the app's account that owns them, so a
-later `fab provision` + `fab deploy` brings the app back on its data.
+What goes: its scheduled jobs and backup timer, its supervisor programs (stopped first) and
+any unit of its still running, its nginx site (nginx checked and reloaded), its Redis
+service, its releases, virtualenvs, git mirror, configuration, logs and build account, and
+the HTTP/HTTPS firewall rules once no site is left on the host. What stays, unless
+`--with-data`: `<dir>/shared`, `<dir>/backups`, its database and Redis data, and the app's
+account that owns them, so a later `fab provision` + `fab deploy` brings the app back on its
+data. The off-site backups on the backup host always stay.
 """
 
 from invoke import Exit, task
@@ -49,7 +50,13 @@ def destroy_script(s, facts, with_data):
     # (units.work_unit + fresh); names (NAME_RE) hold no ERE specials.
     shapes = (f"{s.name}-candidate-[0-9a-f]{{8}}[.]service|"
               f"fab-{s.name}[.][a-z]+-[0-9a-f]{{8}}[.]service")
+    # app.schedule's jobs (as the facts read them: of their exact shape) and the off-site
+    # backup's timer; the backups on the backup host stay
+    units = sorted(facts.job_units) + [f"{s.backup_unit}.service", f"{s.backup_unit}.timer"]
     lines = [
+        f"systemctl disable --now {' '.join(q(u) for u in units)} >/dev/null 2>&1 || true",
+        f"rm -f {' '.join(q('/etc/systemd/system/' + u) for u in units)}",
+        "systemctl daemon-reload",
         f"rm -f {q(s.supervisor_conf)}",
         "if command -v supervisorctl >/dev/null; then supervisorctl reread >/dev/null; "
         "supervisorctl update >/dev/null; fi",
@@ -66,7 +73,7 @@ def destroy_script(s, facts, with_data):
         *(["if [ -z \"$(ls -A /etc/nginx/sites-enabled 2>/dev/null)\" ]; then "
            + "; ".join(f"ufw delete {ufw_args(r)} >/dev/null" for r in web_rules) + "; fi"]
           if web_rules else []),
-        f"rm -rf {q(s.releases)} {q(s.venvs)} {q(s.current)} {q(s.socket_dir)} "
+        f"rm -rf {q(s.releases)} {q(s.venvs)} {q(s.current)} {q(s.previous)} {q(s.socket_dir)} "
         f"{q(s.build_scratch)} {q(s.repo_cache)} {q(s.git_credentials_path)} {q(s.log_dir)}",
         f"rm -f /var/log/nginx/{q(s.name)}.access.log* /var/log/nginx/{q(s.name)}.error.log*",
         gone(s.build_user),
@@ -86,6 +93,8 @@ def destroy_plan(h, with_data):
     s = h.settings
     kept = "" if with_data else (f"; kept {s.shared}, {s.backups}, the database and its "
                                  f"account {s.user} (--with-data removes them)")
+    if s.offsite:
+        kept += f"; the off-site backups on {s.backup_host} stay"
     what = "its data too" if with_data else "keeping its data"
     return Plan([Command(f"removed {s.name}{kept}",
                          "\n".join(destroy_script(s, h.facts, with_data)), timeout=300,

@@ -18,6 +18,7 @@ from invoke.config import AmbiguousMergeError
 from invoke.exceptions import UncastableEnvVar
 from invoke.parser import Argument
 
+from tasks import hooks
 from tasks.balancer import balancing, drained
 from tasks.config import ENV_PREFIX, NOT_SETTINGS, ConfigError, raw, validate
 from tasks.errors import explain_exception
@@ -84,6 +85,17 @@ class HostsExecutor(Executor):
             hosts.value = ",".join(selected(roles, hosts.value))
         return super().expand_calls(calls, apply_hosts and on_hosts)
 
+    def one_jobs_host(self, group):
+        """app.schedule's jobs run on one host: without app.roles to say which, a run that
+        converges several hosts would give each of them the jobs."""
+        app = raw(self.config)  # valid: validate_config came first
+        hosts = {call.init_kwargs["host"] for call in group}
+        if isinstance(group[0].task, Rolling) and app["schedule"] and not app["roles"] \
+                and len(hosts) > 1:
+            raise Exit("app.schedule's jobs run on one host, and -H names several: list them "
+                       "in app.roles (the first worker host runs the jobs, else the first web "
+                       "host)", code=2)
+
     def execute(self, *tasks):
         # `fab exec -- CMD`: the text after `--` is exec's command, not Fabric's anonymous
         # task (which would run it as the SSH user).
@@ -111,11 +123,17 @@ class HostsExecutor(Executor):
                                                    **call.kwargs)
                 continue
             self.validate_config()
+            self.one_jobs_host(group)
+            hooked = self.hooked(group)
+            if hooked:
+                hooks.before(*hooked)
             by_host = self.run_batches(group, self.batch_size(group))
             try:
                 self.report(by_host)
             except BrokenPipeError:  # `fab status --json | head`: the reader has had enough
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if hooked:
+                hooks.after(*hooked, by_host)
             failed |= any(r.failed for r in by_host.values() if r is not None)
             results[group[0].task] = by_host
         if failed:
@@ -123,6 +141,14 @@ class HostsExecutor(Executor):
                      if isinstance(group, dict) for r in group.values() if r and r.failed]
             raise Exit(code=max(codes, default=1) or 1)
         return results
+
+    def hooked(self, group):
+        """(settings, action, hosts) when GROUP's task has hooks and a notification (a deploy
+        or rollback that changes things), else None."""
+        name = getattr(group[0].task, "name", "")
+        if name not in hooks.HOOKED or group[0].kwargs.get("dry_run"):
+            return None
+        return raw(self.config), name, [call.init_kwargs["host"] for call in group]
 
     @staticmethod
     def groups(calls):

@@ -165,6 +165,18 @@ class Facts:
     other_tls_sites: bool = fact(  # another enabled nginx site listens on 443
         lambda s: "grep -lsE '^[[:space:]]*listen[^;]*443' /etc/nginx/sites-enabled/* | "
                   f"grep -vxF {q(s.nginx_enabled)}", non_empty, False)
+    job_units: set[str] = fact(  # app.schedule's unit files there: fab:<name>:<job>.timer
+        lambda s: "ls -1 /etc/systemd/system 2>/dev/null | grep -xE "
+                  + q(re.escape(s.job_unit("")) + r"[a-z][a-z0-9_-]*\.(service|timer)"),
+        set, default_factory=set)
+    offsite: str = fact(  # what the backup host was set up for (tasks.steps.offsite.marker)
+        lambda s: f"cat {q(s.backup_file('offsite'))} 2>/dev/null" if s.offsite else "",
+        first_line, "")
+    offsite_failed: bool = fact(  # the last push failed (a run then sets the host up again)
+        lambda s: f"ls {q(s.offsite_stamp)}.failed 2>/dev/null" if s.offsite else "",
+        non_empty, False)
+    maintenance: bool = fact(lambda s: f"[ -f {q(s.maintenance_page)} ] && echo on",
+                             non_empty, False)  # fab maintenance on
     ssh_port: int = fact(lambda s: 'echo "${FAB_SSH:-}"', ssh_port, 22)
     needs: Needs = field(default_factory=Needs)  # what they were read for (not a fact)
 

@@ -3,14 +3,13 @@
 `FIELDS` is the one source of the defaults (the task collection's config, so that
 `FABRIC_APP_*` variables override every key), of each value's own check (tasks.settings
 adds the checks that look at several values), and of the commented list in fabric.yaml and
-the README's table of settings: both are written by `fabric_yaml()` and `readme_table()`
+the README's table of settings: both are written by tasks/settings_docs.py
 (`make settings-docs`), and a test holds them to it.
 """
 
 import json
 import posixpath
 import re
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -40,7 +39,7 @@ EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 DATABASES = ("none", "postgresql", "mysql", "sqlite")
 TLS_MODES = ("off", "self-signed", "letsencrypt", "custom")
 # `fab logs -c` (tasks.steps' logs, and `all`): no extra process may take these names
-COMPONENTS = ("app", "access", "error", "supervisor", "database", "redis", "all")
+COMPONENTS = ("app", "access", "error", "supervisor", "database", "redis", "backups", "all")
 
 
 def shown_url(url):
@@ -188,6 +187,55 @@ def processes(value):
     return out
 
 
+CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,100}$")
+
+
+def calendar(value):
+    return None if isinstance(value, str) and CALENDAR_RE.fullmatch(value) else \
+        "must be a systemd calendar expression, like daily, hourly or '*-*-* 06:00'"
+
+
+def schedule(value):
+    if not isinstance(value, dict):
+        return ("must be a mapping of jobs, like {digest: {when: \"*-*-* 06:00\", command: "
+                "\"flask send-digest\"}}")
+    out = []
+    for job, spec in value.items():
+        if not (isinstance(job, str) and NAME_RE.fullmatch(job)):
+            out.append(f"app.schedule: {job!r} is not a job name (lowercase letters, digits, "
+                       "'-' and '_', starting with a letter)")
+        elif not (isinstance(spec, dict) and set(spec) == {"when", "command"}):
+            out.append(f"app.schedule.{job}: must be {{when: CALENDAR, command: COMMAND}}")
+        else:
+            if calendar(spec["when"]):
+                out.append(f"app.schedule.{job}.when: {calendar(spec['when'])}")
+            if not (isinstance(spec["command"], str) and spec["command"].strip()
+                    and SAFE_TEXT_RE.fullmatch(spec["command"])):
+                out.append(f"app.schedule.{job}.command: must be a shell command on one line")
+    return out
+
+
+HOOKS = ("pre_deploy", "post_deploy", "failed")
+
+
+def hooks(value):
+    if not isinstance(value, dict):
+        return "must be a mapping of hooks to commands, like {post_deploy: ./tell-the-team}"
+    out = []
+    for hook, command in value.items():
+        if hook not in HOOKS:
+            out.append(f"app.hooks: {hook!r} is not a hook ({', '.join(HOOKS)})")
+        elif not (isinstance(command, str) and command.strip() and "\n" not in command):
+            out.append(f"app.hooks.{hook}: must be a command on one line")
+    return out
+
+
+KEEP_RE = re.compile(r"^(last|hourly|daily|weekly|monthly|yearly)=[0-9]{1,4}$")
+
+
+NOTIFY_RE = re.compile(r"^https?://[^\s\"'<>]+$")
+
+
 def static_dir(value):
     ok = isinstance(value, str) and RELATIVE_RE.fullmatch(value) \
         and ".." not in value.split("/") and "." not in value.split("/")
@@ -266,6 +314,9 @@ FIELDS = [
     Field("release_command", "",
           "run once per deploy, before traffic moves: flask db upgrade", COMMAND),
     number("release_timeout", 300, "seconds the release command may take", 10, 3600),
+    Field("maintenance_during_release", False, "maintenance mode (503, Retry-After) while the "
+          "release command runs: a migration that must not meet traffic",
+          flag("FABRIC_APP_MAINTENANCE_DURING_RELEASE=1 for true")),
     Field("processes", {}, "extra programs of each release: {worker: \"rq worker tasks\"}",
           processes),
     Field("static_dir", "static", "the app's static folder in the release, e.g. app/static",
@@ -283,8 +334,24 @@ FIELDS = [
     Field("redis", False, "the app's own password-protected redis-server, as REDIS_URL",
           flag("FABRIC_APP_REDIS=1 for true")),
     number("keep_backups", 10, "database backups kept in <dir>/backups (fab db.backup)", 1, 1000),
-    Field("roles", {}, "hosts by role: {db: [db1], web: [web1, web2], worker: [w1], lb: [lb1]}; "
-          "none: all web", lambda value: None),  # checked whole (tasks.config)
+    Field("roles", {}, "hosts by role: {db: [db1], web: [web1, web2], worker: [w1], lb: [lb1], "
+          "backup: [b1]}; none: all web", lambda value: None),  # checked whole (tasks.config)
+    Field("backup_schedule", "daily", "when the off-site backup runs (a systemd calendar; "
+          "needs app.roles.backup)", calendar),
+    Field("backup_keep", "last=3 daily=7 weekly=4 monthly=6", "off-site backups kept (restic "
+          "forget's --keep-*)", words(KEEP_RE, "must be words like 'daily=7 weekly=4', each "
+          "of last, hourly, daily, weekly, monthly or yearly"), words=True),
+    Field("backup_key_file", None, "this machine's copy of the off-site backups' key "
+          "(default ~/.config/fab/<name>.backup-key)",
+          local_file("must be the path of a local file")),
+    Field("schedule", {}, "jobs systemd timers run on one host, in the live release: "
+          "{digest: {when: \"*-*-* 06:00\", command: \"flask send-digest\"}}", schedule),
+    Field("hooks", {}, "commands run on this machine around a deploy or rollback: "
+          "{pre_deploy: ..., post_deploy: ..., failed: ...}", hooks),
+    Field("notify", "", "a URL that gets one JSON POST per deploy and rollback (Slack's and "
+          "Discord's text fields)", lambda value: None if value == "" or (
+              isinstance(value, str) and NOTIFY_RE.fullmatch(value)) else
+          "must be an http(s) URL (or empty: none)"),
     Field("auto_reboot_at", "", "fab harden's security updates reboot at this time if needed "
           "(\"04:30\"); empty: never", lambda value: None if isinstance(value, str) and (
               not value or TIME_RE.fullmatch(value)) else
@@ -293,51 +360,3 @@ FIELDS = [
 BY_NAME = {f.name: f for f in FIELDS}
 DEFAULTS = {f.name: f.default for f in FIELDS}
 INT_RANGES = {f.name: (f.low, f.high) for f in FIELDS if f.low is not None}
-
-
-def yaml_value(value):
-    """VALUE as fabric.yaml writes it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{}"
-    if isinstance(value, str) and (not value or value in ("off", "on", "yes", "no")
-                                   or ":" in value):
-        return f'"{value}"'
-    return str(value)
-
-
-def fabric_yaml():
-    """The commented list of every setting at the top of fabric.yaml (100 columns)."""
-    lines = []
-    for f in FIELDS:
-        setting = f"#   {f.name}: {yaml_value(f.default)}"
-        setting = f"{setting:<28} " if len(setting) < 28 else f"{setting}  "
-        doc = textwrap.wrap(f.doc, 98 - len(setting))
-        lines += [f"{setting}# {doc[0]}",
-                  *(f"#{' ' * (len(setting) - 1)}# {more}" for more in doc[1:])]
-    return "# app:\n" + "\n".join(lines) + "\n"
-
-
-def readme_table():
-    """The README's table of every setting."""
-    def cell(doc):
-        return doc.replace("|", "or").replace("<", "&lt;").replace(">", "&gt;")
-    rows = [f"| `{f.name}` | `{yaml_value(f.default)}` | {cell(f.doc)} |" for f in FIELDS]
-    return "\n".join(["| setting | default | what it is |", "|---|---|---|", *rows]) + "\n"
-
-
-BEGIN, END = "<!-- settings: begin -->\n", "<!-- settings: end -->\n"
-
-
-def write_docs(root):
-    """Rewrite fabric.yaml's commented list and the README's table from the table."""
-    yaml, readme = root / "fabric.yaml", root / "README.md"
-    head, _, rest = yaml.read_text().partition("# app:\n")
-    tail = rest[rest.index("\ntasks:"):] if "\ntasks:" in rest else rest
-    yaml.write_text(head + fabric_yaml() + tail)
-    text = readme.read_text()
-    before, _, after = text.partition(BEGIN)
-    readme.write_text(before + BEGIN + readme_table() + END + after.partition(END)[2])

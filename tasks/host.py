@@ -57,11 +57,12 @@ class Host:
         """Run a shell script as one remote command; return its Result, whatever its exit."""
         return self.execute(f"sh -c {q(script)}", sudo, **extra)
 
-    def read(self, script, sudo=True, timeout=None):
-        """Run a read-only script (allowed in dry-run); return its stdout or raise."""
+    def read(self, script, sudo=True, timeout=None, explain=explain_failure):
+        """Run a read-only script (allowed in dry-run); return its stdout or raise
+        DeployError(EXPLAIN(result))."""
         result = self.script(script, sudo, timeout=timeout)
         if result.exited != 0:
-            raise DeployError(explain_failure(result))
+            raise DeployError(explain(result))
         return result.stdout
 
     def stream(self, script, out):
@@ -70,11 +71,11 @@ class Host:
         A pty makes the remote command end when the connection is closed (Ctrl-C)."""
         return self.script(script, pty=True, out_stream=out)
 
-    def change(self, script, sudo=True, timeout=None):
+    def change(self, script, sudo=True, timeout=None, explain=explain_failure):
         """Run a script that alters the server (stopping at its first failing command)."""
         if self.dry_run:
             raise RuntimeError(f"a change in a dry run: {script.strip().splitlines()[0]}")
-        return self.read(f"set -e\n{script}", sudo, timeout)
+        return self.read(f"set -e\n{script}", sudo, timeout, explain)
 
     def upload(self, content):
         """Copy CONTENT to a fresh temp file on the server (as the SSH user); return its path."""

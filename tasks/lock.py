@@ -163,8 +163,9 @@ def finish(h, action):
     hold = h.hold
     if not hold:
         return
+    h.run.entry = entry(h, action)
     try:
-        if not (hold.first_change and entry(h, action) == hold.logged):
+        if not (hold.first_change and h.run.entry == hold.logged):
             h.script(release_script(h.settings, hold.token, final_script(h, action)))
     finally:
         h.hold = None

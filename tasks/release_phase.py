@@ -4,6 +4,7 @@ deploy, before traffic moves) and `fab exec`."""
 from tasks.backups import backup_script
 from tasks.run import database_host
 from tasks.shell import DeployError, for_systemd, q
+from tasks.site import maintained
 from tasks.units import detached, transient, work_unit
 
 # Loads the app's environment exactly as gunicorn does (by running gunicorn's own config
@@ -43,8 +44,13 @@ def release_phase(h, release):
             undo = (f"; the data before it is backed up on {db.name}: "
                     f"fab -H {db.name} db.restore --from {backup}")
     command = as_the_app(s, release, f"sh -c {q(s.release_command)}", s.release_timeout)
-    result = h.script(detached(work_unit(s, "release"), command, s.release_timeout + 60),
-                      timeout=s.release_timeout + 90)
+    # app.maintenance_during_release: visitors get the maintenance page meanwhile, on every
+    # web host (the others serve the old code while the schema changes)
+    webs = (s.roles.get("web") or ([h.c.original_host] if s.serves_app else [])) \
+        if s.maintenance_during_release else []
+    with maintained(h, "Updating: back in a moment.", webs) as quiet:
+        result = h.script(detached(work_unit(s, "release"), command, s.release_timeout + 60),
+                          timeout=s.release_timeout + 90)
     if result.exited == 124:
         raise DeployError(f"the release command timed out after {s.release_timeout} s "
                           f"(app.release_timeout); nothing was switched{undo}")
@@ -54,4 +60,5 @@ def release_phase(h, release):
                           f"{result.exited}); nothing was switched{undo}. Its output:\n"
                           + "\n".join("  | " + line for line in output))
     return (f"backed up the database to {backup}" + (f" on {s.roles['db'][0]}" if
-            s.database_host else "") + ", " if backup else "") + f"ran `{s.release_command}`"
+            s.database_host else "") + ", " if backup else "") + f"ran `{s.release_command}`" \
+        + (" in maintenance mode" if quiet else "")

@@ -26,6 +26,7 @@ class Run:
     outcomes: list = field(default_factory=list)
     round_trips: int = 0
     seconds: float = None  # the whole run on this host, once it ended
+    entry: dict = None  # its line in the server's deploy log (tasks.deploy_log), once it ended
 
     def count(self, status):
         return sum(o.status == status for o in self.outcomes)

@@ -53,8 +53,8 @@ class HostRun:
     def script(self, script, sudo=True, **extra):
         return self.host.script(script, sudo, **extra)
 
-    def read(self, script, sudo=True, timeout=None):
-        return self.host.read(script, sudo, timeout)
+    def read(self, script, sudo=True, timeout=None, **explain):
+        return self.host.read(script, sudo, timeout, **explain)
 
     def stream(self, script, out):
         return self.host.stream(script, out)
@@ -62,15 +62,15 @@ class HostRun:
     def upload(self, content):
         return self.host.upload(content)
 
-    def change(self, script, sudo=True, timeout=None, serving_unchanged=False):
+    def change(self, script, sudo=True, timeout=None, serving_unchanged=False, **explain):
         """Run a script that alters the server; the run's first change also marks its lock
         as changing (tasks.lock). SERVING_UNCHANGED: it cannot change what the site serves
         (old releases pruned, a candidate stopped), so the site's last healthy answer
-        still stands. In a dry run the Host refuses it."""
+        still stands. EXPLAIN: Host.change's. In a dry run the Host refuses it."""
         first = self.hold.take_first_change() if self.hold else ""
         if not serving_unchanged:
             self.site_answer = ""
-        return self.host.change(f"{first}\n{script}", sudo, timeout)
+        return self.host.change(f"{first}\n{script}", sudo, timeout, **explain)
 
     def put(self, content, path, owner="root", group="root", mode="0644"):
         """Write a file atomically (temp upload, install beside, rename) with owner and mode;
@@ -104,12 +104,21 @@ def open_host(c, dry_run=False):
 
 
 @contextmanager
-def database_host(h):
-    """The database host (app.roles.db) as a HostRun, reached the way H is (the same
-    user's keys, known_hosts and sudo), for the block."""
-    s = h.settings
-    c = secure(Connection(s.roles["db"][0], config=h.c.config), s.host_keys)
+def reach(h, host):
+    """HOST (as given in app.roles) as a HostRun, reached the way H is (the same user's
+    keys, known_hosts and sudo), for the block."""
+    c = secure(Connection(host, config=h.c.config), h.settings.host_keys)
     try:
-        yield HostRun(Host(c, h.dry_run), s)
+        yield HostRun(Host(c, h.dry_run), h.settings)
     finally:
         c.close()
+
+
+def role_host(h, role):
+    """The host of ROLE (app.roles: the database or the backup host), for a with-block."""
+    return reach(h, h.settings.roles[role][0])
+
+
+def database_host(h):
+    """The database host (app.roles.db), for a with-block."""
+    return role_host(h, "db")

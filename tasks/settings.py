@@ -50,7 +50,14 @@ class Settings:
     database_name: str
     redis: bool
     keep_backups: int
+    backup_schedule: str  # when the off-site backup runs (systemd calendar)
+    backup_keep: str  # restic forget's policy: "daily=7 weekly=4 ..."
+    backup_key_file: str  # this machine's copy of the off-site backups' key
     auto_reboot_at: str  # "" (never) or HH:MM
+    schedule: dict  # job -> {when: calendar, command}, run by systemd timers
+    maintenance_during_release: bool  # maintenance mode while the release command runs
+    hooks: dict  # pre_deploy, post_deploy, failed -> a command run on this machine
+    notify: str  # a URL that gets a JSON POST per deploy and rollback ("": none)
     roles: dict  # role -> [host as given to -H]
     # Per host (tasks.roles.for_host): its roles; for a balancer its web hosts' addresses,
     # for a web host the balancers'; for an app host the database host's address, for the
@@ -61,6 +68,7 @@ class Settings:
     database_host: str = ""  # the database host's address ("": none, the app host runs it)
     database_clients: tuple = ()
     with_workers: bool = False  # app.roles has worker hosts: they, not web, run the processes
+    runs_jobs: bool = True  # this host runs app.schedule (the first worker, else web, host)
 
     @property
     def serves_app(self):
@@ -88,6 +96,11 @@ class Settings:
     @property
     def current(self):
         return f"{self.dir}/current"
+
+    @property
+    def previous(self):
+        """The release live before `current` (nginx serves its static files as a fallback)."""
+        return f"{self.dir}/previous"
 
     @property
     def venvs(self):
@@ -137,15 +150,63 @@ class Settings:
         """A candidate's socket: nginx's backup while the live gunicorn restarts."""
         return f"{self.socket_dir}/candidate.sock"
 
+    def fab_account(self, kind):
+        """An account fab makes for this app's KIND of work: fab-KIND-<name>, cut to a Unix
+        name's 32 characters with a hash to keep it unique."""
+        prefix = f"fab-{kind}-"
+        if len(prefix + self.name) <= 32:
+            return prefix + self.name
+        digest = hashlib.sha256(self.name.encode()).hexdigest()[:7]
+        return f"{prefix}{self.name[:32 - len(prefix) - 8]}-{digest}"
+
     @property
     def build_user(self):
-        """The account that builds this app's releases (each app its own): fab-build-<name>,
-        cut to a Unix name's 32 characters with a hash to keep it unique."""
-        name = f"fab-build-{self.name}"
-        if len(name) <= 32:
-            return name
-        digest = hashlib.sha256(self.name.encode()).hexdigest()[:7]
-        return f"fab-build-{self.name[:14]}-{digest}"
+        """The account that builds this app's releases (each app its own)."""
+        return self.fab_account("build")
+
+    @property
+    def offsite(self):
+        """This host pushes the app's backups off-site: it runs the database, and there is
+        a backup host (app.roles.backup)."""
+        return bool(self.roles.get("backup")) and self.local_engine != "none"
+
+    @property
+    def backup_host(self):
+        """The backup host, as given to -H ("": none)."""
+        return (self.roles.get("backup") or [""])[0]
+
+    @property
+    def backup_account(self):
+        """The account on the backup host that holds this app's backups (SFTP only)."""
+        return self.fab_account("backup")
+
+    @property
+    def backup_home(self):
+        """The backup account's home on the backup host; the restic repository is in it."""
+        return f"/var/lib/fab-backups/{self.name}"
+
+    def backup_file(self, what):
+        """This host's off-site files, root-only in /etc/<name>: `key` (restic's password),
+        `ssh` (the key that logs in to the backup host), `ssh.conf`, `known_hosts`, `restic`
+        (restic with those), `run` (the scheduled backup) and `offsite` (what was set up
+        on the backup host, written last)."""
+        return f"{self.conf_dir}/backup-{what}"
+
+    @property
+    def backup_unit(self):
+        """The off-site backup's systemd service and timer (named apart from the work a run
+        waits for, like the jobs)."""
+        return f"fab-backup:{self.name}"
+
+    @property
+    def backup_lock(self):
+        """Held by the backup while it runs: the timer's and `fab db.backup`'s alike."""
+        return f"/run/lock/fab-backup-{self.name}"
+
+    @property
+    def offsite_stamp(self):
+        """`EPOCH NAME` of the newest backup pushed off-site, root-only."""
+        return f"{self.backups}/.offsite"
 
     @property
     def build_scratch(self):
@@ -237,6 +298,22 @@ class Settings:
     @property
     def nginx_site(self):
         return f"/etc/nginx/sites-available/{self.name}"
+
+    def job_unit(self, job):
+        """The systemd units of app.schedule's JOB: `fab:<name>:<job>` .service and .timer
+        (the colons, which no name has, keep one app's units apart from another's, and from
+        the `fab-<name>.*` work a run waits for: a deploy never waits for a job)."""
+        return f"fab:{self.name}:{job}"
+
+    @property
+    def maintenance_dir(self):
+        """Where the maintenance pages are (nginx's to read, root's to write)."""
+        return "/etc/nginx/fab-maintenance"
+
+    @property
+    def maintenance_page(self):
+        """The app's maintenance page: while it exists, nginx serves it as a 503."""
+        return f"{self.maintenance_dir}/{self.name}.html"
 
     @property
     def nginx_enabled(self):

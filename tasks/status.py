@@ -48,6 +48,7 @@ class Status:
     redis: dict = field(default_factory=dict)  # {"up", "memory"}, with app.redis
     security_updates: int = None  # pending, as of the server's last apt list refresh
     reboot_required: list = None  # the packages asking for it, when one is pending
+    maintenance: bool = False  # fab maintenance on: visitors get the maintenance page
     enabled: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # worth knowing, not unhealthy
@@ -148,6 +149,7 @@ pid=$(echo "$running" | awk -v n={q(s.name)} '$1 == n {{print $3}}')"""),
         ("updates", 'wait; cat "$pending"; rm -f "$pending"'),
         ("reboot", '[ -f /run/reboot-required ] && echo "reboot $(sort -u '
                    '/run/reboot-required.pkgs 2>/dev/null | tr \'\\n\' \' \')"'),
+        ("maintenance", fact_of("maintenance").shell(s) if s.serves_app else ""),
         *((f"column {c.title}", c.shell(s)) for c in steps.columns()),
     ])
 
@@ -203,6 +205,10 @@ def parse_status(host, s, text):
         st.reboot_required = reboot[1:]
         st.notes.append("a reboot is pending" + (f" (for {', '.join(reboot[1:])})"
                                                  if reboot[1:] else ""))
+    st.maintenance = fact_of("maintenance").parse(sec.get("maintenance", []))
+    if st.maintenance:
+        st.notes.append("maintenance is on: visitors get the maintenance page (503); "
+                        "fab maintenance off ends it")
     if s.local_engine != "none":
         size = "".join(sec.get("database", [])).strip()
         st.database = {"engine": s.local_engine, "up": size.isdigit(),

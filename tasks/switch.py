@@ -19,6 +19,7 @@ import re
 from contextlib import contextmanager
 
 from tasks.health import app_socket, parse_probe, probe_command
+from tasks.names import RELEASE_ID
 from tasks.readers import SUPERVISOR_RPC
 from tasks.shell import PYTHON, DeployError, q
 from tasks.units import fresh, transient
@@ -99,9 +100,15 @@ def stop_candidate(unit, wait=True):
 
 
 def link_current(s, rid):
-    """Point `current` at releases/RID by renaming a new symlink over it (atomic)."""
-    return (f"ln -sfn releases/{q(rid)} {q(s.current)}.fab-new\n"
-            f"mv -Tf {q(s.current)}.fab-new {q(s.current)}")
+    """Point `current` at releases/RID by renaming a new symlink over it (atomic), and
+    `previous` at the release it pointed to (when that has fab's shape of a release)."""
+    current, previous = q(s.current), q(s.previous)
+    return (f'old=$(readlink {current} || true)\n'
+            f"ln -sfn releases/{q(rid)} {current}.fab-new\n"
+            f"mv -Tf {current}.fab-new {current}\n"
+            f'if [ "$old" != releases/{q(rid)} ] && printf %s "$old" | grep -qxE '
+            f"{q('releases/' + RELEASE_ID.pattern)}; then\n"
+            f'  ln -sfn "$old" {previous}.fab-new && mv -Tf {previous}.fab-new {previous}\nfi')
 
 
 # Stop (gracefully, waiting for the exit) and start, over supervisord's socket, without

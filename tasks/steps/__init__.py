@@ -12,9 +12,18 @@ collect them from `STACK`: adding a part is one module and one line below.
 
 from tasks import facts
 from tasks.declared import Needs
-from tasks.steps import app, database, firewall, nginx, packages, supervisor
+from tasks.steps import (
+    app,
+    database,
+    firewall,
+    nginx,
+    offsite,
+    packages,
+    schedule,
+    supervisor,
+)
 
-STACK = [packages, database, app, supervisor, nginx, firewall]
+STACK = [packages, database, app, supervisor, schedule, nginx, firewall, offsite]
 
 
 def provision():

@@ -5,7 +5,7 @@ balancer last); a rolling deploy with a migration goes one web host at a time ou
 balancer under load with no failed request, and a rollback takes every app host back; a
 web host lost under load goes unnoticed; a worker release whose process dies is rolled
 back; the database ports are open to the web and worker hosts only, HTTP on the web hosts
-to the balancer only.
+to the balancer only; app.schedule's job runs on the worker host alone.
 
 The module's tests share the five servers and run in order. Five fresh servers take minutes:
 the module runs in make test-slow; tests/integration/test_roles.py keeps a balancer and a web
@@ -44,7 +44,9 @@ def fleet(tmp_path_factory):
         with (app / "deploy.yaml").open("a") as settings:  # under its `app:`
             settings.write(f"  database: postgresql\n  redis: true\n  roles:\n"
                            f"    db: [{db.name}]\n    web: [{web1.name}, {web2.name}]\n"
-                           f"    worker: [{worker.name}]\n    lb: [{lb.name}]\n")
+                           f"    worker: [{worker.name}]\n    lb: [{lb.name}]\n"
+                           "  schedule:\n    tick: {when: '*:*:0/5', command: "
+                           "'hostname >> logs/ticks'}\n")
         yield servers, ["-f", str(app / "deploy.yaml")], app
     finally:
         for s in servers:
@@ -101,6 +103,16 @@ def test_one_provision_sets_up_the_database_then_the_app_hosts_then_the_balancer
     assert on(lb, installed % "python3-venv supervisor postgresql").strip() == ""
     assert on(db, installed % "nginx python3-venv supervisor").strip() == ""
     assert on(worker, installed % "nginx postgresql redis-server").strip() == ""
+
+    # app.schedule's job runs on the worker host alone, by its timer, every five seconds
+    deadline, ticks = time.monotonic() + 30, []
+    while time.monotonic() < deadline and len(ticks) < 2:
+        time.sleep(1)
+        ticks = on(worker, "cat /srv/hello-world/shared/logs/ticks 2>/dev/null; true").split()
+    assert len(ticks) >= 2 and set(ticks) == {worker.name}, ticks
+    for host in (db, web1, web2, lb):
+        assert on(host, "ls /etc/systemd/system | grep -c 'fab:hello-world:'; true").strip() \
+            == "0"
 
     rerun = fab(*settings, "provision", check=True)
     assert rerun.stdout.count("changed=0 failed=0") == 5

@@ -1,6 +1,7 @@
 """A database host (app.roles.db) running MariaDB for the tutorial-shaped app: made and
 opened to the web hosts only, a web host added later let in by the next run, backups and
-the SQL shell on the database host (and a clear line on a web host, where it is not)."""
+the SQL shell on the database host (and a clear line on a web host, where it is not), and a
+restore there showing every web host's visitors the maintenance page."""
 
 import shutil
 import socket
@@ -11,6 +12,7 @@ from tests.conftest import boot, destroy, fab, http_get, on
 from tests.integration.test_balancer import reachable
 from tests.integration.test_databases import count
 from tests.integration.test_tutorial_app import APPS
+from tests.load import Load
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +70,18 @@ def test_backups_and_the_shell_run_on_the_database_host(hosts):
     name = taken.stdout.split("/srv/hello-world/backups/")[1].split()[0]
     assert name in on(db, "ls /srv/hello-world/backups")
     assert count(db, app, {}) == 1  # as the app's role, over 127.0.0.1 on the database host
+
+
+def test_a_restore_on_the_database_host_shows_the_web_hosts_the_maintenance_page(hosts):
+    (db, web1, web2), app = hosts
+    name = sorted(on(db, "ls /srv/hello-world/backups").split())[-1]
+    assert http_get(web1, "/add/after-the-backup")[2] == "added"
+    assert count(db, app, {}) == 2
+    with Load(web2.address, clients=10, max_seconds=120) as load:
+        fab("-f", str(app / "deploy.yaml"), "-H", db.name, "db.restore", "--from", name,
+            check=True)
+    statuses = {status for status, _ in load.results}
+    assert statuses == {200, 503}, load.results  # the page while the data changed, no 500
+    for web in (web1, web2):  # and off again on every web host
+        assert not on(web, "ls /etc/nginx/fab-maintenance/", check=False).strip()
+    assert count(db, app, {}) == 1

@@ -18,6 +18,7 @@ import pytest
 import sandbox
 from tests.conftest import FAB, booted, fab, http_get, on, recap
 from tests.integration.test_tutorial_app import APPS, page_when, version_two
+from tests.load import Load
 
 ENGINES = [pytest.param("postgresql", id="postgresql"),
            pytest.param("mysql", id="mysql", marks=pytest.mark.slow),
@@ -162,9 +163,13 @@ def test_a_backup_restored_gives_back_the_same_rows(site):
     assert missing.returncode == 1 and "no backup '20200101T000000Z-none.pgdump'" in \
         missing.stdout and "Traceback" not in missing.stderr
     assert count(s, app, env) == rows + 1  # nothing changed
-    restored = run(s, app, env, "db.restore", "--from", name)
+    with Load(s.address, clients=20, max_seconds=120) as load:
+        restored = run(s, app, env, "db.restore", "--from", name)
     outputs.append(restored)
     assert restored.returncode == 0, restored.stdout
+    statuses = {status for status, _ in load.results}  # visitors meet the maintenance page
+    assert statuses == {200, 503}, load.results  # never a 502
+    assert not on(s, "ls /etc/nginx/fab-maintenance/", check=False).strip()  # and it is off
     assert f"restored {name} over the " in restored.stdout
     assert "the data it replaced is backed up as" in restored.stdout
     wait_healthy(s, app, env)

@@ -160,6 +160,11 @@ def test_destroy_keeps_the_data_and_its_account_unless_told():
     assert "! -path /etc/hello-world/database.env" in text
     gone = "\n".join(destroy.destroy_script(S, facts, with_data=True))
     assert "rm -rf /srv/hello-world /etc/hello-world" in gone and "userdel hello-world" in gone
+    facts.job_units = {"fab:hello-world:digest.timer", "fab:hello-world:digest.service"}
+    timers = "\n".join(destroy.destroy_script(S, facts, with_data=False))
+    assert "systemctl disable --now fab:hello-world:digest.service fab:hello-world:digest.timer " \
+        "fab-backup:hello-world.service fab-backup:hello-world.timer" in timers
+    assert "rm -f /etc/systemd/system/fab:hello-world:digest.service" in timers
 
 
 def test_destroy_without_yes_changes_nothing_and_says_how():

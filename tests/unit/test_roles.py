@@ -24,7 +24,9 @@ def config(**app):
 
 
 @pytest.mark.parametrize("roles, fragment", [
-    ({"cache": ["c1"]}, "'cache' is not a role (roles: db, web, worker, lb)"),
+    ({"cache": ["c1"]}, "'cache' is not a role (roles: db, web, worker, lb, backup)"),
+    ({"web": ["w"], "backup": ["b"]}, "app.roles.backup: the backup host keeps app.database's"),
+    ({"web": ["w"], "backup": ["b1", "b2"], "database": "sqlite"}, "one backup host, not 2"),
     ({"web": "web1"}, "app.roles.web: must be a list of hosts"),
     ({"web": ["web1; id"]}, "app.roles.web: must be a list of hosts"),
     ({"web": ["a"], "lb": ["a"]}, "a is both web and lb"),
@@ -37,8 +39,9 @@ def config(**app):
 ])
 def test_bad_roles_are_named_with_the_fix(roles, fragment):
     redis = isinstance(roles, dict) and bool(roles.pop("redis", False))
+    database = roles.pop("database", "none") if isinstance(roles, dict) else "none"
     with pytest.raises(ConfigError) as e:
-        validate(config(roles=roles, redis=redis))
+        validate(config(roles=roles, redis=redis, database=database))
     assert len(e.value.problems) == 1 and fragment in e.value.problems[0]
 
 

@@ -38,6 +38,9 @@ def test_defaults_are_the_tutorial_setup():
     ("workers", 0, "from 1 to 64"),
     ("workers", "0", "app.workers=0: must be from 1 to 64"),  # as FABRIC_APP_WORKERS gives it
     ("workers", "four", "whole number"),
+    ("hooks", {"pre": "make check"}, "app.hooks: 'pre' is not a hook"),
+    ("hooks", {"failed": "a\nb"}, "app.hooks.failed: must be a command on one line"),
+    ("notify", "ftp://chat.example.org/x", "must be an http(s) URL"),
     ("port", 8000, "unix socket in <dir>/run"),  # retired: says why
     ("workers", 0, "from 1 to 64"),
     ("workers", True, "whole number"),
@@ -318,7 +321,8 @@ def test_relative_paths_resolve_against_the_file_that_sets_them(tmp_path, monkey
 
 def test_fabric_yaml_and_the_readme_list_every_setting_as_the_table_says():
     from tasks.config import PROJECT
-    from tasks.fields import FIELDS, fabric_yaml, readme_table
+    from tasks.fields import FIELDS
+    from tasks.settings_docs import fabric_yaml, readme_table
 
     fix = "run `make settings-docs` after changing tasks/fields.py"
     assert fabric_yaml() in (PROJECT / "fabric.yaml").read_text(), fix

@@ -16,10 +16,14 @@ from tests.unit.stack import CONVERGED, S, ScriptedHost, converged_facts, parse
 
 def test_release_switches_current_by_renaming_a_new_symlink():
     lines = switch.switch_script(S, "20260101T000000Z-abcdabcd").splitlines()
-    assert lines[1] == "mv -Tf /srv/hello-world/current.fab-new /srv/hello-world/current"
+    assert lines[2] == "mv -Tf /srv/hello-world/current.fab-new /srv/hello-world/current"
+    # `previous` follows, only to a name of fab's shape of a release
+    assert lines[3].startswith('if [ "$old" != releases/20260101T000000Z-abcdabcd ] && ') \
+        and "grep -qxE 'releases/[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}'" in lines[3]
+    assert lines[4].endswith("mv -Tf /srv/hello-world/previous.fab-new /srv/hello-world/previous")
     # gunicorn restarts over supervisord's socket without waiting out startsecs: the
     # health probes after the switch are its proof
-    restart = "\n".join(lines[2:])
+    restart = "\n".join(lines[6:])
     assert restart.startswith("python3 -I -S -c ") and restart.endswith("' hello-world")
     assert "stopProcess(name, True)" in restart and "startProcess(name, False)" in restart
     assert "supervisorctl" not in restart
