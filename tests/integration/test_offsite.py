@@ -143,7 +143,7 @@ def test_disaster_drill_a_new_server_gets_the_data_back_from_the_backup_host(tmp
         assert status_of(app)["columns"]["off-site"]["ok"]
 
         sandbox.destroy(web.name)  # the server and its disk are gone
-        sandbox.boot(web.name)
+        web = sandbox.boot(web.name)  # its address may differ: another test may boot meanwhile
         run(app, "provision", check=True)
         assert posts(web) == 0
         listed = run(app, "db.restore")
@@ -156,7 +156,7 @@ def test_disaster_drill_a_new_server_gets_the_data_back_from_the_backup_host(tmp
 
         sandbox.destroy(backup.name)  # and now the backup host is gone too
         sandbox.destroy(web.name)
-        sandbox.boot(web.name)
+        web = sandbox.boot(web.name)  # its address may differ: another test may boot meanwhile
         again = run(app, "provision")
         line = next(x for x in again.stdout.splitlines() if "offsite     failed" in x)
         assert again.returncode == 1 and f"the backup host (app.roles.backup): cannot " \
