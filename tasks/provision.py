@@ -72,7 +72,7 @@ def step_task(step):
 
 @task(klass=Rolling, help={"dry-run": DRY_RUN, "break-lock": BREAK_LOCK})
 def provision(c, dry_run=False, break_lock=False, batch=None):
-    """Set up the whole stack: packages, app + venv, supervisor, nginx, firewall."""
+    """Set up the whole stack: packages, database, app, programs, jobs, nginx, firewall, backups."""
     return converge(c, "provision", steps.provision(), dry_run, break_lock, batch)
 
 
