@@ -83,14 +83,14 @@ def push_backup(h):
     timer's: both hold its lock); return the backup's name."""
     s = h.settings
     offsite_ready(h)
-    h.change(f"flock {q(s.backup_lock)} /bin/sh {q(s.backup_file('run'))} >/dev/null",
-             timeout=3600, explain=lambda result: (
-                 f"the backup or its push to {s.backup_host} failed: "
-                 f"{restic_error(result.stderr or result.stdout)}"))
-    stamp = h.read(f"cat {q(s.offsite_stamp)}").split()
-    if len(stamp) != 2 or not NAME_RE.fullmatch(stamp[1]):
-        raise DeployError(f"{s.offsite_stamp} does not name the backup just pushed")
-    return stamp[1]
+    said = h.change(f"flock {q(s.backup_lock)} /bin/sh {q(s.backup_file('run'))}",
+                    timeout=3600, explain=lambda result: (
+                        f"the backup or its push to {s.backup_host} failed: "
+                        f"{restic_error(result.stderr or result.stdout)}"))
+    names = [line.strip() for line in said.splitlines() if NAME_RE.fullmatch(line.strip())]
+    if not names:
+        raise DeployError(f"the backup pushed to {s.backup_host} did not say its name")
+    return names[-1]
 
 
 def backup_plan(s):
