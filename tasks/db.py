@@ -18,7 +18,7 @@ from tasks.backups import (
 )
 from tasks.deploy import Executed
 from tasks.executor import FromExecutor
-from tasks.offsite import fetch_script, restic_error, snapshots
+from tasks.offsite import fetch_script, locked_run, restic_error, snapshots
 from tasks.offsite import list_script as offsite_list_script
 from tasks.output import LinePrefixer
 from tasks.plan import Call, Plan, Step
@@ -83,7 +83,7 @@ def push_backup(h):
     timer's: both hold its lock); return the backup's name."""
     s = h.settings
     offsite_ready(h)
-    said = h.change(f"flock {q(s.backup_lock)} /bin/sh {q(s.backup_file('run'))}",
+    said = h.change(locked_run(s),
                     timeout=3600, explain=lambda result: (
                         f"the backup or its push to {s.backup_host} failed: "
                         f"{restic_error(result.stderr or result.stdout)}"))

@@ -16,7 +16,7 @@ from tasks.plan import Command, Plan, Step
 from tasks.provision import BREAK_LOCK, converge
 from tasks.shell import q
 from tasks.steps.firewall import ufw_args
-from tasks.units import work_unit
+from tasks.units import UNIT_DIR, units_removed, work_unit
 
 WEB_PORTS = ("80/tcp", "443/tcp")
 
@@ -54,9 +54,7 @@ def destroy_script(s, facts, with_data):
     # backup's timer; the backups on the backup host stay
     units = sorted(facts.job_units) + [f"{s.backup_unit}.service", f"{s.backup_unit}.timer"]
     lines = [
-        f"systemctl disable --now {' '.join(q(u) for u in units)} >/dev/null 2>&1 || true",
-        f"rm -f {' '.join(q('/etc/systemd/system/' + u) for u in units)}",
-        "systemctl daemon-reload",
+        *units_removed(units, [f"{UNIT_DIR}/{u}" for u in units]),
         f"rm -f {q(s.supervisor_conf)}",
         "if command -v supervisorctl >/dev/null; then supervisorctl reread >/dev/null; "
         "supervisorctl update >/dev/null; fi",

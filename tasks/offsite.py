@@ -94,6 +94,12 @@ def scheduled_script(s):
                       ""])
 
 
+def locked_run(s):
+    """The scheduled backup, run under its lock: the timer's service and `fab db.backup`
+    alike, so that two never run at once."""
+    return f"/usr/bin/flock {q(s.backup_lock)} /bin/sh {q(s.backup_file('run'))}"
+
+
 ACCOUNT_COMMENT = "fab keeps backups of {}"
 
 

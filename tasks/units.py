@@ -9,6 +9,7 @@ import uuid
 from tasks.shell import for_systemd, q
 
 WORK_DIR = "/run/fab"  # root-only: the deploy lock, and the output of detached work
+UNIT_DIR = "/etc/systemd/system"  # fab's own timers and their services (jobs, backups)
 
 
 def work_unit(s, what):
@@ -22,6 +23,26 @@ def active_units(pattern):
     """Prints the systemd units matching PATTERN still running (or stopping), one a line."""
     return ("systemctl list-units --plain --no-legend --state=active,activating,deactivating "
             f"{q(pattern)} 2>/dev/null | cut -d' ' -f1")
+
+
+def calendar_check(when, setting):
+    """Shell: stop, naming SETTING, unless systemd reads a calendar in WHEN."""
+    return (f"systemd-analyze calendar {q(when)} >/dev/null 2>&1 || {{ echo "
+            f"{q(f'{setting}: systemd reads no calendar in it')} >&2; exit 1; }}")
+
+
+def timers_started(timers):
+    """Shell: systemd reads the unit files again and TIMERS run, now and at boot."""
+    return ("systemctl daemon-reload\n"
+            f"systemctl enable --now {' '.join(q(t) for t in timers)} >/dev/null 2>&1")
+
+
+def units_removed(stopped, paths):
+    """Shell lines: the STOPPED units disabled and stopped, the files at PATHS removed,
+    systemd told."""
+    return [*([f"systemctl disable --now {' '.join(q(u) for u in stopped)} >/dev/null 2>&1 "
+               "|| true"] if stopped else []),
+            f"rm -f {' '.join(q(p) for p in paths)}", "systemctl daemon-reload"]
 
 
 def transient(command, unit=None, *, wait=False, io=None, user=None, cwd=None,

@@ -14,6 +14,7 @@ from tasks.offsite import (
     account_script,
     keep_local_key,
     local_key,
+    locked_run,
     new_key,
     read_account,
     read_stamp,
@@ -28,21 +29,19 @@ from tasks.roles import address, ssh_port
 from tasks.run import role_host
 from tasks.shell import DeployError, q, sha256
 from tasks.templates import render
-
-UNITS = "/etc/systemd/system"
+from tasks.units import UNIT_DIR, calendar_check, timers_started, units_removed
 
 
 def unit_paths(s):
     """The scheduled backup's script, service and timer."""
-    return (s.backup_file("run"), f"{UNITS}/{s.backup_unit}.service",
-            f"{UNITS}/{s.backup_unit}.timer")
+    return (s.backup_file("run"), f"{UNIT_DIR}/{s.backup_unit}.service",
+            f"{UNIT_DIR}/{s.backup_unit}.timer")
 
 
 def unit_files(s):
     """{path: (content, mode)} of unit_paths on a host that pushes backups off-site."""
     values = dict(name=s.name, unit=s.backup_unit, when=s.backup_schedule,
-                  backup_host=s.backup_host, script=s.backup_file("run"),
-                  lock=s.backup_lock)
+                  backup_host=s.backup_host, command=locked_run(s))
     run, service, timer = unit_paths(s)
     return {run: (scheduled_script(s), "0700"),
             service: (render("backup.service.j2", **values), "0644"),
@@ -130,10 +129,9 @@ def plan(h):
     if not s.offsite:
         there = [p for p in unit_paths(s) if p in facts.files]
         timer = f"{s.backup_unit}.timer"
-        return Plan([Command(f"removed the off-site backup's timer {timer}", "\n".join([
-            f"systemctl disable --now {q(timer)} >/dev/null 2>&1 || true",
-            f"rm -f {' '.join(q(p) for p in there)}", "systemctl daemon-reload"]))]
-            if there else [], ok="no backup host")
+        return Plan([Command(f"removed the off-site backup's timer {timer}",
+                             "\n".join(units_removed([timer], there)))]
+                    if there else [], ok="no backup host")
     try:
         at = f"{address(h.c.config, s.backup_host)}:{ssh_port(h.c.config, s.backup_host)}"
     except DeployError as e:
@@ -150,11 +148,9 @@ def plan(h):
         changes += upload(facts, f"wrote {path.rsplit('/', 1)[1]}", path, content, mode=mode)
     if changes:
         timer = f"{s.backup_unit}.timer"
-        changes.insert(0, Command("", f"systemd-analyze calendar {q(s.backup_schedule)} "
-                                      ">/dev/null 2>&1 || { echo 'app.backup_schedule: systemd "
-                                      "reads no calendar in it' >&2; exit 1; }"))
-        changes.append(Command(f"started {timer}", "systemctl daemon-reload\n"
-                               f"systemctl enable --now {q(timer)} >/dev/null 2>&1"))
+        changes.insert(0, Command("", calendar_check(s.backup_schedule,
+                                                     "app.backup_schedule")))
+        changes.append(Command(f"started {timer}", timers_started([timer])))
     return Plan(changes, ok=f"off-site backups to {s.backup_host} ({s.backup_schedule})")
 
 

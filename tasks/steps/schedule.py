@@ -16,8 +16,7 @@ from tasks.plan import Command, Plan, Step, upload
 from tasks.release_phase import WITH_APP_ENV
 from tasks.shell import q
 from tasks.templates import render
-
-UNITS = "/etc/systemd/system"
+from tasks.units import UNIT_DIR, calendar_check, timers_started, units_removed
 
 
 def systemd_word(text):
@@ -40,8 +39,8 @@ def unit_files(s):
         values = dict(name=s.name, job=job, unit=unit, user=s.user, current=s.current,
                       gunicorn_conf=s.gunicorn_conf, with_app_env=systemd_word(WITH_APP_ENV),
                       command=systemd_word(spec["command"]), when=spec["when"])
-        out[f"{UNITS}/{unit}.service"] = render("job.service.j2", **values)
-        out[f"{UNITS}/{unit}.timer"] = render("job.timer.j2", **values)
+        out[f"{UNIT_DIR}/{unit}.service"] = render("job.service.j2", **values)
+        out[f"{UNIT_DIR}/{unit}.timer"] = render("job.timer.j2", **values)
     return out
 
 
@@ -90,23 +89,16 @@ def plan(s, facts):
                for change in upload(facts, f"wrote {path.rsplit('/', 1)[1]}", path, content)]
     ours = re.compile(re.escape(s.job_unit("")) + r"[a-z][a-z0-9_-]*\.(service|timer)")
     stale = sorted(u for u in facts.job_units
-                   if ours.fullmatch(u) and f"{UNITS}/{u}" not in wanted)
+                   if ours.fullmatch(u) and f"{UNIT_DIR}/{u}" not in wanted)
     if stale:
-        timers = " ".join(q(u) for u in stale if u.endswith(".timer"))
-        changes.append(Command(f"removed {', '.join(stale)}", "\n".join([
-            *([f"systemctl disable --now {timers} >/dev/null 2>&1 || true"] if timers else []),
-            f"rm -f {' '.join(q(f'{UNITS}/{u}') for u in stale)}",
-            "systemctl daemon-reload"])))
+        changes.append(Command(f"removed {', '.join(stale)}", "\n".join(units_removed(
+            [u for u in stale if u.endswith(".timer")], [f"{UNIT_DIR}/{u}" for u in stale]))))
     if changes and wanted:
         timers = [f"{s.job_unit(job)}.timer" for job in sorted(jobs(s))]
-        check = "\n".join(
-            f"systemd-analyze calendar {q(spec['when'])} >/dev/null 2>&1 || {{ echo "
-            f"{q(f'app.schedule.{job}.when: systemd reads no calendar in it')} >&2; exit 1; }}"
-            for job, spec in sorted(jobs(s).items()))
+        check = "\n".join(calendar_check(spec["when"], f"app.schedule.{job}.when")
+                           for job, spec in sorted(jobs(s).items()))
         changes.insert(0, Command("", check))
-        changes.append(Command(f"started {', '.join(timers)}", "systemctl daemon-reload\n"
-                               f"systemctl enable --now {' '.join(q(t) for t in timers)} "
-                               ">/dev/null 2>&1"))
+        changes.append(Command(f"started {', '.join(timers)}", timers_started(timers)))
     return Plan(changes, ok=f"{len(jobs(s))} job timer(s) in place" if jobs(s) else "no jobs")
 
 
