@@ -3,29 +3,9 @@ was (no release, no deploy log line); a deploy runs post_deploy with its release
 one JSON message to a listener on this machine's loopback."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from tests.conftest import fab, http_get, on
-
-
-def listen():
-    """A one-request JSON listener on loopback: (url, list its body lands in, server)."""
-    got = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    server.timeout = 60
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}/", got, server
+from tests.listener import listen
 
 
 def test_a_failing_pre_deploy_changes_nothing_and_a_deploy_runs_its_hooks(module_server):

@@ -2,16 +2,13 @@
 host, the run's facts reach the hooks' environment, and the JSON POST reaches a listener on
 loopback (and a dead URL is one line, never a failure)."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import pytest
 from invoke import Exit
 
 from tasks import hooks
 from tasks.fields import DEFAULTS
 from tasks.results import Run
+from tests.listener import listen
 
 
 def settings(**values):
@@ -28,20 +25,8 @@ def ended(host, failed=False):
 
 @pytest.fixture
 def listener():
-    got = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", got
+    url, got, server = listen()
+    yield url, got
     server.server_close()
 
 
