@@ -10,7 +10,7 @@ import re
 
 from tasks.engines import AS_POSTGRES
 from tasks.shell import q
-from tasks.site import maintenance_on_script
+from tasks.site import maintenance_off_script, maintenance_on_script
 
 KINDS = {"postgresql": "pgdump", "mysql": "sql.gz", "sqlite": "sqlite3.gz"}
 # The same pattern for Python and grep -E (which has no \d).
@@ -94,10 +94,10 @@ def restore_script(s, name):
     a database host, tasks.db stops the app hosts' programs around it.)"""
     programs = " ".join(q(p) for p in s.programs)
     path = q(f"{s.backups}/{name}")
-    page = q(s.maintenance_page)
+    switch = q(s.maintenance_switch)
     # Where nginx serves the app, visitors get the maintenance page (503, Retry-After)
     # meanwhile, not 502s; a maintenance the operator turned on stays on.
-    maintenance = [f"[ -f {page} ] && was_on=1 || was_on=",
+    maintenance = [f"[ -f {switch} ] && was_on=1 || was_on=",
                    maintenance_on_script(s, RESTORING)] \
         if s.serves_app else ["was_on=1"]
     restart = f"supervisorctl start {programs} >/dev/null; " if programs else ""
@@ -105,7 +105,7 @@ def restore_script(s, name):
         "set -e",
         f"[ -f {path} ] || {{ echo 'no backup {name} in {s.backups}' >&2; exit 1; }}",
         *maintenance,
-        f"trap '{restart}[ -n \"$was_on\" ] || rm -f {page}' EXIT",
+        f"trap '{restart}[ -n \"$was_on\" ] || {maintenance_off_script(s)}' EXIT",
         *([f"supervisorctl stop {programs} >/dev/null"] if programs else []),
         *restore_lines(s, path)])
 

@@ -62,7 +62,8 @@ def destroy_script(s, facts, with_data):
         f"systemctl list-units --plain --no-legend --all {q(s.name + '-candidate-*')} "
         f"{q(work_unit(s, '*'))} 2>/dev/null | cut -d' ' -f1 | grep -xE {q(shapes)} "
         "| xargs -r systemctl stop >/dev/null 2>&1 || true",
-        f"rm -f {q(s.nginx_enabled)} {q(s.nginx_site)}",
+        f"rm -f {q(s.nginx_enabled)} {q(s.nginx_site)} {q(s.maintenance_switch)} "
+        f"{q(s.maintenance_page)}",
         "if command -v nginx >/dev/null && systemctl -q is-active nginx; then "
         "nginx -t -q && systemctl reload nginx; fi",
         f"systemctl disable --now {q(redis)} >/dev/null 2>&1 || true",

@@ -175,7 +175,7 @@ class Facts:
     offsite_failed: bool = fact(  # the last push failed (a run then sets the host up again)
         lambda s: f"ls {q(s.offsite_stamp)}.failed 2>/dev/null" if s.offsite else "",
         non_empty, False)
-    maintenance: bool = fact(lambda s: f"[ -f {q(s.maintenance_page)} ] && echo on",
+    maintenance: bool = fact(lambda s: f"[ -f {q(s.maintenance_switch)} ] && echo on",
                              non_empty, False)  # fab maintenance on
     ssh_port: int = fact(lambda s: 'echo "${FAB_SSH:-}"', ssh_port, 22)
     needs: Needs = field(default_factory=Needs)  # what they were read for (not a fact)

@@ -1,8 +1,9 @@
 """`fab maintenance on|off`: nginx answers every request with a 503, `Retry-After` and a
 plain page, but fab's own health probe from the server itself.
 
-The site always carries the switch (templates/nginx-site.j2): the page's presence in
-/etc/nginx/fab-maintenance turns it on, so turning it on or off reloads nothing. The page is
+The site always carries the switch (templates/nginx-site.j2): a file in
+/etc/nginx/fab-maintenance turns it on, so turning it on or off reloads nothing. Off removes
+the switch alone: a request that found it on still finds its page. The page is
 the app's own `maintenance.html` (in the live release, or its static folder), read as the
 app's account (a link the app planted reaches nothing that account cannot read), or a plain
 one with the message given.
@@ -13,8 +14,7 @@ from invoke import Exit, task
 from tasks.executor import FromExecutor
 from tasks.plan import Command, Plan, Step
 from tasks.provision import BREAK_LOCK, DRY_RUN, converge
-from tasks.shell import q
-from tasks.site import maintenance_on_script
+from tasks.site import maintenance_off_script, maintenance_on_script
 
 
 def plan(h, state, message):
@@ -24,8 +24,7 @@ def plan(h, state, message):
     if state == "off":
         if not h.facts.maintenance:
             return Plan(ok="maintenance is off")
-        return Plan([Command("maintenance off: the app answers again",
-                             f"rm -f {q(s.maintenance_page)}")])
+        return Plan([Command("maintenance off: the app answers again", maintenance_off_script(s))])
     return Plan([Command(f"maintenance on: every request gets a 503 (Retry-After), but "
                          f"{s.health_path} from the server", maintenance_on_script(s, message))])
 

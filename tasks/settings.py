@@ -312,8 +312,14 @@ class Settings:
 
     @property
     def maintenance_page(self):
-        """The app's maintenance page: while it exists, nginx serves it as a 503."""
+        """The page nginx serves as a 503 while the switch is on. It stays when the switch
+        goes off, so a request that found the switch on never finds its page gone."""
         return f"{self.maintenance_dir}/{self.name}.html"
+
+    @property
+    def maintenance_switch(self):
+        """While this file exists, maintenance is on: nginx answers with the page."""
+        return f"{self.maintenance_dir}/{self.name}.on"
 
     @property
     def nginx_enabled(self):

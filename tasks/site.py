@@ -27,7 +27,8 @@ def render_site(s, tls=None, down=()):
                   tls=s.tls != "off" if tls is None else tls,
                   tls_cert=s.tls_cert_path, tls_key=s.tls_key_path, hsts_max_age=s.hsts_max_age,
                   acme_webroot=tls_step.ACME_WEBROOT if s.tls == "letsencrypt" else "",
-                  maintenance_dir=s.maintenance_dir, health_path=s.health_path,
+                  maintenance_dir=s.maintenance_dir, maintenance_switch=s.maintenance_switch,
+                  health_path=s.health_path,
                   retry_after=RETRY_AFTER)
 
 
@@ -79,8 +80,8 @@ def plain_page(message):
 
 def maintenance_on_script(s, message=""):
     """Turn maintenance on: write the page (the app's own if its live release has one, read
-    as the app's account: a link it planted reaches nothing that account cannot read), then
-    put it in place, where the site's template looks for it."""
+    as the app's account: a link it planted reaches nothing that account cannot read), put it
+    in place, then turn the switch on that the site's template looks for."""
     own = [f"{s.current}/maintenance.html", f"{s.current}/{s.static_dir}/maintenance.html"]
     read = " || ".join(f"runuser -u {q(s.user)} -- head -c {PAGE_LIMIT} -- {q(path)} "
                        f'> "$page" 2>/dev/null' for path in own)
@@ -90,7 +91,14 @@ def maintenance_on_script(s, message=""):
         f"{{ {read}; }} || printf '%s' {q(plain_page(message))} > \"$page\"",
         'chmod 0644 "$page"',
         f'mv -f "$page" {q(s.maintenance_page)}',
+        f": > {q(s.maintenance_switch)}",
     ])
+
+
+def maintenance_off_script(s):
+    """Turn maintenance off: the switch alone goes, so a request that found it on still
+    finds its page."""
+    return f"rm -f {q(s.maintenance_switch)}"
 
 
 @contextmanager
@@ -99,18 +107,18 @@ def maintained(h, message, hosts):
     left as it was after it: a maintenance the operator turned on stays on. Yields the
     hosts it turned on."""
     s, turned = h.settings, []
-    page = q(s.maintenance_page)
+    switch = q(s.maintenance_switch)
 
     def on(host):
         return nullcontext(h) if bare(host) == bare(h.c.original_host) else reach(h, host)
     try:
         for host in hosts:
             with on(host) as w:
-                if "was-on" not in w.change(f"if [ -f {page} ]; then echo was-on; else\n"
+                if "was-on" not in w.change(f"if [ -f {switch} ]; then echo was-on; else\n"
                                             f"{maintenance_on_script(s, message)}\nfi"):
                     turned.append(host)
         yield turned
     finally:
         for host in turned:
             with on(host) as w:
-                w.change(f"rm -f {page}")
+                w.change(maintenance_off_script(s))

@@ -83,5 +83,5 @@ def test_a_restore_on_the_database_host_shows_the_web_hosts_the_maintenance_page
     statuses = {status for status, _ in load.results}
     assert statuses == {200, 503}, load.results  # the page while the data changed, no 500
     for web in (web1, web2):  # and off again on every web host
-        assert not on(web, "ls /etc/nginx/fab-maintenance/", check=False).strip()
+        assert "hello-world.on" not in on(web, "ls /etc/nginx/fab-maintenance/", check=False)
     assert count(db, app, {}) == 1

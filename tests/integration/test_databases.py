@@ -169,7 +169,7 @@ def test_a_backup_restored_gives_back_the_same_rows(site):
     assert restored.returncode == 0, restored.stdout
     statuses = {status for status, _ in load.results}  # visitors meet the maintenance page
     assert statuses == {200, 503}, load.results  # never a 502
-    assert not on(s, "ls /etc/nginx/fab-maintenance/", check=False).strip()  # and it is off
+    assert "hello-world.on" not in on(s, "ls /etc/nginx/fab-maintenance/")  # and it is off
     assert f"restored {name} over the " in restored.stdout
     assert "the data it replaced is backed up as" in restored.stdout
     wait_healthy(s, app, env)

@@ -60,6 +60,24 @@ def test_the_apps_own_page_is_read_as_the_app_and_off_brings_the_app_back(served
     assert refused.returncode == 2 and "neither on nor off" in refused.stderr
 
 
+def test_switching_maintenance_on_and_off_under_load_answers_only_200_or_503(served):
+    """A request that found maintenance on still finds its page when it goes off: the
+    switch and the page are two files, and off removes only the switch."""
+    from invoke import Config
+
+    from tasks.config import load
+    from tasks.site import maintenance_off_script, maintenance_on_script
+    from tests.load import Load
+
+    s, settings = served, load(Config(overrides={"app": {}}))
+    toggles = f"for i in $(seq 300); do\n{maintenance_on_script(settings)}\n" \
+        f"{maintenance_off_script(settings)}\ndone"
+    with Load(s.address, clients=10, max_seconds=60) as load:
+        on(s, toggles)
+    assert {status for status, _ in load.results} == {200, 503}, load.results
+    assert answer(s)[0] == 200
+
+
 def test_a_release_command_that_must_not_meet_traffic_runs_in_maintenance(served, tmp_path):
     import shutil
 
@@ -78,4 +96,4 @@ def test_a_release_command_that_must_not_meet_traffic_runs_in_maintenance(served
     assert "ran `sleep 4` in maintenance mode" in proc.stdout
     assert {status for status, _ in load.results} == {200, 503}, load.results  # never a 502
     assert answer(s)[:1] == (200,) and http_get(s)[2] == "Hello v2"
-    assert on(s, "ls /etc/nginx/fab-maintenance/").strip() == ""
+    assert on(s, "ls /etc/nginx/fab-maintenance/").split() == ["hello-world.html"]  # off
