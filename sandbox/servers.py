@@ -339,6 +339,11 @@ def seed_upper(server, upper, sudo_password):
     write_file(upper, "/etc/pip.conf", f"[global]\nproxy = {PROXY}\ncert = {SERVER_CA}\n")
     write_file(upper, "/etc/environment",
                f"http_proxy={PROXY}\nhttps_proxy={PROXY}\nno_proxy=localhost,127.0.0.1\n")
+    # Services (a build's uv among them, which reads no pip.conf) get the way out and the
+    # CA as a server behind a proxy gives them: systemd's default environment.
+    write_file(upper, "/etc/systemd/system.conf.d/fab-sandbox-proxy.conf",
+               f'[Manager]\nDefaultEnvironment="HTTPS_PROXY={PROXY}" "SSL_CERT_FILE={SERVER_CA}" '
+               f'"NO_PROXY=localhost,127.0.0.1,{SUBNET}.0/24"\n')
 
 
 def allocate(name, suite):

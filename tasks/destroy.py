@@ -2,16 +2,17 @@
 
 What goes: its scheduled jobs and backup timer, its supervisor programs (stopped first) and
 any unit of its still running, its nginx site (nginx checked and reloaded), its Redis
-service, its releases, virtualenvs, git mirror, configuration, logs and build account, and
-the HTTP/HTTPS firewall rules once no site is left on the host. What stays, unless
-`--with-data`: `<dir>/shared`, `<dir>/backups`, its database and Redis data, and the app's
-account that owns them, so a later `fab provision` + `fab deploy` brings the app back on its
-data. The off-site backups on the backup host always stay.
+service, its releases, virtualenvs and uv's cache of them, git mirror, configuration, logs
+and build account, and the HTTP/HTTPS firewall rules once no site is left on the host.
+What stays, unless `--with-data`: `<dir>/shared`, `<dir>/backups`, its database and Redis
+data, and the app's account that owns them, so a later `fab provision` + `fab deploy` brings
+the app back on its data. The off-site backups on the backup host always stay.
 """
 
 from invoke import Exit, task
 
 from tasks.executor import FromExecutor
+from tasks.installer import uv_cache
 from tasks.plan import Command, Plan, Step
 from tasks.provision import BREAK_LOCK, converge
 from tasks.shell import q
@@ -73,7 +74,8 @@ def destroy_script(s, facts, with_data):
            + "; ".join(f"ufw delete {ufw_args(r)} >/dev/null" for r in web_rules) + "; fi"]
           if web_rules else []),
         f"rm -rf {q(s.releases)} {q(s.venvs)} {q(s.current)} {q(s.previous)} {q(s.socket_dir)} "
-        f"{q(s.build_scratch)} {q(s.repo_cache)} {q(s.git_credentials_path)} {q(s.log_dir)}",
+        f"{q(s.build_scratch)} {q(s.repo_cache)} {q(s.git_credentials_path)} {q(s.log_dir)} "
+        f"{q(uv_cache(s))}",
         f"rm -f /var/log/nginx/{q(s.name)}.access.log* /var/log/nginx/{q(s.name)}.error.log*",
         gone(s.build_user),
     ]

@@ -307,6 +307,8 @@ FIELDS = [
     Field("packages", "", "pip requirements beside the app's own: \"pymysql cryptography\"",
           words(REQUIREMENT_RE, "must be pip requirements separated by spaces, like "
                 "'pymysql cryptography==44.0.0'"), words=True),
+    Field("installer", "uv", "uv | pip: what builds the venv (uv, pinned, falls back to pip "
+          "where it cannot run)", one_of(("uv", "pip"))),
     Field("shared_paths", "", "kept across releases in <dir>/shared: \"logs/ instance/ app.db\"",
           shared_paths, words=True),
     Field("build_command", "",

@@ -12,6 +12,7 @@ Layout on the server (Capistrano-style, so rollback is a symlink switch):
 
 import time
 
+from tasks.installer import build_env, install_uv, uv_build, uv_cache
 from tasks.names import RELEASE_ID
 from tasks.revision import unless_listed
 from tasks.shell import for_systemd, q
@@ -69,19 +70,20 @@ def build_function(s, venv):
     (a process left behind could still write the files after they are sealed)."""
     env = (f"EnvironmentFile=-{q(s.env_path)}",) if s.env_file else ()
     writable = ('"ReadWritePaths=$release"', f"ReadWritePaths=-{venv}",
-                f"ReadWritePaths=-{q(s.build_scratch)}")
+                f"ReadWritePaths=-{q(s.build_scratch)}", f"ReadWritePaths=-{q(uv_cache(s))}")
     run = transient('"$@"', wait=True, io="pipe", user=s.build_user, cwd='"$release"',
                     properties=("RuntimeMaxSec=900", *env, *BUILD_SANDBOX, *writable),
                     env=(f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin", "HOME=/nonexistent",
-                         "PIP_NO_CACHE_DIR=1"))
+                         "PIP_NO_CACHE_DIR=1", *build_env(s)))
     return f"build() {{ {run}; }}"
 
 
 PROJECT_DEPENDENCIES = ("import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', "
                         "'rb')).get('project', {}).get('dependencies', [])))")
-# On a failed venv build, the server's Python and what was asked of pip, for
+# On a failed venv build, the server's Python and what was asked of the installer, for
 # tasks.shell.pip_failure to name the package that has no wheel for that Python.
-PIP_FAILED = ("pip_failed() { echo \"fab: pip failed on the server's $(python3 -V 2>&1)\" >&2; "
+PIP_FAILED = ("pip_failed() { echo \"fab: the venv build failed on the server's "
+              "$(python3 -V 2>&1)\" >&2; "
               "sed 's/^/fab: requirement /' \"$reqs\" >&2; exit 1; }")
 
 
@@ -107,8 +109,8 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
     build = f"{q(s.build_user)}:{q(s.build_user)}"
     lines += [f'chown -hR {build} "$release"']
     if build_venv:
-        # Debian's pip wheel, run by the venv's python, installs into the venv: no pip is
-        # copied into every venv (ensurepip alone takes ~4 s of a fresh provision).
+        # uv (tasks.installer), else Debian's pip wheel, run by the venv's python, installs
+        # into the venv: no pip is copied into every venv (ensurepip alone takes ~4 s).
         # gunicorn is the tool's: an app that pins its own keeps its pin.
         # A pyproject.toml app's dependencies are its [project] ones (read by the build
         # account): the venv holds what `pip install .` would, the code stays in the release.
@@ -122,10 +124,12 @@ def release_script(s, unpack, rid, tree_hash, venv_hash, build_venv):
                   *[f"grep -qiE '^[[:space:]]*{name}([^A-Za-z0-9_.-]|$)' "
                     f'"$reqs" || extra="$extra {pin}"'
                     for pin, name in unless_listed(s)],
+                  "whl=$(ls /usr/share/python-wheels/pip-*.whl 2>/dev/null | tail -n1)",
                   "set -f  # $extra is split into requirements, never globbed",
                   PIP_FAILED,
-                  "whl=$(ls /usr/share/python-wheels/pip-*.whl 2>/dev/null | tail -n1)",
-                  'if [ -n "$whl" ]; then',
+                  *([*install_uv(), 'if [ -n "$uv" ]; then',
+                     *uv_build(s, venv, '-r "$reqs" $extra'), 'elif [ -n "$whl" ]; then']
+                    if s.installer == "uv" else ['if [ -n "$whl" ]; then']),
                   f"  build python3 -m venv --without-pip {venv}",
                   f'  build {venv}/bin/python "$whl/pip" install {pip} || pip_failed',
                   "else",

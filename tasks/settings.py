@@ -38,6 +38,7 @@ class Settings:
     letsencrypt_email: str
     exclude: str  # space-separated .gitignore patterns (tasks.source)
     packages: str  # space-separated pip requirements installed with requirements.txt
+    installer: str  # uv, or pip (tasks.installer)
     shared_paths: str  # space-separated paths in the release; a trailing / marks a folder
     build_command: str
     release_command: str

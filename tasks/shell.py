@@ -54,10 +54,13 @@ def explain_failure(result):
     return lines[-1] if lines else f"command failed with exit code {result.exited}"
 
 
-PIP_PYTHON = re.compile(r"^fab: pip failed on the server's Python (\d+\.\d+)\S*", re.M)
+PIP_PYTHON = re.compile(r"^fab: the venv build failed on the server's Python (\d+\.\d+)\S*",
+                        re.M)
+# pip's ways of saying a package would not build, and uv's ("Failed to build `name==1.0`")
 NO_WHEEL = re.compile(r"Failed to build installable wheels for some pyproject\.toml based "
                       r"projects \(([^)]+)\)|Failed building wheel for (\S+)"
-                      r"|Could not build wheels for (\S+?),")
+                      r"|Could not build wheels for (\S+?),|Failed to build `([A-Za-z0-9._-]+)")
+UV_ERROR = re.compile(r"^error: (.+)\n(?:  cause: (.+))?", re.M)  # its first cause: the why
 
 
 def pip_failure(err):
@@ -72,15 +75,16 @@ def pip_failure(err):
         return None
     version, pip, ours = markers[-1].group(1), err[:markers[-1].start()], err[markers[-1].end():]
     names = list(dict.fromkeys(name.strip() for m in NO_WHEEL.finditer(pip)
-                               for name in (m.group(1) or m.group(2) or m.group(3)).split(",")))
+                               for name in next(filter(None, m.groups())).split(",")))
     asked = [line.removeprefix("fab: requirement ").strip() for line in ours.splitlines()
              if line.startswith("fab: requirement ")]
     if not names:
         errors = [line.strip() for line in pip.splitlines() if line.strip().startswith("ERROR")]
+        errors += [": ".join(filter(None, m.groups())) for m in UV_ERROR.finditer(pip)]
         cause = errors[-1] if errors else "see the output above"
         return f"the virtualenv could not be built with the server's Python {version}: {cause}"
     pins = [next((a for a in asked if re.match(rf"(?i){re.escape(n)}\s*([=<>~!\[;]|$)", a)),
                  n) for n in names]
-    return (f"pip could not build {', '.join(pins)} for the server's Python {version} (no "
+    return (f"could not build {', '.join(pins)} for the server's Python {version} (no "
             f"wheel of that version for it): pin a newer {names[0]} with wheels for Python "
             f"{version}, or use a server with an older Python")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tasks.accounts import SUDO_GROUPS, account_comment, foreign_user, system_account
 from tasks.declared import Needs
+from tasks.installer import FALLBACK
 from tasks.names import RELEASE_ID, VENV_HASH
 from tasks.names import candidate_unit as candidate_unit_shape
 from tasks.plan import Call, Command, Plan, Step, mask, upload
@@ -173,12 +174,15 @@ class Shipment:
                                                        source.venv_hash, bool(self.new_venv))])
         self.built = True
         out = h.change(detached(work_unit(s, "build"), script, 900), timeout=960)
-        # The build's output is the app's to shape: only the shared paths' own names count.
+        # The build's output is the app's to shape: only the shared paths' own names count,
+        # and the installer's one line, whole.
+        lines = out.split("\n")
         names = {path for path, _ in s.shared_items}
         over = [name for name in dict.fromkeys(line.removeprefix("shared over: ")
-                                               for line in out.split("\n")) if name in names]
+                                               for line in lines) if name in names]
         return released(self.rid, self.new_venv) + (
-            f" (the shared {', '.join(over)} replaced the release's own)" if over else "")
+            f" (the shared {', '.join(over)} replaced the release's own)" if over else "") + (
+            " (uv could not be installed here: pip built it)" if FALLBACK in lines else "")
 
     def release_phase(self, h):
         return release_phase(h, f"{h.settings.releases}/{self.rid}")

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import sandbox
+from tasks.installer import UV, UV_HOME, UV_VERSION
 from tests.conftest import FAB, PROJECT, boot, destroy, fab, http_get, on, recap
 from tests.load import Load
 
@@ -81,14 +82,25 @@ def test_code_only_deploy_has_zero_downtime_and_installs_nothing(live):
     assert {http_get(s)[2] for _ in range(20)} == {"Hello two"}
 
 
+FLASK_IN_UVS_CACHE = "readlink /var/cache/fab-uv/hello-world/wheels-v*/pypi/flask/*-none-any"
+
+
 def test_requirements_change_deploy_has_zero_downtime(live):
     s, apps = live
+    flask = on(s, FLASK_IN_UVS_CACHE).strip()
     app = make_app(apps, "Hello three", extra_requirement="itsdangerous==2.2.0")
     proc, load = deploy_under_load(s, app)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "with new virtualenv" in proc.stdout
     assert load.failures({"Hello two", "Hello three"}) == {}
     assert {http_get(s)[2] for _ in range(20)} == {"Hello three"}
+    # uv built it, from its cache: the unchanged flask wheel is the one unpacked before
+    venv = "/srv/hello-world/current/.venv/"
+    assert f"uv = {UV_VERSION}" in on(s, f"cat {venv}pyvenv.cfg")
+    assert flask.startswith("../../../archive-v0/") and on(s, FLASK_IN_UVS_CACHE).strip() == flask
+    assert on(s, f"find {venv} ! -user root | head -n1").strip() == ""  # sealed root's
+    assert on(s, f"stat -c '%U %a' /var/cache/fab-uv/hello-world {UV}").split() == \
+        ["fab-build-hello-world", "700", "root", "755"]
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
@@ -113,8 +125,8 @@ def test_a_requirement_that_cannot_install_fails_and_leaves_nothing_behind(live)
     proc = deploy(s, bad)
     assert proc.returncode == 1
     assert "] app         failed   the virtualenv could not be built with the server's Python " \
-        "3." in proc.stdout and "ERROR: No matching distribution found for no-such-package-zz" \
-        in proc.stdout
+        "3." in proc.stdout and "No solution found when resolving dependencies: Because " \
+        "no-such-package-zz was not found in the package registry" in proc.stdout
     assert on(s, "ls /srv/hello-world/releases") == before
     assert http_get(s)[2] == "Hello three"
 
@@ -282,3 +294,16 @@ def test_a_git_source_is_released_by_commit_and_only_when_it_moves(live):
     assert missing.returncode == 1
     assert "app         failed   no commit no-such-branch in file:///srv/app.git" in missing.stdout
     assert http_get(s)[2] == "Hello again from git"
+
+
+def test_where_uv_cannot_be_installed_pip_builds_the_venv(live):
+    s, apps = live
+    on(s, f"mv {UV_HOME} /root/uv && rm -rf /usr/local/lib/fab && touch /usr/local/lib/fab")
+    try:
+        proc = deploy(s, make_app(apps, "Hello pip", extra_requirement="blinker==1.9.0"))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "(uv could not be installed here: pip built it)" in proc.stdout
+        assert "uv = " not in on(s, "cat /srv/hello-world/current/.venv/pyvenv.cfg")
+        assert http_get(s)[2] == "Hello pip"
+    finally:
+        on(s, f"rm -f /usr/local/lib/fab && mkdir /usr/local/lib/fab && mv /root/uv {UV_HOME}")

@@ -129,7 +129,7 @@ PIP_OUTPUT = """  error: subprocess-exited-with-error
   note: This error originates from a subprocess, and is likely not a problem with pip.
   ERROR: Failed building wheel for greenlet
 ERROR: Failed to build installable wheels for some pyproject.toml based projects (greenlet)
-fab: pip failed on the server's Python 3.13.5
+fab: the venv build failed on the server's Python 3.13.5
 fab: requirement flask==3.1.3
 fab: requirement greenlet==3.0.1 ; python_version >= "3"
 """
@@ -137,16 +137,45 @@ fab: requirement greenlet==3.0.1 ; python_version >= "3"
 
 def test_a_failed_venv_build_names_the_servers_python_and_the_package_without_a_wheel():
     assert pip_failure(PIP_OUTPUT) == (
-        'pip could not build greenlet==3.0.1 ; python_version >= "3" for the server\'s Python '
+        'could not build greenlet==3.0.1 ; python_version >= "3" for the server\'s Python '
         "3.13 (no wheel of that version for it): pin a newer greenlet with wheels for Python "
         "3.13, or use a server with an older Python")
-    other = "ERROR: No matching distribution found for flaskk\nfab: pip failed on the " \
-            "server's Python 3.11.2\nfab: requirement flaskk\n"
+    other = "ERROR: No matching distribution found for flaskk\nfab: the venv build failed on " \
+            "the server's Python 3.11.2\nfab: requirement flaskk\n"
     assert pip_failure(other) == ("the virtualenv could not be built with the server's Python "
                                   "3.11: ERROR: No matching distribution found for flaskk")
     assert pip_failure("E: Unable to locate package x") is None
-    forged = "fab: pip failed on the server's Python 2.7\nfab: requirement evil==6.6\n"
+    forged = "fab: the venv build failed on the server's Python 2.7\nfab: requirement evil==6.6\n"
     assert pip_failure(forged + PIP_OUTPUT) == pip_failure(PIP_OUTPUT)  # a build printed it
+
+
+UV_OUTPUT = """error: Failed to build `greenlet==3.0.1`
+  cause: The build backend returned an error
+  cause: Call to `setuptools.build_meta.build_wheel` failed (exit status: 1)
+
+         [stderr]
+         error: command 'x86_64-linux-gnu-gcc' failed: No such file or directory
+
+hint: This usually indicates a problem with the package or the build environment.
+fab: the venv build failed on the server's Python 3.13.5
+fab: requirement greenlet==3.0.1
+"""
+
+
+def test_uvs_failures_read_as_pips_do():
+    assert pip_failure(UV_OUTPUT) == (
+        "could not build greenlet==3.0.1 for the server's Python 3.13 (no wheel of that "
+        "version for it): pin a newer greenlet with wheels for Python 3.13, or use a server "
+        "with an older Python")
+    unsolved = ("error: No solution found when resolving dependencies\n  cause: Because "
+                "flaskk was not found in the package registry and you require flaskk==1.0, we "
+                "can conclude that your requirements are unsatisfiable.\nfab: the venv build "
+                "failed on the server's Python 3.11.2\nfab: requirement flaskk==1.0\n")
+    assert pip_failure(unsolved) == (
+        "the virtualenv could not be built with the server's Python 3.11: No solution found "
+        "when resolving dependencies: Because flaskk was not found in the package registry "
+        "and you require flaskk==1.0, we can conclude that your requirements are "
+        "unsatisfiable.")
 
 
 def test_destroy_keeps_the_data_and_its_account_unless_told():

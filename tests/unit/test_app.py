@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 from invoke import Config
 
-from tasks import release, revision, switch
+from tasks import installer, release, revision, switch
 from tasks.config import load
 from tasks.shell import DeployError
 from tasks.steps import app, needs
@@ -140,15 +140,39 @@ def test_the_venv_is_built_by_the_build_account_then_sealed_and_markers_never_fo
     venv = "/srv/hello-world/venvs/vvvvvvvvvvvvvvvv"
     pip = lines.index(f"  build {venv}/bin/python \"$whl/pip\" install -q "
                       "--disable-pip-version-check -r \"$reqs\" $extra || pip_failed")
-    assert lines.index('chown -hR fab-build-hello-world:fab-build-hello-world "$release"') < pip
-    assert pip < lines.index('chown -hR root:root "$release"')
+    uv = lines.index(f'build "$uv" pip install -q --python {venv}/bin/python --link-mode=copy '
+                     '--compile-bytecode -r "$reqs" $extra || pip_failed')
+    assert lines.index('chown -hR fab-build-hello-world:fab-build-hello-world "$release"') < uv
+    assert uv < pip < lines.index('chown -hR root:root "$release"')
+    whl = "whl=$(ls /usr/share/python-wheels/pip-*.whl 2>/dev/null | tail -n1)"
+    assert lines.index(whl) < lines.index("set -f  # $extra is split into requirements, never "
+                                          "globbed")  # the glob finds Debian's pip wheel
+    cache = "/var/cache/fab-uv/hello-world"  # uv's cache: the build account's, and only its
+    assert f"-p ReadWritePaths=-{cache}" in build and f"--setenv=UV_CACHE_DIR={cache}" in build
+    assert f"install -d -o fab-build-hello-world -g fab-build-hello-world -m 0700 {cache}" in text
     for path in ('"$release"', venv):
         assert f"chown -hR root:root {path}" in lines and f"chmod -R go-w,ug-s {path}" in lines
     marker = 'rm -rf "$release/.fab-release" "$release/.fab-release.new" "$release/.venv"'
     assert lines.index(marker) > lines.index(f"chown -hR root:root {venv}")
     assert "ln -sfn" in lines[lines.index(marker) + 1] and "printf" in lines[-3]
     assert lines.index('chown -hR root:hello-world "$release"') < lines.index(marker)
-    assert " pip install" not in text.replace("build ", "").replace('"$whl/pip"', "")
+    assert " pip install" not in text.replace('build "$uv" pip', "").replace("build ", "") \
+        .replace('"$whl/pip"', "")
+    pip_only = release.release_script(dataclasses.replace(S, installer="pip"), [], "r", "h",
+                                      "v" * 16, True)
+    assert not [line for line in pip_only if "$uv" in line or "uv==" in line]
+
+
+def test_uv_is_installed_by_root_from_the_pinned_wheel_checked_by_its_hash():
+    lines = installer.install_uv()
+    text = "\n".join(lines)
+    assert f"uv=={installer.UV_VERSION} --hash=sha256:" in text
+    assert "--no-deps --only-binary :all: --require-hashes" in text
+    assert f"--target {installer.UV_HOME}.new" in text and f"mv {installer.UV_HOME}.new" in text
+    assert len(installer.UV_HASHES) == len(set(installer.UV_HASHES)) and all(
+        len(h) == 64 and int(h, 16) >= 0 for h in installer.UV_HASHES)
+    assert lines[-1] == f"if {installer.UV} --version >/dev/null 2>&1; then uv={installer.UV}; fi"
+    assert f"echo '{installer.FALLBACK}'" in text  # where it cannot be installed, pip builds
 
 
 def test_a_git_password_reaches_git_only_through_its_credential_file():

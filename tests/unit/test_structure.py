@@ -71,7 +71,7 @@ LAYERS = [
     "fields config settings source settings_docs",
     "run roles login",
     "facts readers plan declared engines",
-    "release release_phase revision switch accounts site tls apt health backups offsite",
+    "installer release release_phase revision switch accounts site tls apt health backups offsite",
     "steps",
     "executor rollout lock balancer errors deploy_log hooks",
     "deploy provision status logs db history harden init destroy maintenance",
