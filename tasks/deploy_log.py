@@ -13,6 +13,7 @@ import json
 import socket
 import subprocess
 
+from tasks.once import once
 from tasks.results import CHANGED, FAILED, OK
 from tasks.shell import q
 
@@ -48,7 +49,7 @@ def revision(h):
     s, source = h.settings, h.source
     if s.source_is_git:
         return source.identity[:12] if source and source.identity else s.ref
-    return local_revision(s.source_path) or (
+    return once(("revision", s.source_path), lambda: local_revision(s.source_path)) or (
         f"content {source.identity[:12]}" if source and source.identity else None)
 
 

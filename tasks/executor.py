@@ -23,6 +23,7 @@ from tasks.balancer import balancing, drained
 from tasks.config import ENV_PREFIX, NOT_SETTINGS, ConfigError, raw, validate
 from tasks.errors import explain_exception
 from tasks.hostkeys import secure
+from tasks.once import forget
 from tasks.output import say
 from tasks.results import Skipped, Unreached, report
 from tasks.roles import selected
@@ -97,6 +98,7 @@ class HostsExecutor(Executor):
                        "host)", code=2)
 
     def execute(self, *tasks):
+        forget()  # what an earlier run in this process did once is not this run's
         # `fab exec -- CMD`: the text after `--` is exec's command, not Fabric's anonymous
         # task (which would run it as the SSH user).
         remainder = ""

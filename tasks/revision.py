@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass
 
 from tasks.engines import ENGINES
+from tasks.once import once
 from tasks.plan import differs
 from tasks.shell import q
 from tasks.source import content_hash, dependencies_file, select
@@ -91,16 +92,21 @@ class Source:
     files: tuple = ()  # a local folder's files that ship (tasks.source.select)
 
 
+def local_source(s):
+    """The Source of the local folder app.source: its files chosen and hashed."""
+    chosen = select(s.source_path, s.exclude, s.env_file)
+    return Source(content_hash(s.source_path, chosen.files), requirements_hash(s.source_path, s),
+                  f"upload {chosen.summary()}", chosen.size // 1024 + 1, tuple(chosen.files))
+
+
 def resolve(h):
     """The Source to ship. A local folder is hashed here; a git source is fetched into the
     server's mirror, whose commit is the identity (a dry run only looks it up, with
     `git ls-remote`; a server without releases fetches when the release is built)."""
     s = h.settings
     if not s.source_is_git:
-        chosen = select(s.source_path, s.exclude, s.env_file)
-        return Source(content_hash(s.source_path, chosen.files),
-                      requirements_hash(s.source_path, s), f"upload {chosen.summary()}",
-                      chosen.size // 1024 + 1, tuple(chosen.files))
+        return once(("folder", s.source_path, s.exclude, s.env_file, extras_line(s)),
+                    lambda: local_source(s))
     if h.dry_run:
         if len(s.ref) == 40 and all(c in "0123456789abcdef" for c in s.ref):
             return Source(s.ref, None, f"fetch {s.source_shown}")
