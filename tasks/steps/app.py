@@ -295,7 +295,11 @@ def plan(s, facts, source, rid=None):
         if layout else []
     changes += leftovers(s, facts)
     live = facts.live_release
-    if source.identity is not None and source.identity == facts.current_hash:
+    # The live release's venv: app.packages (or the driver, or the tool's gunicorn) changed
+    # with the code unchanged still needs a release with the new venv.
+    live_venv = facts.links.get(f"{s.current}/.venv", "").rpartition("/")[2]
+    same_venv = source.venv_hash is None or live_venv in ("", source.venv_hash)
+    if source.identity is not None and source.identity == facts.current_hash and same_venv:
         runtime = runtime_files(s, facts, "updated the app's environment")
         restarts = restart_stale(s, facts)
         if not restarts and runtime and serving(s, facts):

@@ -228,3 +228,11 @@ def test_a_release_that_would_not_fit_is_refused_before_anything_changes():
                                    "/srv/hello-world lives, about 74 MB needed (the code 2 MB, "
                                    "a new virtualenv ~40 MB, 32 MB spare)")
     assert parse("@@disk\n1000 200\n").disk == (1000, 200) and parse("@@disk\n").disk is None
+
+
+def test_a_changed_venv_with_the_same_code_ships_a_release_with_the_new_venv():
+    f = converged_facts()  # its live release's venv: 0123456789abcdef
+    same = app.plan(S, f, revision.Source(f.current_hash, "0123456789abcdef"), rid="r")
+    assert not same.changes and same.ok.startswith("release ")
+    packages = app.plan(S, f, revision.Source(f.current_hash, "fedcba9876543210"), rid="r")
+    assert "released r with new virtualenv fedcba9876543210" in said(packages)
