@@ -30,12 +30,18 @@ from common import (
     fab_with_peak_rss,
     requirements,
 )
+from fleet import fifty
 from floors import PIP_FLOOR, deploy_floor, fact_script, floor, over_ssh, served_floor
 from report import breakdown, ratios, recaps, round_trips, short, summary
 from tools import TOOLS, ours, peer_versions
 
 import sandbox
 from tests.load import Load
+
+
+def pip(servers):
+    """fab provision with app.installer: pip."""
+    return ours(servers, installer="pip")
 
 
 class Bench:
@@ -114,9 +120,9 @@ class Bench:
         """A fresh provision of one server beside its floors (FRESH_FLOOR, and SERVED_FLOOR
         that also serves the app, each on another fresh server), taking turns in each round,
         and where fab's time goes."""
-        runs, floors = [], {floor: [], served_floor: []}
+        runs, floors = [], {floor: [], served_floor: [], pip: []}
         for _ in range(self.rounds):
-            for provision in (ours, floor, served_floor):
+            for provision in (ours, floor, served_floor, pip):
                 s = self.server()
                 elapsed, *_, proc = provision([s])
                 if provision is ours:
@@ -131,8 +137,14 @@ class Bench:
                     f"; the floor ending with the app served as fab's does "
                     f"{short(floors[served_floor])}; fab / served floor "
                     f"{ratios(times, floors[served_floor])}")
+        self.record("fresh provision, 1 server, uv beside pip",
+                    f"with app.installer: pip {short(floors[pip])}; pip / uv "
+                    f"{ratios(floors[pip], times)}")
         self.record("where a fresh provision spends its time (medians; packages: both its "
                     "lines)", breakdown(runs))
+
+    def fifty(self):
+        fifty(self)
 
     def fleet(self, count):
         return [self.server() for _ in range(count)]
@@ -182,7 +194,7 @@ class Bench:
         fab("-H", s.name, "provision")
         work = Path(tempfile.mkdtemp(prefix="bench-app-"))
         kinds = ("code-only", "floor", "covered floor", "idle", "idle floor", "requirements",
-                 "pip")
+                 "requirements, pip", "pip")
         failures, served = {k: 0 for k in kinds}, 0
         runs = {k: [] for k in kinds}  # (seconds, process: None for a floor) of each deploy
         kinds_of_failure = {k: Counter() for k in kinds}
@@ -193,7 +205,7 @@ class Bench:
                 text = f"Hello {kind} {n}"
                 (app / "app.py").write_text((app / "app.py").read_text()
                                             .replace('"Hello world"', repr(text)))
-                if kind == "requirements":  # a new requirements.txt: a new virtualenv
+                if kind.startswith("requirements"):  # a new requirements.txt: a new venv
                     with open(app / "requirements.txt", "a") as f:
                         f.write(f"# round {n}\nitsdangerous==2.2.0\n")
                 if kind.endswith("floor"):
@@ -204,9 +216,12 @@ class Bench:
                         return over_ssh([s], PIP_FLOOR.format(requirements=requirements(),
                                                               n=n))
                 else:
-                    def deploy(app=app):
-                        return fab("-H", s.name, "deploy", env={"FABRIC_APP_SOURCE": str(app)},
-                                   trace=True)
+                    installer = "pip" if kind.endswith("pip") else "uv"
+
+                    def deploy(app=app, installer=installer):
+                        return fab("-H", s.name, "deploy", env={
+                            "FABRIC_APP_SOURCE": str(app), "FABRIC_APP_INSTALLER": installer},
+                            trace=True)
                 if kind.startswith("idle"):
                     runs[kind].append(deploy())
                     continue
@@ -235,7 +250,9 @@ class Bench:
         self.record("requirements-change deploy (20 clients)",
                     f"{summary(times['requirements'])}; its floor (a new venv and pip install "
                     f"of the same requirements, one OpenSSH command, same load) "
-                    f"{short(times['pip'])}; fab - floor {short(extra)}")
+                    f"{short(times['pip'])}; fab - floor {short(extra)}; with app.installer: "
+                    f"pip {short(times['requirements, pip'])}, pip / uv "
+                    f"{ratios(times['requirements, pip'], times['requirements'])}")
         for kind, what in (("code-only", "a code-only deploy (20 clients)"),
                            ("idle", "a code-only deploy on the idle server"),
                            ("requirements", "a requirements-change deploy (20 clients)")):
@@ -385,7 +402,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(PROJECT / "bench/RESULTS.md"))
     parser.add_argument("--only", choices=["peers", "peers-three", "converged", "fresh", "ten",
-                                           "deploys", "tutorial", "databases", "served"])
+                                           "deploys", "tutorial", "databases", "served",
+                                           "fifty"])
     args = parser.parse_args()
     try:
         sandbox.require_root_linux()
@@ -395,7 +413,8 @@ def main():
     parts = {"peers": bench.peers_one_server, "peers-three": bench.peers_three_servers,
              "converged": bench.converged, "fresh": bench.fresh, "ten": bench.ten_servers,
              "deploys": bench.deploys, "tutorial": bench.tutorial,
-             "databases": bench.databases, "served": bench.served_stack}
+             "databases": bench.databases, "served": bench.served_stack,
+             "fifty": bench.fifty}
     peers_wanted = args.only in (None, "peers", "peers-three", "ten")
     if peers_wanted and not ((PEER_BIN / "pyinfra").exists()
                              and (PEER_BIN / "ansible-playbook").exists()):

@@ -9,10 +9,10 @@ from common import APP, PEER_BIN, PEERS, PROJECT, fab, timed
 import sandbox
 
 
-def ours(servers, workers=4):
-    """`fab provision`; (seconds, steps changed, process)."""
+def ours(servers, workers=4, installer="uv"):
+    """`fab provision` (the venv built by INSTALLER); (seconds, steps changed, process)."""
     elapsed, proc = fab("-H", ",".join(s.name for s in servers), "provision",
-                        env={"FABRIC_APP_WORKERS": str(workers)})
+                        env={"FABRIC_APP_WORKERS": str(workers), "FABRIC_APP_INSTALLER": installer})
     return elapsed, sum(map(int, re.findall(r"changed=(\d+)", proc.stdout))), proc
 
 
