@@ -204,6 +204,17 @@ def ensure_bridge():
     sh("ip", "link", "set", BRIDGE, "address", BRIDGE_MAC)  # set once: never follows a port
 
 
+# Each server's systemd takes several inotify instances of this machine's (128 by default):
+# about 25 servers would use them all, and the next one's boot hangs.
+INOTIFY_INSTANCES = 2048
+
+
+def ensure_inotify():
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    if int(knob.read_text()) < INOTIFY_INSTANCES:
+        knob.write_text(f"{INOTIFY_INSTANCES}\n")
+
+
 def proxy_pid():
     try:
         pid = int((STATE / "tinyproxy.pid").read_text())
@@ -440,6 +451,7 @@ def boot(name, sudo_password=None, suite=DEFAULT_SUITE):
         ensure_key()
         ensure_bridge()
         ensure_proxy()
+        ensure_inotify()
         if (STATE / "servers" / name).exists():
             destroy(name)
         server = allocate(name, suite)
