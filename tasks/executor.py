@@ -22,6 +22,7 @@ from tasks import hooks
 from tasks.balancer import balancing, drained
 from tasks.config import ENV_PREFIX, NOT_SETTINGS, ConfigError, raw, validate
 from tasks.errors import explain_exception
+from tasks.host import Remote
 from tasks.hostkeys import secure
 from tasks.once import forget
 from tasks.output import say
@@ -99,6 +100,7 @@ class HostsExecutor(Executor):
 
     def execute(self, *tasks):
         forget()  # what an earlier run in this process did once is not this run's
+        self.config.runners.remote = Remote  # every connection's, made from this config
         # `fab exec -- CMD`: the text after `--` is exec's command, not Fabric's anonymous
         # task (which would run it as the SSH user).
         remainder = ""

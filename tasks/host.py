@@ -10,6 +10,7 @@ import uuid
 from contextlib import suppress
 from dataclasses import dataclass
 
+import fabric.runners
 import paramiko.util
 from paramiko.ssh_exception import SSHException
 
@@ -19,6 +20,16 @@ from tasks.shell import DeployError, explain_failure, q
 # loop over its bytes: a third of a converged run's CPU per host. The standard library's is
 # the same comparison, constant-time too, in C.
 paramiko.util.constant_time_bytes_eq = hmac.compare_digest
+
+
+class Remote(fabric.runners.Remote):
+    """Fabric's runner, waiting for the command's end on paramiko's own event: Invoke's
+    wait wakes every 10 ms to ask, and with fifty hosts waiting at once those wake-ups were
+    most of the operator's CPU."""
+
+    def wait(self):
+        while not (self.process_is_finished or self.has_dead_threads):
+            self.channel.status_event.wait(0.1)  # and notices a reader thread that died
 
 
 @dataclass
