@@ -207,7 +207,7 @@ class Bench:
                                             .replace('"Hello world"', repr(text)))
                 if kind.startswith("requirements"):  # a new requirements.txt: a new venv
                     with open(app / "requirements.txt", "a") as f:
-                        f.write(f"# round {n}\nitsdangerous==2.2.0\n")
+                        f.write(f"# {kind}, round {n}\nitsdangerous==2.2.0\n")
                 if kind.endswith("floor"):
                     def deploy(app=app, guarded=kind == "covered floor"):
                         return deploy_floor(s, app, guarded)
