@@ -68,6 +68,7 @@ def uv_build(s, venv, args):
     cache = q(uv_cache(s))
     return [f"install -d -m 0755 /var/cache/fab-uv && install -d -o {q(s.build_user)} "
             f"-g {q(s.build_user)} -m 0700 {cache}",
-            f'build "$uv" venv -q --python /usr/bin/python3 {venv} || pip_failed',
+            f'build "$uv" venv -q --allow-existing --python /usr/bin/python3 {venv} '
+            "|| pip_failed",  # --allow-existing: a pyproject app's requirements are in it
             f'build "$uv" pip install -q --python {venv}/bin/python --link-mode=copy '
             f"--compile-bytecode {args} || pip_failed"]
