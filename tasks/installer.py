@@ -25,14 +25,16 @@ UV_HASHES = (
     "6d5114bba238adddacb32fb11904f2b3ff4e988f8e9ff0d8d3b5e9822cf836b8",  # riscv64, musl too
     "6b0c7b9f47a5d011939d61e324d3fe18a8bc155d8dd53add738709a92f290a7c",  # riscv64
 )
-UV_HOME = f"/usr/local/lib/fab/uv-{UV_VERSION}"
+TOOLS = "/usr/local/lib/fab"  # root's: the uv versions fab installs
+CACHES = "/var/cache/fab-uv"  # root's: one cache per app, each its build account's
+UV_HOME = f"{TOOLS}/uv-{UV_VERSION}"
 UV = f"{UV_HOME}/bin/uv"
 FALLBACK = "fab: uv could not be installed here, so pip built the virtualenv"  # a build says
 
 
 def uv_cache(s):
     """The app's uv cache: the build account's, kept across builds (destroy removes it)."""
-    return f"/var/cache/fab-uv/{s.name}"
+    return f"{CACHES}/{s.name}"
 
 
 def build_env(s):
@@ -50,7 +52,7 @@ def install_uv():
     return [
         "uv=",
         f"if ! {UV} --version >/dev/null 2>&1; then",
-        f"  {{ [ -n \"$whl\" ] && rm -rf {new} && install -d -m 0755 /usr/local/lib/fab && "
+        f"  {{ [ -n \"$whl\" ] && rm -rf {new} && install -d -m 0755 {TOOLS} && "
         f"printf '%s\\n' {q(pin)} | python3 \"$whl/pip\" install -q "
         "--disable-pip-version-check --no-cache-dir --no-deps --only-binary :all: "
         f"--require-hashes --target {new} -r /dev/stdin >&2 "
@@ -66,7 +68,7 @@ def uv_build(s, venv, args):
     with its cache; the server's Python, and its bytecode compiled now, as pip does (the
     sealed venv is read-only: a program could never write it later)."""
     cache = q(uv_cache(s))
-    return [f"install -d -m 0755 /var/cache/fab-uv && install -d -o {q(s.build_user)} "
+    return [f"install -d -m 0755 {CACHES} && install -d -o {q(s.build_user)} "
             f"-g {q(s.build_user)} -m 0700 {cache}",
             f'build "$uv" venv -q --allow-existing --python /usr/bin/python3 {venv} '
             "|| pip_failed",  # --allow-existing: a pyproject app's requirements are in it
