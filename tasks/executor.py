@@ -22,9 +22,9 @@ from tasks import hooks
 from tasks.balancer import balancing, drained
 from tasks.config import ENV_PREFIX, NOT_SETTINGS, ConfigError, raw, validate
 from tasks.errors import explain_exception
-from tasks.host import Remote
+from tasks.host import Remote, own_connect_kwargs
 from tasks.hostkeys import secure
-from tasks.once import forget
+from tasks.once import forget, once
 from tasks.output import say
 from tasks.results import Skipped, Unreached, report
 from tasks.roles import selected
@@ -90,7 +90,7 @@ class HostsExecutor(Executor):
     def one_jobs_host(self, group):
         """app.schedule's jobs run on one host: without app.roles to say which, a run that
         converges several hosts would give each of them the jobs."""
-        app = raw(self.config)  # valid: validate_config came first
+        app = self.app()  # valid: validate_config came first
         hosts = {call.init_kwargs["host"] for call in group}
         if isinstance(group[0].task, Rolling) and app["schedule"] and not app["roles"] \
                 and len(hosts) > 1:
@@ -152,7 +152,7 @@ class HostsExecutor(Executor):
         name = getattr(group[0].task, "name", "")
         if name not in hooks.HOOKED or group[0].kwargs.get("dry_run"):
             return None
-        return raw(self.config), name, [call.init_kwargs["host"] for call in group]
+        return self.app(), name, [call.init_kwargs["host"] for call in group]
 
     @staticmethod
     def groups(calls):
@@ -191,10 +191,16 @@ class HostsExecutor(Executor):
         finally:
             os.environ.update(app)
 
+    def app(self):
+        """The `app` settings as given (tasks.config.raw), read once a run: every host's."""
+        return once("app", lambda: raw(self.config))
+
     def context_for(self, call):
+        if isinstance(call, ConnectionCall):
+            call.init_kwargs["connect_kwargs"] = own_connect_kwargs(self.config)
         context = call.make_context(self.config)
         if isinstance(call, ConnectionCall):
-            secure(context, raw(self.config)["host_keys"])
+            secure(context, self.app()["host_keys"])
         return context
 
     def validate_config(self):
@@ -212,7 +218,7 @@ class HostsExecutor(Executor):
         """Run the rollout's batches (tasks.rollout) of the task's calls in GROUP in turn,
         skipping the rest after a batch that failed; with balancers that serve, each batch's
         web hosts out of them while it runs."""
-        values = raw(self.config)
+        values = self.app()
         roles, rolling = values["roles"] or {}, isinstance(group[0].task, Rolling)
         hosts = [call.init_kwargs["host"] for call in group]
         balancers, live = [], []

@@ -9,8 +9,9 @@ from fabric import Connection
 from invoke import Exit
 
 from tasks.config import load
-from tasks.host import Host, install_script
+from tasks.host import Host, install_script, own_connect_kwargs
 from tasks.hostkeys import secure
+from tasks.once import once
 from tasks.output import say
 from tasks.results import Outcome, Run
 from tasks.roles import for_host
@@ -100,14 +101,16 @@ def open_host(c, dry_run=False):
     """The HostRun of connection C, with its validated settings."""
     if not hasattr(c, "host"):
         raise Exit("no host given: run it as `fab -H user@server TASK`", code=2)
-    return HostRun(Host(c, dry_run), for_host(load(c.config), c.config, c.original_host))
+    settings = once("settings", lambda: load(c.config))  # every host's, read once a run
+    return HostRun(Host(c, dry_run), for_host(settings, c.config, c.original_host))
 
 
 @contextmanager
 def reach(h, host):
     """HOST (as given in app.roles) as a HostRun, reached the way H is (the same user's
     keys, known_hosts and sudo), for the block."""
-    c = secure(Connection(host, config=h.c.config), h.settings.host_keys)
+    c = secure(Connection(host, config=h.c.config,
+                          connect_kwargs=own_connect_kwargs(h.c.config)), h.settings.host_keys)
     try:
         yield HostRun(Host(c, h.dry_run), h.settings)
     finally:

@@ -5,6 +5,7 @@ traceback, and nothing changed on the server.
 """
 
 import os
+import shlex
 import subprocess
 
 import pytest
@@ -83,6 +84,28 @@ def test_ssh_configs_global_known_hosts_and_strict_checking_are_honoured(server,
                "systemctl restart ssh")
     line = one_line_failure(run(tmp_path, config, "-H", server.name, "releases"))
     assert f"REFUSED: the host key of {server.address} changed" in line and str(pinned) in line
+
+def test_each_host_is_offered_its_own_key_only(make_server, tmp_path):
+    """Hosts with a key each in ~/.ssh/config: the second is never offered the first's.
+    Fabric wrote each host's IdentityFile into the config all connections share, so host
+    N offered N-1 wrong keys first and sshd's MaxAuthTries refused it (here: 1)."""
+    first, second = make_server(), make_server()
+    lines = []
+    for s in (first, second):
+        key = tmp_path / f"key-{s.name}"
+        sandbox.sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+        on(s, f"echo {shlex.quote(key.with_suffix('.pub').read_text().strip())} "
+              "> ~tom/.ssh/authorized_keys")
+        lines += [f"Host {s.name}", f"    HostName {s.address}", "    User tom",
+                  f"    IdentityFile {key}", "    IdentitiesOnly yes"]
+    on(second, "echo 'MaxAuthTries 1' > /etc/ssh/sshd_config.d/one-try.conf && "
+               "systemctl reload ssh")
+    config = tmp_path / "ssh_config"
+    config.write_text("\n".join(lines) + "\n")
+    proc = run(tmp_path, config, "-H", f"{first.name},{second.name}", "releases")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "failed" not in proc.stdout and "refused" not in proc.stdout
+
 
 @pytest.mark.parametrize("case, fragment", [
     ("wrong key", "SSH login as tom was refused"),
