@@ -96,6 +96,16 @@ def fifty(bench, count=50):
         sandbox.destroy(s.name)
 
 
+def operator_only(bench, count=50):
+    """The operator's part of `fifty` alone: COUNT servers provisioned (not timed), then its
+    CPU and memory per host, converged, and the projection."""
+    fleet = boot_fleet(bench, count)
+    fab("-H", hosts(fleet), "provision", env=SMALL)
+    operator(bench, fleet, converged_cpu(fleet, bench.rounds), bench.rounds)
+    for s in fleet:
+        sandbox.destroy(s.name)
+
+
 def code_only_deploys(fleet, rounds):
     """fab deploy --serial half the fleet, and the floor in the same halves; seconds each."""
     half = (len(fleet) + 1) // 2

@@ -30,7 +30,7 @@ from common import (
     fab_with_peak_rss,
     requirements,
 )
-from fleet import fifty
+from fleet import fifty, operator_only
 from floors import PIP_FLOOR, deploy_floor, fact_script, floor, over_ssh, served_floor
 from report import breakdown, ratios, recaps, round_trips, short, summary
 from tools import TOOLS, ours, peer_versions
@@ -145,6 +145,9 @@ class Bench:
 
     def fifty(self):
         fifty(self)
+
+    def operator(self):
+        operator_only(self)
 
     def fleet(self, count):
         return [self.server() for _ in range(count)]
@@ -403,7 +406,7 @@ def main():
     parser.add_argument("--out", default=str(PROJECT / "bench/RESULTS.md"))
     parser.add_argument("--only", choices=["peers", "peers-three", "converged", "fresh", "ten",
                                            "deploys", "tutorial", "databases", "served",
-                                           "fifty"])
+                                           "fifty", "operator"])
     args = parser.parse_args()
     try:
         sandbox.require_root_linux()
@@ -414,14 +417,14 @@ def main():
              "converged": bench.converged, "fresh": bench.fresh, "ten": bench.ten_servers,
              "deploys": bench.deploys, "tutorial": bench.tutorial,
              "databases": bench.databases, "served": bench.served_stack,
-             "fifty": bench.fifty}
+             "fifty": bench.fifty, "operator": bench.operator}
     peers_wanted = args.only in (None, "peers", "peers-three", "ten")
     if peers_wanted and not ((PEER_BIN / "pyinfra").exists()
                              and (PEER_BIN / "ansible-playbook").exists()):
         raise SystemExit("bench: the peers are not installed: run `make bench`")
     try:
         for name, part in parts.items():
-            if args.only in (None, name):
+            if args.only == name or (args.only is None and name != "operator"):  # in fifty
                 part()
     finally:
         for s in sandbox.servers():

@@ -40,7 +40,8 @@ def converge(c, action, steps, dry_run=False, break_lock=False, batch=None):
                 continue
             if not step.beside_background:
                 settle(h)
-            if run_step(h, step) == CHANGED and not dry_run:
+            h.facts_fresh = False
+            if run_step(h, step) == CHANGED and not dry_run and not h.facts_fresh:
                 gather(h)
         settle(h)
     except StepFailed:

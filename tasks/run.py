@@ -31,6 +31,7 @@ class HostRun:
     source: object = None  # tasks.source.Source, once resolved
     site_answer: str = ""  # the site's healthy answer through nginx since the last change
     release_phase_done: bool = False  # its batch's release command ran on the first host
+    facts_fresh: bool = False  # the step's last command read the facts too (tasks.provision)
     run: Run = field(default=None)  # its steps' outcomes, for the recap
 
     def __post_init__(self):

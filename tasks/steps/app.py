@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tasks.accounts import SUDO_GROUPS, account_comment, foreign_user, system_account
 from tasks.declared import Needs
+from tasks.facts import gather as gather_facts
 from tasks.installer import FALLBACK
 from tasks.names import RELEASE_ID, VENV_HASH
 from tasks.names import candidate_unit as candidate_unit_shape
@@ -124,6 +125,9 @@ def runtime_files(s, facts, said):
     return changes
 
 
+PRUNE_FAILED = "fab: old releases could not be pruned"
+
+
 def released(rid, new_venv):
     return f"released {rid}" + (f" with new virtualenv {new_venv}" if new_venv else "")
 
@@ -195,7 +199,15 @@ class Shipment:
         self.live = True
 
     def prune(self, h):
-        h.change(prune_script(h.settings, [self.rid, self.previous]), serving_unchanged=True)
+        """Prune, and read the facts for the later steps in the same round trip: the run
+        reads them again after a step that changed something, and nothing pruned is theirs."""
+        prune = prune_script(h.settings, [self.rid, self.previous])
+        lines = gather_facts(h, h.facts.needs,
+                             f"( set -e\n{prune}\n) 2>&1 || echo {q(PRUNE_FAILED)}")
+        if PRUNE_FAILED in lines:
+            said = [line for line in lines if line.strip() and line != PRUNE_FAILED]
+            raise DeployError(f"{PRUNE_FAILED}: {said[-1][:200] if said else 'no reason given'}")
+        h.facts_fresh = True
 
     def cleanup(self, h):
         """Remove the release (and a venv it was building) if it never went live."""

@@ -76,6 +76,9 @@ def test_code_only_deploy_has_zero_downtime_and_installs_nothing(live):
     proc, load = deploy_under_load(s, make_app(apps, "Hello two"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "new virtualenv" not in proc.stdout
+    # lock and facts, upload, build, candidate, switch, candidate stopped, prune with the
+    # facts again, lock given back
+    assert "(8 SSH round trips," in proc.stdout
     assert on(s, "ls /srv/hello-world/venvs") == venvs
     assert load.failures({"Hello world", "Hello two"}) == {}
     assert load.results[(200, "Hello two")] > 0 and load.total > 100

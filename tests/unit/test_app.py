@@ -2,6 +2,7 @@
 tasks.source)."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 from invoke import Config
@@ -236,3 +237,24 @@ def test_a_changed_venv_with_the_same_code_ships_a_release_with_the_new_venv():
     assert not same.changes and same.ok.startswith("release ")
     packages = app.plan(S, f, revision.Source(f.current_hash, "fedcba9876543210"), rid="r")
     assert "released r with new virtualenv fedcba9876543210" in said(packages)
+
+
+def test_the_prune_reads_the_facts_in_the_same_round_trip_and_says_why_it_failed(monkeypatch):
+    sent = []
+
+    def gather(h, needs, before):
+        sent.append(before)
+        h.facts = SimpleNamespace(needs=needs, read_after=before)
+        return answers.pop(0)
+    monkeypatch.setattr(app, "gather_facts", gather)
+    answers = [[], ["rm: cannot remove 'x': Read-only file system", app.PRUNE_FAILED]]
+    shipment = app.Shipment(source=None, rid="20261204T150145Z-7f56c7b3",
+                            previous="20261204T150142Z-07b9bb59")
+    h = SimpleNamespace(settings=S, facts=SimpleNamespace(needs=None), facts_fresh=False)
+    shipment.prune(h)
+    assert h.facts.read_after == sent[0] and h.facts_fresh  # the run need not read them again
+    assert "20261204T150142Z-07b9bb59" in sent[0] and sent[0].startswith("( set -e\n")
+    h.facts_fresh = False
+    with pytest.raises(DeployError, match="could not be pruned: rm: cannot remove 'x': Read"):
+        shipment.prune(h)
+    assert not h.facts_fresh
