@@ -16,11 +16,11 @@ from fabric.main import program  # noqa: E402
 from tasks.host import Host  # noqa: E402
 
 # What a round trip does, from the first marker its command holds (in this order).
-KINDS = (('"$mark before"', "lock, log line, facts"), ('"$mark os_id"', "facts again"),
+KINDS = (("head -n -", "old releases pruned, facts again"),
+         ('"$mark before"', "lock, log line, facts"), ('"$mark os_id"', "facts again"),
          (".build-", "release built"), ("--workers", "candidate started, probed"),
          ("stop --no-block", "candidate stopped"), ("mv -Tf", "switched, probed"),
-         ("head -n -", "old releases pruned"), ("grep -vF", "log line, lock given back"),
-         ("import ssl", "site probed"))
+         ("grep -vF", "log line, lock given back"), ("import ssl", "site probed"))
 
 
 def round_trip(command, *_):
