@@ -7,6 +7,7 @@ from fabric import Connection
 from paramiko.ssh_exception import AuthenticationException
 
 from tasks.config import raw
+from tasks.host import own_connect_kwargs
 from tasks.hostkeys import secure
 
 
@@ -16,7 +17,7 @@ def prove_fresh_login(c, keys_only=False, sudo=False, tries=5):
     KEYS_ONLY leaves out any login password; SUDO also proves sudo works there. A refused
     or dropped connection is tried again (sshd re-executes itself on reload), a refused
     login is not."""
-    connect_kwargs = {k: v for k, v in c.connect_kwargs.items()
+    connect_kwargs = {k: v for k, v in own_connect_kwargs(c.config).items()
                       if not (keys_only and k == "password")}
     kwargs = {"hide": True, "warn": True, "timeout": 15, "in_stream": False}
     for attempt in range(tries):
