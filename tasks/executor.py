@@ -196,12 +196,10 @@ class HostsExecutor(Executor):
         return once("app", lambda: raw(self.config))
 
     def context_for(self, call):
-        if isinstance(call, ConnectionCall):
-            call.init_kwargs["connect_kwargs"] = own_connect_kwargs(self.config)
-        context = call.make_context(self.config)
-        if isinstance(call, ConnectionCall):
-            secure(context, self.app()["host_keys"])
-        return context
+        if not isinstance(call, ConnectionCall):
+            return call.make_context(self.config)
+        call.init_kwargs["connect_kwargs"] = own_connect_kwargs(self.config)
+        return secure(call.make_context(self.config), self.app()["host_keys"])
 
     def validate_config(self):
         try:

@@ -136,11 +136,5 @@ def secure(c, policy="accept-new"):
 
 def where_known(c, hostname):
     """The known_hosts file that holds HOSTNAME's recorded key, for error messages."""
-    for path in [*known_hosts_files(c), *global_known_hosts_files(c)]:
-        try:
-            if any(hostname in line.split(" ", 1)[0].split(",")
-                   for line in path.read_text().splitlines()):
-                return path
-        except OSError:
-            continue
-    return known_hosts_files(c)[0]
+    return next((path for path in [*known_hosts_files(c), *global_known_hosts_files(c)]
+                 if known_hosts(path).keys_of(hostname)), known_hosts_files(c)[0])
